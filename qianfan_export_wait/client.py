@@ -1,0 +1,395 @@
+"""``ExportStatusClient``: one signed status request over aiohttp, classified into a result
+or an error. The only module that talks to the network."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.wait import wait_base
+from yarl import URL
+
+from .auth import Credentials, canonical_time, sign
+from .errors import (
+    ApiError,
+    AuthError,
+    ConfigurationError,
+    ResponseFormatError,
+    ThrottledError,
+    TransientError,
+    classify_response,
+)
+from .models import ExportId, ExportStatus, parse_export_status, validate_export_id
+
+__all__ = [
+    "BASE_URL_ENV",
+    "DEFAULT_BASE_URL",
+    "EXPORT_STATUS_PATH",
+    "MAX_RESPONSE_BYTES",
+    "ClientStats",
+    "ExportStatusClient",
+    "validate_base_url",
+]
+
+logger = logging.getLogger("qianfan_export_wait")
+
+BASE_URL_ENV = "QIANFAN_CONSOLE_API_BASE_URL"
+DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
+EXPORT_STATUS_PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
+MAX_RESPONSE_BYTES = 1024 * 1024
+SIGNATURE_EXPIRATION_SECONDS = 1800
+_SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
+_CONTENT_TYPE = "application/json"
+_SKEW_THRESHOLD_SECONDS = 30.0
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
+    """Check an endpoint such as ``https://qianfan.baidubce.com`` and return it as a URL.
+
+    Raises ``ConfigurationError`` for a missing scheme or host, a path, a query, embedded
+    credentials, or plain ``http`` to a host other than loopback (unless allowed).
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"endpoint {value!r} is empty; expected e.g. {DEFAULT_BASE_URL}")
+    text = value.strip()
+    try:
+        url = URL(text)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"endpoint {text!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"endpoint {text!r} needs a scheme and a host, e.g. {DEFAULT_BASE_URL}"
+        )
+    if url.user is not None or url.password is not None:
+        raise ConfigurationError(
+            "endpoint must not carry credentials (user:password@); "
+            "use QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY"
+        )
+    if url.raw_path not in ("", "/") or url.raw_query_string or url.raw_fragment:
+        raise ConfigurationError(
+            f"endpoint {text!r} has a path, query or fragment; expected only scheme://host[:port]"
+        )
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ConfigurationError(
+            f"endpoint {text!r} uses plain http to a non-loopback host; use https "
+            "(or allow insecure http explicitly)"
+        )
+    return url.with_path("/")
+
+
+def _host_header(url: URL) -> str:
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if url.is_default_port() else f"{host}:{url.port}"
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters since the client was made: HTTP requests sent and how they ended."""
+
+    requests: int = 0
+    succeeded: int = 0
+    throttled: int = 0
+    transient_errors: int = 0
+    retries: int = 0
+    clock_resyncs: int = 0
+
+
+class ExportStatusClient:
+    """Async client for the export-status API: ``await client.get_status(export_id)``.
+
+    Use it as ``async with``. It owns one ``aiohttp.ClientSession`` unless given one (which
+    it then leaves open), reuses connections, signs every request with ``bce-auth-v1``, and
+    retries ``TransientError`` a few times on a jittered exponential backoff (tenacity).
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        request_timeout: float = 10.0,
+        max_attempts: int = 3,
+        retry_wait: wait_base | None = None,
+        allow_insecure_http: bool = False,
+        connection_limit: int = 100,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(credentials, Credentials):
+            raise ConfigurationError(
+                f"credentials must be a Credentials, got {type(credentials).__name__}"
+            )
+        if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)):
+            raise ConfigurationError(f"request_timeout must be a number, got {request_timeout!r}")
+        if not request_timeout > 0:
+            raise ConfigurationError(f"request_timeout must be > 0 seconds, got {request_timeout}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        if base_url is None:
+            base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+        self._base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._url = self._base_url.with_path(EXPORT_STATUS_PATH)
+        self._host = _host_header(self._base_url)
+        self.credentials = credentials
+        self.request_timeout = float(request_timeout)
+        self.max_attempts = max_attempts
+        self._retry_wait = retry_wait or wait_random_exponential(multiplier=0.2, max=2.0)
+        self._timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._connection_limit = connection_limit
+        self._clock = clock
+        self._clock_offset = 0.0
+        self._signed_for = ""
+        self._headers: dict[str, str] = {}
+        self.stats = ClientStats()
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> ExportStatusClient:
+        """A client with credentials from ``QIANFAN_ACCESS_KEY`` / ``QIANFAN_SECRET_KEY``."""
+        return cls(Credentials.from_env(), **kwargs)
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint requests go to, e.g. ``https://qianfan.baidubce.com``."""
+        return str(self._base_url).rstrip("/")
+
+    @property
+    def clock_offset(self) -> float:
+        """Seconds added to the local clock when signing, learnt from the server's ``Date``."""
+        return self._clock_offset
+
+    def __repr__(self) -> str:
+        return f"ExportStatusClient(base_url={self.base_url!r}, credentials={self.credentials!r})"
+
+    async def __aenter__(self) -> ExportStatusClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if this client made it."""
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connection_limit),
+                raise_for_status=False,
+            )
+            self._owns_session = True
+        return self._session
+
+    def _signed_headers(self) -> dict[str, str]:
+        # The body is not signed, so one Authorization value serves every request
+        # signed within the same second.
+        timestamp = canonical_time(int(self._clock() + self._clock_offset))
+        if timestamp != self._signed_for:
+            headers = {"Host": self._host, "Content-Type": _CONTENT_TYPE, "x-bce-date": timestamp}
+            headers["Authorization"] = sign(
+                self.credentials,
+                method="POST",
+                path=EXPORT_STATUS_PATH,
+                headers=headers,
+                timestamp=timestamp,
+                expiration_seconds=SIGNATURE_EXPIRATION_SECONDS,
+                headers_to_sign=_SIGNED_HEADERS,
+            )
+            self._headers = headers
+            self._signed_for = timestamp
+        return self._headers
+
+    async def get_status(self, export_id: ExportId) -> ExportStatus:
+        """The current status of one export; raises an ``ApiError`` subclass on failure.
+
+        ``TransientError`` is retried up to ``max_attempts`` in all; other errors are not.
+        """
+        export_id = validate_export_id(export_id)
+        try:
+            return await self.fetch_once(export_id)
+        except TransientError:
+            if self.max_attempts == 1:
+                raise
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts - 1),
+            wait=self._retry_wait,
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                self.stats.retries += 1
+                return await self.fetch_once(export_id)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def fetch_once(self, export_id: ExportId) -> ExportStatus:
+        """One request, no transient retry (the waiter schedules its own); ``export_id``
+        must already be valid. Resyncs the clock and re-signs once on ``RequestExpired``."""
+        try:
+            return await self._request(export_id)
+        except AuthError as error:
+            if not self._learn_clock_offset(error):
+                raise
+            self.stats.clock_resyncs += 1
+            return await self._request(export_id)
+
+    def _learn_clock_offset(self, error: AuthError) -> bool:
+        if error.bce_error_code != "RequestExpired" or error.server_date is None:
+            return False
+        offset = error.server_date.timestamp() - self._clock()
+        if abs(offset - self._clock_offset) < _SKEW_THRESHOLD_SECONDS:
+            return False
+        logger.warning(
+            "local clock is %+.0f s off the server's Date header; signing with the server's time",
+            -offset,
+        )
+        self._clock_offset = offset
+        self._signed_for = ""
+        return True
+
+    async def _request(self, export_id: ExportId) -> ExportStatus:
+        session = self._session or self._ensure_session()
+        body = (
+            b'{"exportID":%d}' % export_id
+            if isinstance(export_id, int)
+            else (json.dumps({"exportID": export_id}, ensure_ascii=False).encode("utf-8"))
+        )
+        self.stats.requests += 1
+        started = time.monotonic()
+        try:
+            async with session.post(
+                self._url,
+                data=body,
+                headers=self._signed_headers(),
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                payload = await self._read_body(response)
+                headers = response.headers
+        except ApiError:
+            raise
+        except asyncio.TimeoutError:
+            self.stats.transient_errors += 1
+            raise TransientError(
+                f"no complete answer within the request timeout ({self.request_timeout:g} s)"
+            ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise AuthError(
+                f"TLS verification failed for {self._host}: {type(exc).__name__}"
+            ) from None
+        except aiohttp.ClientPayloadError as exc:
+            self.stats.transient_errors += 1
+            raise ResponseFormatError(f"response body was cut off: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            self.stats.transient_errors += 1
+            raise TransientError(f"connection failed: {type(exc).__name__}: {exc}") from None
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "POST %s exportID=%r -> HTTP %d in %.1f ms",
+                self._url.path,
+                export_id,
+                status,
+                (time.monotonic() - started) * 1000,
+            )
+        return self._interpret(export_id, status, payload, headers)
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        length = response.content_length
+        if length is not None and length > MAX_RESPONSE_BYTES:
+            raise ResponseFormatError(
+                f"response of {length} bytes refused (limit {MAX_RESPONSE_BYTES} bytes)",
+                http_status=response.status,
+            )
+        if length is not None:
+            return await response.read()
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            received += len(chunk)
+            if received > MAX_RESPONSE_BYTES:
+                raise ResponseFormatError(
+                    f"response larger than {MAX_RESPONSE_BYTES} bytes refused",
+                    http_status=response.status,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _interpret(
+        self, export_id: ExportId, status: int, payload: bytes, headers: Any
+    ) -> ExportStatus:
+        decoded: Any = None
+        decode_problem: str | None = None
+        if payload:
+            try:
+                decoded = json.loads(payload)
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                decode_problem = f"response body is not JSON ({type(exc).__name__})"
+        body = decoded if isinstance(decoded, dict) else None
+        error = classify_response(status, body, headers)
+        if error is None and 300 <= status < 400:
+            error = ApiError(
+                f"unexpected redirect (HTTP {status}) not followed", http_status=status
+            )
+        if error is not None:
+            if isinstance(error, ThrottledError):
+                self.stats.throttled += 1
+            elif isinstance(error, TransientError):
+                self.stats.transient_errors += 1
+            raise error
+        if decode_problem is not None or not payload:
+            self.stats.transient_errors += 1
+            raise ResponseFormatError(
+                decode_problem or "response body is empty", http_status=status
+            )
+        try:
+            record = parse_export_status(decoded)
+        except ResponseFormatError as exc:
+            exc.http_status = status
+            self.stats.transient_errors += 1
+            raise
+        if not record.matches(export_id):
+            self.stats.transient_errors += 1
+            raise ResponseFormatError(
+                f"answer is for export {record.export_id}/{record.export_id_str}, "
+                f"not {export_id!r}",
+                log_id=record.log_id,
+                http_status=status,
+            )
+        self.stats.succeeded += 1
+        return record

@@ -1,0 +1,267 @@
+"""Every failure this library raises, and the one place that classifies API answers.
+
+::
+
+    QianfanError                      base of everything below
+    ├── ConfigurationError(ValueError)  bad credentials, endpoint or option; raised before I/O
+    │   └── MissingCredentialsError       QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY unset or empty
+    ├── ApiError                        the server (or the wire) said no: code, message,
+    │   │                               log_id, http_status
+    │   ├── ThrottledError              slow down, then retry the same request
+    │   │                               (codes 4, 17, 18, 19, 336501, 336502; HTTP 429)
+    │   ├── TransientError              retry after a short wait
+    │   │   │                           (codes 2, 336000, 336100, 500000; HTTP 5xx;
+    │   │   │                           connection reset; timeout)
+    │   │   └── ResponseFormatError     body not JSON, not the expected shape, or too large
+    │   ├── AuthError                   stop: every other request will fail too
+    │   │                               (HTTP 401/403; codes 6, 13, 14, 110, 111;
+    │   │                               X-Bce-Error-Code such as SignatureDoesNotMatch)
+    │   └── InvalidRequestError         this request will never succeed
+    │                                   (codes 100, 336001-336005, 500001: e.g. unknown id)
+    └── WaitError                       raised by ``ExportWaiter.wait`` for one export
+        ├── ExportFailedError           the export reached ``Fail``
+        └── ExportTimeoutError          the deadline passed before a terminal state
+
+Classification (:func:`classify_response`) looks at the body's ``error_code`` first (it may
+arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code``, then at the
+HTTP status. An ``ApiError`` whose code is unknown and whose status says nothing is kept as
+a plain ``ApiError`` and treated as permanent for that one export.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "ConfigurationError",
+    "ExportFailedError",
+    "ExportTimeoutError",
+    "InvalidRequestError",
+    "MissingCredentialsError",
+    "QianfanError",
+    "ResponseFormatError",
+    "ThrottledError",
+    "TransientError",
+    "WaitError",
+    "classify_response",
+    "error_class_for",
+    "parse_retry_after",
+]
+
+THROTTLE_CODES = frozenset({4, 17, 18, 19, 336501, 336502})
+TRANSIENT_CODES = frozenset({2, 336000, 336100, 500000})
+AUTH_CODES = frozenset({6, 13, 14, 110, 111})
+INVALID_REQUEST_CODES = frozenset({100, 336001, 336002, 336003, 336004, 336005, 500001})
+_MAX_RETRY_AFTER = 3600.0
+
+
+class QianfanError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigurationError(QianfanError, ValueError):
+    """A bad credential, endpoint or option, found before any request is sent."""
+
+
+class MissingCredentialsError(ConfigurationError):
+    """The access key or secret key is missing or empty."""
+
+
+class ApiError(QianfanError):
+    """The API answered with an error, or no usable answer arrived."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | str | None = None,
+        log_id: str | None = None,
+        http_status: int | None = None,
+        bce_error_code: str | None = None,
+        retry_after: float | None = None,
+        server_date: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.log_id = log_id
+        self.http_status = http_status
+        self.bce_error_code = bce_error_code
+        self.retry_after = retry_after
+        self.server_date = server_date
+
+    def __str__(self) -> str:
+        details = [
+            f"{label}={value}"
+            for label, value in (
+                ("code", self.code),
+                ("http_status", self.http_status),
+                ("bce_error_code", self.bce_error_code),
+                ("log_id", self.log_id),
+            )
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, code={self.code!r}, log_id={self.log_id!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"code", "message", "log_id"}`` object the CLI prints."""
+        return {"code": self.code, "message": str(self.message), "log_id": self.log_id}
+
+
+class ThrottledError(ApiError):
+    """The account's rate limit was hit: slow down and send the same request again."""
+
+
+class TransientError(ApiError):
+    """A passing fault (server error, reset, timeout): retry after a short wait."""
+
+
+class ResponseFormatError(TransientError):
+    """The body was not JSON, not the documented shape, or larger than allowed."""
+
+
+class AuthError(ApiError):
+    """Credentials or signature rejected: every other request would fail the same way."""
+
+
+class InvalidRequestError(ApiError):
+    """This request can never succeed as sent, e.g. an export id that does not exist."""
+
+
+class WaitError(QianfanError):
+    """An export did not end in ``Done`` while waiting for it."""
+
+    def __init__(self, message: str, *, export_id: int | str, status: Any = None) -> None:
+        super().__init__(message)
+        self.export_id = export_id
+        self.status = status
+
+
+class ExportFailedError(WaitError):
+    """The export reached the terminal state ``Fail``."""
+
+
+class ExportTimeoutError(WaitError):
+    """The deadline passed before the export reached ``Done`` or ``Fail``."""
+
+
+def _as_int_code(code: object) -> int | str | None:
+    if code is None or isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str):
+        stripped = code.strip()
+        if stripped.lstrip("-").isdigit() and len(stripped) <= 12:
+            return int(stripped)
+        return stripped or None
+    if isinstance(code, float) and code.is_integer():
+        return int(code)
+    return str(code)[:64]
+
+
+def error_class_for(
+    code: int | str | None, http_status: int | None, bce_error_code: str | None = None
+) -> type[ApiError]:
+    """Which ``ApiError`` subclass an error code, BCE header and HTTP status amount to."""
+    if isinstance(code, int):
+        if code in THROTTLE_CODES:
+            return ThrottledError
+        if code in TRANSIENT_CODES:
+            return TransientError
+        if code in AUTH_CODES:
+            return AuthError
+        if code in INVALID_REQUEST_CODES:
+            return InvalidRequestError
+    if bce_error_code and (http_status is None or http_status < 500):
+        return AuthError
+    if http_status is not None:
+        if http_status == 429:
+            return ThrottledError
+        if http_status in (401, 403):
+            return AuthError
+        if http_status >= 500:
+            return TransientError
+    return ApiError
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date), clamped to [0, 1h]."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _clean_text(value: object, limit: int = 500) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def classify_response(
+    http_status: int,
+    body: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None = None,
+) -> ApiError | None:
+    """The error a response carries, or ``None`` when it is a success to be parsed.
+
+    ``body`` is the decoded JSON object (``None`` when the body was empty or not JSON).
+    """
+    headers = headers or {}
+    raw_code = body.get("error_code") if body is not None else None
+    code = _as_int_code(raw_code)
+    bce_error_code = headers.get("X-Bce-Error-Code") or headers.get("x-bce-error-code")
+    if code is None and bce_error_code is None and 200 <= http_status < 300:
+        return None
+    log_id = body.get("log_id") if body is not None else None
+    if log_id is None:
+        log_id = headers.get("X-Bce-Request-Id") or headers.get("x-bce-request-id")
+    message = None
+    if body is not None:
+        message = body.get("error_msg") or body.get("message")
+    if not message:
+        message = bce_error_code or f"HTTP {http_status}"
+    error_class = error_class_for(code, http_status, bce_error_code)
+    return error_class(
+        _clean_text(message),
+        code=code,
+        log_id=None if log_id is None else _clean_text(log_id, 64),
+        http_status=http_status,
+        bce_error_code=None if bce_error_code is None else _clean_text(bce_error_code, 64),
+        retry_after=parse_retry_after(headers.get("Retry-After") or headers.get("retry-after")),
+        server_date=_parse_http_date(headers.get("Date") or headers.get("date")),
+    )
