@@ -161,5 +161,5 @@ def parse_export_status(body: object) -> ExportStatus:
         export_path=_optional_str(result, "exportPath"),
         download_url=_optional_str(result, "downloadUrl"),
         log_id=log_id,
-        raw=dict(result),
+        raw=result,
     )

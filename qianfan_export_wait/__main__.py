@@ -1,0 +1,7 @@
+"""``python -m qianfan_export_wait``: the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

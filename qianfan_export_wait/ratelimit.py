@@ -1,0 +1,190 @@
+"""Request-rate limiters shared by every poll of a waiter. Pure arithmetic: the caller passes
+the time in and sleeps for the delay it gets back.
+
+* :class:`FixedRateLimiter` spaces requests ``1/qps`` apart, so no one-second window ever
+  holds more than ``qps`` of them.
+* :class:`AdaptiveRateLimiter` finds the account's limit by itself: it starts low, grows
+  exponentially while the limiter is the bottleneck and requests succeed (slow start),
+  and on a throttle answer estimates the limit from the rate that was accepted, cuts back
+  multiplicatively, then climbs quickly to just under the estimate and probes slowly
+  above it (AIMD with a remembered ceiling, as TCP CUBIC remembers ``W_max``).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "AdaptiveRateLimiter",
+    "FixedRateLimiter",
+    "RateLimiter",
+    "Reservation",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A send slot: wait ``delay`` seconds, then send; report back with ``ticket``."""
+
+    delay: float
+    ticket: int
+
+
+class RateLimiter(Protocol):
+    """What the waiter needs from a limiter."""
+
+    @property
+    def rate(self) -> float:
+        """The current allowed rate in requests per second."""
+
+    def reserve(self, now: float) -> Reservation:
+        """Book the next send slot at or after ``now``."""
+
+    def on_success(self, now: float, ticket: int) -> None:
+        """A request booked with ``ticket`` was not throttled."""
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        """A request booked with ``ticket`` was throttled by the server."""
+
+
+class FixedRateLimiter:
+    """At most ``qps`` requests in any one-second window, spaced evenly."""
+
+    def __init__(self, qps: float) -> None:
+        if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0:
+            raise ValueError(f"qps must be a number > 0, got {qps!r}")
+        self._interval = 1.0 / float(qps)
+        self._rate = float(qps)
+        self._next_at = float("-inf")
+        self._ticket = 0
+
+    @property
+    def rate(self) -> float:
+        """The configured rate."""
+        return self._rate
+
+    def reserve(self, now: float) -> Reservation:
+        """Book the next slot, ``1/qps`` after the previous one."""
+        slot = now if now > self._next_at else self._next_at
+        self._next_at = slot + self._interval
+        self._ticket += 1
+        return Reservation(slot - now, self._ticket)
+
+    def on_success(self, now: float, ticket: int) -> None:
+        """Nothing to learn: the rate is fixed."""
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        """Honour ``Retry-After`` by holding every send until it has passed."""
+        if retry_after is not None and retry_after > 0:
+            self._next_at = max(self._next_at, now + retry_after)
+
+
+class AdaptiveRateLimiter:
+    """Finds and tracks the server's rate limit from throttle answers (slow start + AIMD)."""
+
+    def __init__(
+        self,
+        *,
+        initial_rate: float = 20.0,
+        min_rate: float = 1.0,
+        max_rate: float = 5000.0,
+        doubling_period: float = 0.25,
+        decrease_factor: float = 0.8,
+        target_share: float = 0.95,
+        approach_period: float = 0.5,
+        probe_share_per_second: float = 0.02,
+    ) -> None:
+        if not 0 < min_rate <= initial_rate <= max_rate:
+            raise ValueError("expected 0 < min_rate <= initial_rate <= max_rate")
+        if not 0 < decrease_factor < 1 or not 0 < target_share <= 1:
+            raise ValueError("decrease_factor must be in (0, 1) and target_share in (0, 1]")
+        self._rate = float(initial_rate)
+        self._min_rate = float(min_rate)
+        self._max_rate = float(max_rate)
+        self._doubling_period = doubling_period
+        self._decrease_factor = decrease_factor
+        self._target_share = target_share
+        self._approach_period = approach_period
+        self._probe_share = probe_share_per_second
+        self._ceiling: float | None = None
+        self._next_at = float("-inf")
+        self._ticket = 0
+        self._last_cut_ticket = 0
+        self._last_cut_at = float("-inf")
+        self._last_grow_at: float | None = None
+        self._blocked_at = float("-inf")
+        self._accepted: collections.deque[float] = collections.deque()
+        self.cuts = 0
+
+    @property
+    def rate(self) -> float:
+        """The rate currently allowed."""
+        return self._rate
+
+    @property
+    def ceiling(self) -> float | None:
+        """The server's limit as last estimated, or ``None`` before the first throttle."""
+        return self._ceiling
+
+    def reserve(self, now: float) -> Reservation:
+        """Book the next slot, ``1/rate`` after the previous one."""
+        if self._next_at > now:
+            self._blocked_at = now
+            slot = self._next_at
+        else:
+            slot = now
+        self._next_at = slot + 1.0 / self._rate
+        self._ticket += 1
+        return Reservation(slot - now, self._ticket)
+
+    def on_success(self, now: float, ticket: int) -> None:
+        """Count the success and grow the rate while the limiter is the bottleneck."""
+        accepted = self._accepted
+        accepted.append(now)
+        horizon = now - 1.0
+        while accepted and accepted[0] <= horizon:
+            accepted.popleft()
+        last = self._last_grow_at
+        self._last_grow_at = now
+        if last is None or now - self._blocked_at > 1.0:
+            return
+        elapsed = min(now - last, 1.0)
+        if elapsed <= 0:
+            return
+        ceiling = self._ceiling
+        if ceiling is None:
+            rate = self._rate * 2.0 ** (elapsed / self._doubling_period)
+        else:
+            target = ceiling * self._target_share
+            if self._rate < target:
+                rate = self._rate + (target - self._rate) * min(
+                    1.0, elapsed / self._approach_period
+                )
+            else:
+                rate = self._rate + ceiling * self._probe_share * elapsed
+        self._rate = min(rate, self._max_rate)
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        """Cut the rate, at most once per batch of requests sent at the old rate."""
+        if retry_after is not None and retry_after > 0:
+            self._next_at = max(self._next_at, now + retry_after)
+        if ticket <= self._last_cut_ticket:
+            return
+        accepted = self._accepted
+        horizon = now - 1.0
+        while accepted and accepted[0] <= horizon:
+            accepted.popleft()
+        if now - self._last_cut_at > 1.0 and len(accepted) >= self._min_rate:
+            # A fresh episode: what the server accepted in the last second is our best
+            # estimate of its limit.
+            self._ceiling = float(len(accepted))
+        elif self._ceiling is None:
+            self._ceiling = max(self._rate * self._decrease_factor, self._min_rate)
+        cut = min(self._rate, self._ceiling) * self._decrease_factor
+        self._rate = max(self._min_rate, cut)
+        self._last_cut_ticket = self._ticket
+        self._last_cut_at = now
+        self._next_at = max(self._next_at, now + 1.0 / self._rate)
+        self.cuts += 1

@@ -1,0 +1,701 @@
+"""``ExportWaiter``: poll many exports at once until each is ``Done`` or ``Fail``.
+
+One run keeps every pending export in a heap ordered by when it is next due, and one
+dispatcher hands due exports to at most ``max_in_flight`` concurrent requests, each after a
+slot from the shared rate limiter. Each export's poll schedule is a tenacity wait strategy;
+transient errors are rescheduled with another tenacity strategy; throttled polls are put
+back without spending backoff. The cost of picking the next export is ``O(log n)``, and a
+pending export costs one small object and one heap entry, not a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import heapq
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tenacity import RetryCallState, wait_random_exponential
+from tenacity.wait import wait_base
+
+from .client import ExportStatusClient
+from .errors import (
+    ApiError,
+    AuthError,
+    ConfigurationError,
+    ExportFailedError,
+    ExportTimeoutError,
+    QianfanError,
+    ThrottledError,
+    TransientError,
+)
+from .models import ExportId, ExportState, ExportStatus, validate_export_id
+from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter
+
+__all__ = [
+    "Clock",
+    "ExportOutcome",
+    "ExportWaiter",
+    "MonotonicClock",
+    "OutcomeKind",
+    "PollPolicy",
+    "StateChange",
+    "WaitReport",
+    "WaitReportError",
+    "WaiterStats",
+    "wait_for_exports",
+]
+
+logger = logging.getLogger("qianfan_export_wait")
+
+
+class Clock(Protocol):
+    """Where the waiter reads time and sleeps: swap it to run hours of schedule in ms."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep for ``seconds`` of this clock's time."""
+
+
+class MonotonicClock:
+    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def now(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep``."""
+        await asyncio.sleep(seconds)
+
+
+def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How often to poll one export and for how long.
+
+    ``wait`` is the poll schedule (any tenacity wait strategy; by default jittered
+    exponential from ``min_delay`` to ``max_delay``); ``retry_wait`` paces retries after a
+    transient error; an export that meets ``max_consecutive_errors`` transient errors in a
+    row ends as an ``error`` outcome. ``timeout`` (seconds, or ``None`` for no deadline)
+    applies to each export from the start of the wait.
+    """
+
+    min_delay: float = 2.0
+    max_delay: float = 60.0
+    timeout: float | None = 3600.0
+    wait: wait_base | None = None
+    retry_wait: wait_base | None = None
+    max_consecutive_errors: int = 10
+
+    def __post_init__(self) -> None:
+        _check_seconds("min_delay", self.min_delay)
+        _check_seconds("max_delay", self.max_delay)
+        _check_seconds("timeout", self.timeout, allow_none=True)
+        if self.max_delay < self.min_delay:
+            raise ConfigurationError(
+                f"max_delay ({self.max_delay}) must be >= min_delay ({self.min_delay})"
+            )
+        if (
+            isinstance(self.max_consecutive_errors, bool)
+            or not isinstance(self.max_consecutive_errors, int)
+            or self.max_consecutive_errors < 1
+        ):
+            raise ConfigurationError(
+                f"max_consecutive_errors must be an int >= 1, got {self.max_consecutive_errors!r}"
+            )
+
+    def poll_strategy(self) -> wait_base:
+        """The wait strategy between polls of one export."""
+        if self.wait is not None:
+            return self.wait
+        return wait_random_exponential(
+            multiplier=self.min_delay, min=self.min_delay, max=self.max_delay
+        )
+
+    def retry_strategy(self) -> wait_base:
+        """The wait strategy after a transient error."""
+        if self.retry_wait is not None:
+            return self.retry_wait
+        first = min(self.min_delay, 0.5)
+        return wait_random_exponential(multiplier=first, min=first, max=self.max_delay)
+
+
+class OutcomeKind(str, enum.Enum):
+    """How waiting for one export ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOutcome:
+    """The end of waiting for one export, with the last status seen and what it cost."""
+
+    export_id: ExportId
+    kind: OutcomeKind
+    status: ExportStatus | None
+    error: QianfanError | None
+    polls: int
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the export is ``Done``."""
+        return self.kind is OutcomeKind.DONE
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """An export moved to a new non-terminal state (reported through ``on_update``)."""
+
+    export_id: ExportId
+    previous: str | None
+    state: str
+    status: ExportStatus
+    polls: int
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class WaiterStats:
+    """A snapshot for progress bars and metrics."""
+
+    total: int
+    pending: int
+    done: int
+    failed: int
+    errors: int
+    timed_out: int
+    in_flight: int
+    requests: int
+    throttled: int
+    retries: int
+    rate: float
+
+    @property
+    def finished(self) -> int:
+        """Exports with a final outcome."""
+        return self.done + self.failed + self.errors + self.timed_out
+
+
+class WaitReportError(QianfanError):
+    """Raised by ``WaitReport.raise_for_failures`` when some export did not end ``Done``."""
+
+    def __init__(self, message: str, report: WaitReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class WaitReport(Mapping[ExportId, ExportOutcome]):
+    """Each requested export id mapped to its outcome, in the caller's order."""
+
+    def __init__(self, outcomes: Iterable[ExportOutcome], *, elapsed: float = 0.0) -> None:
+        self._outcomes: dict[tuple[type, ExportId], ExportOutcome] = {
+            (type(outcome.export_id), outcome.export_id): outcome for outcome in outcomes
+        }
+        self.elapsed = elapsed
+
+    def __getitem__(self, export_id: ExportId) -> ExportOutcome:
+        return self._outcomes[(type(export_id), export_id)]
+
+    def __iter__(self) -> Iterator[ExportId]:
+        return (outcome.export_id for outcome in self._outcomes.values())
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __contains__(self, export_id: object) -> bool:
+        return (type(export_id), export_id) in self._outcomes
+
+    def __repr__(self) -> str:
+        return (
+            f"WaitReport(done={len(self.done)}, failed={len(self.failed)}, "
+            f"errors={len(self.errors)}, timed_out={len(self.timed_out)})"
+        )
+
+    def _of(self, kind: OutcomeKind) -> list[ExportOutcome]:
+        return [outcome for outcome in self._outcomes.values() if outcome.kind is kind]
+
+    @property
+    def outcomes(self) -> list[ExportOutcome]:
+        """Every outcome, in the caller's order."""
+        return list(self._outcomes.values())
+
+    @property
+    def done(self) -> list[ExportOutcome]:
+        """Outcomes of exports that reached ``Done``."""
+        return self._of(OutcomeKind.DONE)
+
+    @property
+    def failed(self) -> list[ExportOutcome]:
+        """Outcomes of exports that reached ``Fail``."""
+        return self._of(OutcomeKind.FAILED)
+
+    @property
+    def errors(self) -> list[ExportOutcome]:
+        """Outcomes of exports that ended on an error (unknown id, auth, ...)."""
+        return self._of(OutcomeKind.ERROR)
+
+    @property
+    def timed_out(self) -> list[ExportOutcome]:
+        """Outcomes of exports still running at the deadline."""
+        return self._of(OutcomeKind.TIMEOUT)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every export reached ``Done``."""
+        return all(outcome.kind is OutcomeKind.DONE for outcome in self._outcomes.values())
+
+    @property
+    def auth_error(self) -> AuthError | None:
+        """The authentication failure that stopped the wait, if any."""
+        for outcome in self._outcomes.values():
+            if isinstance(outcome.error, AuthError):
+                return outcome.error
+        return None
+
+    def raise_for_failures(self) -> None:
+        """Raise ``WaitReportError`` unless every export reached ``Done``."""
+        if not self.ok:
+            raise WaitReportError(
+                f"{len(self) - len(self.done)} of {len(self)} exports did not finish Done: "
+                f"{len(self.failed)} failed, {len(self.errors)} errors, "
+                f"{len(self.timed_out)} timed out",
+                self,
+            )
+
+
+class _Tracker:
+    """Bookkeeping for one pending export."""
+
+    __slots__ = ("attempt", "deadline", "errors_in_row", "export_id", "last", "polls", "status")
+
+    def __init__(self, export_id: ExportId, deadline: float) -> None:
+        self.export_id = export_id
+        self.deadline = deadline
+        self.attempt = 0
+        self.errors_in_row = 0
+        self.polls = 0
+        self.last = False
+        self.status: ExportStatus | None = None
+
+
+UpdateHook = Callable[[Any], object]
+_TERMINAL_KINDS = {ExportState.DONE: OutcomeKind.DONE, ExportState.FAIL: OutcomeKind.FAILED}
+
+
+class _Run:
+    """One call's worth of waiting: the due-time heap, the dispatcher and its requests."""
+
+    def __init__(
+        self,
+        waiter: ExportWaiter,
+        ids: list[ExportId],
+        emit: Callable[[ExportOutcome], None],
+    ) -> None:
+        self.waiter = waiter
+        self.clock = waiter.clock
+        self.policy = waiter.policy
+        self.limiter = waiter.limiter
+        self.poll_wait = waiter._poll_wait
+        self.retry_wait = waiter._retry_wait
+        self.emit = emit
+        self.started = self.clock.now()
+        timeout = self.policy.timeout
+        deadline = self.started + timeout if timeout is not None else float("inf")
+        self.heap: list[tuple[float, int, _Tracker]] = [
+            (self.started, index, _Tracker(export_id, deadline))
+            for index, export_id in enumerate(ids)
+        ]
+        self.sequence = len(self.heap)
+        self.total = len(self.heap)
+        self.unfinished = len(self.heap)
+        self.counts = dict.fromkeys(OutcomeKind, 0)
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.wakeup = asyncio.Event()
+        self.proven = False
+        self.auth_error: AuthError | None = None
+        # tenacity strategies read only attempt_number here; one reused state serves all.
+        self.retry_state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+
+    def _strategy_delay(self, strategy: wait_base, attempt: int) -> float:
+        self.retry_state.attempt_number = attempt
+        return max(0.0, float(strategy(self.retry_state)))
+
+    def _push(self, due: float, tracker: _Tracker) -> None:
+        self.sequence += 1
+        heapq.heappush(self.heap, (due, self.sequence, tracker))
+        self.wakeup.set()
+
+    def _finish(
+        self,
+        tracker: _Tracker,
+        kind: OutcomeKind,
+        now: float,
+        error: QianfanError | None = None,
+    ) -> None:
+        self.unfinished -= 1
+        self.counts[kind] += 1
+        outcome = ExportOutcome(
+            tracker.export_id, kind, tracker.status, error, tracker.polls, now - self.started
+        )
+        self.emit(outcome)
+        self.waiter._notify(outcome)
+        self.wakeup.set()
+
+    def _schedule(self, tracker: _Tracker, now: float, delay: float) -> None:
+        """Put ``tracker`` back, or end it: the Smithy rule for the deadline."""
+        if tracker.last or now >= tracker.deadline:
+            self._finish(tracker, OutcomeKind.TIMEOUT, now)
+            return
+        due = now + delay
+        if due >= tracker.deadline:
+            tracker.last = True
+            due = tracker.deadline
+        self._push(due, tracker)
+
+    async def run(self) -> None:
+        """Dispatch polls until every export has an outcome."""
+        heap = self.heap
+        clock = self.clock
+        try:
+            while self.unfinished and self.auth_error is None:
+                limit = self.waiter.max_in_flight if self.proven else 1
+                if len(self.in_flight) >= limit or not heap:
+                    self.wakeup.clear()
+                    await self.wakeup.wait()
+                    continue
+                now = clock.now()
+                due = heap[0][0]
+                if due > now:
+                    self.wakeup.clear()
+                    await self._sleep_or_wake(due - now)
+                    continue
+                tracker = heapq.heappop(heap)[2]
+                reservation = self.limiter.reserve(now)
+                if reservation.delay > 0:
+                    await clock.sleep(reservation.delay)
+                    if self.auth_error is not None:
+                        break
+                task = asyncio.ensure_future(self._poll(tracker, reservation.ticket))
+                self.in_flight.add(task)
+                task.add_done_callback(self._request_done)
+            if self.auth_error is not None:
+                await self._stop_on_auth_error()
+        finally:
+            await self._cancel_in_flight()
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self.wakeup.set()
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        if isinstance(self.clock, MonotonicClock):
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), delay)
+        else:
+            await self.clock.sleep(delay)
+
+    async def _cancel_in_flight(self) -> None:
+        tasks = list(self.in_flight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.in_flight.clear()
+
+    async def _stop_on_auth_error(self) -> None:
+        await self._cancel_in_flight()
+        error = self.auth_error
+        assert error is not None
+        now = self.clock.now()
+        while self.heap:
+            self._finish(heapq.heappop(self.heap)[2], OutcomeKind.ERROR, now, error)
+
+    async def _poll(self, tracker: _Tracker, ticket: int) -> None:
+        client = self.waiter.client
+        tracker.polls += 1
+        try:
+            status = await client.fetch_once(tracker.export_id)
+        except asyncio.CancelledError:
+            # Put it back so a stop on auth failure can still give it an outcome.
+            self._push(self.clock.now(), tracker)
+            raise
+        except ThrottledError as error:
+            now = self.clock.now()
+            self.proven = True
+            self.waiter._throttled += 1
+            self.limiter.on_throttle(now, ticket, error.retry_after)
+            if now >= tracker.deadline + self.policy.max_delay:
+                self._finish(tracker, OutcomeKind.TIMEOUT, now, error)
+                return
+            # Not an answer about the export: back in line without spending its backoff.
+            self._push(now + (error.retry_after or 0.0), tracker)
+            return
+        except TransientError as error:
+            now = self.clock.now()
+            self.waiter._retries += 1
+            tracker.errors_in_row += 1
+            if tracker.errors_in_row >= self.policy.max_consecutive_errors:
+                self._finish(tracker, OutcomeKind.ERROR, now, error)
+                return
+            delay = self._strategy_delay(self.retry_wait, tracker.errors_in_row)
+            if error.retry_after is not None:
+                delay = error.retry_after
+            logger.debug("export %r: %s; retrying in %.2f s", tracker.export_id, error, delay)
+            self._schedule(tracker, now, delay)
+            return
+        except AuthError as error:
+            if self.auth_error is None:
+                self.auth_error = error
+                logger.error(
+                    "authentication failed for access key %s at %s: %s; stopping all polling",
+                    client.credentials.masked_access_key,
+                    client.base_url,
+                    error,
+                )
+            self._push(self.clock.now(), tracker)
+            return
+        except ApiError as error:
+            self.proven = True
+            logger.debug("export %r: %s", tracker.export_id, error)
+            self._finish(tracker, OutcomeKind.ERROR, self.clock.now(), error)
+            return
+        now = self.clock.now()
+        self.proven = True
+        self.limiter.on_success(now, ticket)
+        tracker.errors_in_row = 0
+        previous = tracker.status
+        tracker.status = status
+        kind = _TERMINAL_KINDS.get(status.state) if isinstance(status.state, ExportState) else None
+        if kind is not None:
+            self._finish(tracker, kind, now)
+            return
+        if previous is None or previous.state != status.state:
+            self.waiter._notify(
+                StateChange(
+                    tracker.export_id,
+                    None if previous is None else previous.state_name,
+                    status.state_name,
+                    status,
+                    tracker.polls,
+                    now - self.started,
+                )
+            )
+        tracker.attempt += 1
+        self._schedule(tracker, now, self._strategy_delay(self.poll_wait, tracker.attempt))
+
+
+class ExportWaiter:
+    """Waits for many exports at once through one client, within one shared rate limit.
+
+    ``qps=None`` adapts to the server's limit; a number caps the rate at that many
+    requests in any one second. ``on_update`` is called with a ``StateChange`` for every
+    state change and an ``ExportOutcome`` for every final outcome.
+    """
+
+    def __init__(
+        self,
+        client: ExportStatusClient,
+        *,
+        policy: PollPolicy | None = None,
+        max_in_flight: int = 32,
+        qps: float | None = None,
+        on_update: UpdateHook | None = None,
+        clock: Clock | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise ConfigurationError(f"max_in_flight must be an int, got {max_in_flight!r}")
+        if max_in_flight < 1:
+            raise ConfigurationError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        if qps is not None:
+            _check_seconds("qps", qps)
+        self.client = client
+        self.policy = policy or PollPolicy()
+        self.max_in_flight = max_in_flight
+        self.clock: Clock = clock or MonotonicClock()
+        self.limiter: RateLimiter = limiter or (
+            AdaptiveRateLimiter() if qps is None else FixedRateLimiter(qps)
+        )
+        self.on_update = on_update
+        self._poll_wait = self.policy.poll_strategy()
+        self._retry_wait = self.policy.retry_strategy()
+        self._runs: set[_Run] = set()
+        self._throttled = 0
+        self._retries = 0
+        self._requests_at_start = client.stats.requests
+
+    @property
+    def stats(self) -> WaiterStats:
+        """Counts across the runs in progress, and request totals since this waiter was made."""
+        runs = list(self._runs)
+        counts = dict.fromkeys(OutcomeKind, 0)
+        for run in runs:
+            for kind, count in run.counts.items():
+                counts[kind] += count
+        return WaiterStats(
+            total=sum(run.total for run in runs),
+            pending=sum(run.unfinished for run in runs),
+            done=counts[OutcomeKind.DONE],
+            failed=counts[OutcomeKind.FAILED],
+            errors=counts[OutcomeKind.ERROR],
+            timed_out=counts[OutcomeKind.TIMEOUT],
+            in_flight=sum(len(run.in_flight) for run in runs),
+            requests=self.client.stats.requests - self._requests_at_start,
+            throttled=self._throttled,
+            retries=self._retries,
+            rate=self.limiter.rate,
+        )
+
+    def _notify(self, event: object) -> None:
+        hook = self.on_update
+        if hook is None:
+            return
+        try:
+            hook(event)
+        except Exception:
+            logger.exception("on_update hook raised; continuing")
+
+    @staticmethod
+    def _unique_ids(ids: Iterable[object]) -> list[ExportId]:
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise ConfigurationError(
+                f"ids must be an iterable of export ids, got {type(ids).__name__}"
+            )
+        unique: dict[tuple[type, ExportId], ExportId] = {}
+        problems: list[str] = []
+        for position, value in enumerate(ids):
+            try:
+                export_id = validate_export_id(value)
+            except ValueError as exc:
+                problems.append(f"#{position}: {exc}")
+                continue
+            unique.setdefault((type(export_id), export_id), export_id)
+        if problems:
+            shown = "; ".join(problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise ConfigurationError(f"invalid export ids, nothing was sent: {shown}{more}")
+        return list(unique.values())
+
+    async def _drive(self, ids: list[ExportId], emit: Callable[[ExportOutcome], None]) -> _Run:
+        run = _Run(self, ids, emit)
+        self._runs.add(run)
+        try:
+            await run.run()
+        finally:
+            self._runs.discard(run)
+        return run
+
+    async def wait_all(self, ids: Iterable[ExportId]) -> WaitReport:
+        """Wait until every export has an outcome; return them in the caller's order."""
+        unique = self._unique_ids(ids)
+        outcomes: dict[tuple[type, ExportId], ExportOutcome] = {}
+
+        def keep(outcome: ExportOutcome) -> None:
+            outcomes[(type(outcome.export_id), outcome.export_id)] = outcome
+
+        run = await self._drive(unique, keep)
+        return WaitReport(
+            (outcomes[(type(export_id), export_id)] for export_id in unique),
+            elapsed=self.clock.now() - run.started,
+        )
+
+    async def as_completed(self, ids: Iterable[ExportId]) -> AsyncIterator[ExportOutcome]:
+        """Yield each export's outcome as soon as it is known.
+
+        Leaving the loop early stops all polling and cancels requests in flight.
+        """
+        unique = self._unique_ids(ids)
+        queue: asyncio.Queue[ExportOutcome | None] = asyncio.Queue()
+        driver = asyncio.ensure_future(self._drive(unique, queue.put_nowait))
+        driver.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            for _ in range(len(unique)):
+                outcome = await queue.get()
+                if outcome is None:
+                    driver.result()  # re-raise what ended the run early
+                    raise RuntimeError("waiter run ended before every outcome was known")
+                yield outcome
+        finally:
+            if not driver.done():
+                driver.cancel()
+            # wait() neither re-raises the driver's cancellation nor hides our own.
+            await asyncio.wait({driver})
+            if not driver.cancelled() and driver.exception() is not None:
+                logger.debug("waiter run ended with %r", driver.exception())
+
+    async def wait(self, export_id: ExportId) -> ExportStatus:
+        """Wait for one export; return its ``Done`` status or raise.
+
+        Raises ``ExportFailedError`` on ``Fail``, ``ExportTimeoutError`` at the deadline,
+        and the ``ApiError`` that ended it otherwise.
+        """
+        report = await self.wait_all([export_id])
+        outcome = report[export_id]
+        if outcome.kind is OutcomeKind.DONE:
+            assert outcome.status is not None
+            return outcome.status
+        if outcome.kind is OutcomeKind.FAILED:
+            raise ExportFailedError(
+                f"export {export_id!r} failed (state Fail)",
+                export_id=export_id,
+                status=outcome.status,
+            )
+        if outcome.kind is OutcomeKind.TIMEOUT:
+            raise ExportTimeoutError(
+                f"export {export_id!r} not finished after {outcome.elapsed:.1f} s "
+                f"({outcome.polls} polls, last state "
+                f"{outcome.status.state_name if outcome.status else 'unknown'})",
+                export_id=export_id,
+                status=outcome.status,
+            )
+        assert outcome.error is not None
+        raise outcome.error
+
+
+async def wait_for_exports(
+    ids: Iterable[ExportId],
+    *,
+    timeout: float | None = 3600.0,
+    client: ExportStatusClient | None = None,
+    min_delay: float = 2.0,
+    max_delay: float = 60.0,
+    max_in_flight: int = 32,
+    qps: float | None = None,
+    on_update: UpdateHook | None = None,
+    **client_options: Any,
+) -> WaitReport:
+    """Wait for exports in one call, with a client from the environment unless given one."""
+    policy = PollPolicy(min_delay=min_delay, max_delay=max_delay, timeout=timeout)
+    if client is not None:
+        waiter = ExportWaiter(
+            client, policy=policy, max_in_flight=max_in_flight, qps=qps, on_update=on_update
+        )
+        return await waiter.wait_all(ids)
+    async with ExportStatusClient.from_env(**client_options) as owned:
+        waiter = ExportWaiter(
+            owned, policy=policy, max_in_flight=max_in_flight, qps=qps, on_update=on_update
+        )
+        return await waiter.wait_all(ids)
