@@ -18,6 +18,17 @@ from .errors import (
     WaitError,
 )
 from .models import ExportId, ExportState, ExportStatus
+from .waiter import (
+    ExportOutcome,
+    ExportWaiter,
+    OutcomeKind,
+    PollPolicy,
+    StateChange,
+    WaiterStats,
+    WaitReport,
+    WaitReportError,
+    wait_for_exports,
+)
 
 __all__ = [
     "ApiError",
@@ -26,17 +37,26 @@ __all__ = [
     "Credentials",
     "ExportFailedError",
     "ExportId",
+    "ExportOutcome",
     "ExportState",
     "ExportStatus",
     "ExportStatusClient",
     "ExportTimeoutError",
+    "ExportWaiter",
     "InvalidRequestError",
     "MissingCredentialsError",
+    "OutcomeKind",
+    "PollPolicy",
     "QianfanError",
     "ResponseFormatError",
+    "StateChange",
     "ThrottledError",
     "TransientError",
     "WaitError",
+    "WaitReport",
+    "WaitReportError",
+    "WaiterStats",
+    "wait_for_exports",
 ]
 
 __version__ = "0.1.0"

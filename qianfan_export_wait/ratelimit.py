@@ -55,7 +55,8 @@ class FixedRateLimiter:
     def __init__(self, qps: float) -> None:
         if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0:
             raise ValueError(f"qps must be a number > 0, got {qps!r}")
-        self._interval = 1.0 / float(qps)
+        # A hair over 1/qps, so float rounding can never squeeze qps+1 sends into a second.
+        self._interval = (1.0 + 1e-9) / float(qps)
         self._rate = float(qps)
         self._next_at = float("-inf")
         self._ticket = 0
@@ -94,7 +95,7 @@ class AdaptiveRateLimiter:
         decrease_factor: float = 0.8,
         target_share: float = 0.95,
         approach_period: float = 0.5,
-        probe_share_per_second: float = 0.02,
+        probe_share_per_second: float = 0.01,
     ) -> None:
         if not 0 < min_rate <= initial_rate <= max_rate:
             raise ValueError("expected 0 < min_rate <= initial_rate <= max_rate")
@@ -158,12 +159,19 @@ class AdaptiveRateLimiter:
             rate = self._rate * 2.0 ** (elapsed / self._doubling_period)
         else:
             target = ceiling * self._target_share
-            if self._rate < target:
+            if self._rate < target * 0.99:
                 rate = self._rate + (target - self._rate) * min(
                     1.0, elapsed / self._approach_period
                 )
             else:
-                rate = self._rate + ceiling * self._probe_share * elapsed
+                # Probe gently at first, faster the longer no throttle comes (as CUBIC's
+                # convex region does), so a stale low estimate cannot pin the rate down.
+                quiet = (now - self._last_cut_at) / 10.0
+                rate = self._rate + ceiling * self._probe_share * (1.0 + quiet * quiet) * elapsed
+                if rate > ceiling * 1.2:
+                    # 20% past the estimate with no throttle: the estimate is stale (the
+                    # limit rose, or a neighbour stopped); search again by slow start.
+                    self._ceiling = None
         self._rate = min(rate, self._max_rate)
 
     def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
@@ -176,12 +184,16 @@ class AdaptiveRateLimiter:
         horizon = now - 1.0
         while accepted and accepted[0] <= horizon:
             accepted.popleft()
-        if now - self._last_cut_at > 1.0 and len(accepted) >= self._min_rate:
-            # A fresh episode: what the server accepted in the last second is our best
-            # estimate of its limit.
-            self._ceiling = float(len(accepted))
-        elif self._ceiling is None:
-            self._ceiling = max(self._rate * self._decrease_factor, self._min_rate)
+        # What the server accepted in the last second is the best estimate of its limit.
+        # Within an episode of throttles the estimate only falls (a window boundary can
+        # make one reading too high); after a quiet spell a fresh reading may raise it.
+        # With nothing accepted lately there is no reading: assume a plain cut.
+        reading = float(len(accepted)) if accepted else self._rate * self._decrease_factor
+        measured = max(reading, self._min_rate)
+        if self._ceiling is None or now - self._last_cut_at > 2.0:
+            self._ceiling = measured
+        else:
+            self._ceiling = min(self._ceiling, measured)
         cut = min(self._rate, self._ceiling) * self._decrease_factor
         self._rate = max(self._min_rate, cut)
         self._last_cut_ticket = self._ticket

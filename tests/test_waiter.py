@@ -1,0 +1,370 @@
+"""The waiter's behaviour on a virtual clock, with an in-memory client: schedule, deadline,
+Retry-After, throttling, isolation, auth stop, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+from tenacity import wait_exponential, wait_fixed
+
+from qianfan_export_wait import (
+    AuthError,
+    ExportFailedError,
+    ExportTimeoutError,
+    ExportWaiter,
+    InvalidRequestError,
+    OutcomeKind,
+    PollPolicy,
+    StateChange,
+    ThrottledError,
+    TransientError,
+    WaitReportError,
+)
+from qianfan_export_wait.auth import Credentials
+from qianfan_export_wait.client import ClientStats
+from qianfan_export_wait.errors import ConfigurationError
+from qianfan_export_wait.models import ExportStatus, parse_export_status
+from qianfan_export_wait.ratelimit import FixedRateLimiter
+from qianfan_export_wait.waiter import VirtualClock
+
+Answer = Any  # a state name, an exception instance, or a callable returning either
+
+
+def status_of(export_id: int | str, state: str) -> ExportStatus:
+    numeric = export_id if isinstance(export_id, int) else 1000 + len(str(export_id))
+    result: dict[str, Any] = {"exportID": numeric, "state": state, "exportType": "local"}
+    if isinstance(export_id, str):
+        result["exportIDStr"] = export_id
+    return parse_export_status({"log_id": "1", "result": result})
+
+
+class ScriptedClient:
+    """Answers each export id from a script; the last answer repeats forever."""
+
+    def __init__(self, clock: VirtualClock, script: dict[int | str, list[Answer]]) -> None:
+        self.clock = clock
+        self.script = script
+        self.calls: list[tuple[float, int | str]] = []
+        self.stats = ClientStats()
+        self.credentials = Credentials("AKIDtest", "not-the-real-secret")
+        self.base_url = "http://127.0.0.1:1"
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.gate: asyncio.Event | None = None  # holds every request after the first
+
+    async def fetch_once(self, export_id: int | str) -> ExportStatus:
+        self.calls.append((self.clock.now(), export_id))
+        self.stats.requests += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.gate is not None and len(self.calls) > 1:
+                await self.gate.wait()  # the first request proves the credentials
+            answers = self.script[export_id]
+            answer = answers.pop(0) if len(answers) > 1 else answers[0]
+            if callable(answer):
+                answer = answer()
+            if isinstance(answer, BaseException):
+                raise answer
+            return status_of(export_id, answer)
+        finally:
+            self.in_flight -= 1
+
+    def times_for(self, export_id: int | str) -> list[float]:
+        return [when for when, polled in self.calls if polled == export_id]
+
+
+def make_waiter(
+    script: dict[int | str, list[Answer]],
+    *,
+    policy: PollPolicy | None = None,
+    **options: Any,
+) -> tuple[ExportWaiter, ScriptedClient, VirtualClock]:
+    clock = VirtualClock()
+    client = ScriptedClient(clock, script)
+    options.setdefault("limiter", FixedRateLimiter(1e6))
+    waiter = ExportWaiter(
+        client,  # type: ignore[arg-type]
+        policy=policy or PollPolicy(min_delay=1, max_delay=10, timeout=100),
+        clock=clock,
+        **options,
+    )
+    return waiter, client, clock
+
+
+async def test_polls_follow_the_wait_strategy_until_done() -> None:
+    policy = PollPolicy(min_delay=1, max_delay=100, timeout=1000, wait=wait_fixed(10))
+    waiter, client, _ = make_waiter({7: ["Pending", "Uploading", "Done"]}, policy=policy)
+    report = await waiter.wait_all([7])
+    assert report[7].kind is OutcomeKind.DONE
+    assert client.times_for(7) == pytest.approx([0, 10, 20])
+    assert report[7].polls == 3
+
+
+async def test_default_schedule_grows_between_min_and_max_delay() -> None:
+    policy = PollPolicy(min_delay=2, max_delay=60, timeout=10_000)
+    waiter, client, _ = make_waiter({1: ["Pending"] * 12 + ["Done"]}, policy=policy)
+    await waiter.wait_all([1])
+    times = client.times_for(1)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(2 - 1e-9 <= gap <= 60 + 1e-9 for gap in gaps)
+    assert gaps[0] == pytest.approx(2)
+    assert max(gaps[-4:]) > 8  # it backs off, it does not poll at min_delay forever
+
+
+async def test_deadline_rule_sleeps_only_until_the_deadline_and_polls_once_more() -> None:
+    policy = PollPolicy(min_delay=1, max_delay=100, timeout=100, wait=wait_fixed(40))
+    waiter, client, _ = make_waiter({5: ["Pending"]}, policy=policy)
+    report = await waiter.wait_all([5])
+    assert client.times_for(5) == pytest.approx([0, 40, 80, 100])
+    outcome = report[5]
+    assert outcome.kind is OutcomeKind.TIMEOUT
+    assert outcome.status is not None and outcome.status.state_name == "Pending"
+    assert outcome.elapsed == pytest.approx(100)
+
+
+async def test_one_hour_schedule_runs_on_the_virtual_clock() -> None:
+    policy = PollPolicy(min_delay=2, max_delay=60, timeout=3600)
+    waiter, _client, clock = make_waiter({1: ["Uploading"]}, policy=policy)
+    report = await waiter.wait_all([1])
+    assert report[1].kind is OutcomeKind.TIMEOUT
+    assert clock.now() == pytest.approx(3600)
+    # Capped at 60 s between polls, an hour needs at least 60 polls.
+    assert 60 <= report[1].polls <= 3600 / 2
+
+
+async def test_retry_after_overrides_the_computed_delay() -> None:
+    transient = TransientError("busy", http_status=503, retry_after=7.0)
+    policy = PollPolicy(min_delay=1, max_delay=100, timeout=1000, wait=wait_fixed(50))
+    waiter, client, _ = make_waiter({3: [transient, "Done"]}, policy=policy)
+    report = await waiter.wait_all([3])
+    assert report[3].kind is OutcomeKind.DONE
+    assert client.times_for(3) == pytest.approx([0, 7])
+
+
+async def test_throttled_poll_is_requeued_without_spending_backoff() -> None:
+    throttled = ThrottledError("Open api qps request limit reached", code=18)
+    policy = PollPolicy(
+        min_delay=1, max_delay=1000, timeout=10_000, wait=wait_exponential(multiplier=10)
+    )
+    waiter, client, _ = make_waiter(
+        {4: ["Pending", throttled, throttled, "Pending", "Done"]}, policy=policy
+    )
+    report = await waiter.wait_all([4])
+    times = client.times_for(4)
+    # 0: Pending -> +10; two throttles re-poll at once; Pending -> +20 (attempt 2, not 4).
+    assert times == pytest.approx([0, 10, 10, 10, 30])
+    assert report[4].kind is OutcomeKind.DONE
+    assert waiter.stats.throttled == 2
+
+
+async def test_unknown_id_becomes_error_outcome_and_others_continue() -> None:
+    unknown = InvalidRequestError("param invalid", code=500001)
+    waiter, _, _ = make_waiter({1: ["Pending", "Done"], 2: [unknown], 3: ["Fail"]})
+    report = await waiter.wait_all([1, 2, 3])
+    assert [report[i].kind for i in (1, 2, 3)] == [
+        OutcomeKind.DONE,
+        OutcomeKind.ERROR,
+        OutcomeKind.FAILED,
+    ]
+    assert report[2].error is unknown
+    assert not report.ok
+
+
+async def test_auth_failure_stops_everything_after_one_request() -> None:
+    denied = AuthError("SignatureDoesNotMatch", http_status=401)
+    waiter, client, _ = make_waiter({i: [denied] for i in range(1, 201)}, max_in_flight=32)
+    report = await waiter.wait_all(range(1, 201))
+    assert len(client.calls) == 1
+    assert len(report.errors) == 200
+    assert report.auth_error is denied
+
+
+async def test_auth_failure_is_logged_once_without_the_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    denied = AuthError("SignatureDoesNotMatch", http_status=401)
+    waiter, client, _ = make_waiter({i: [denied] for i in range(1, 50)})
+    with caplog.at_level("DEBUG", logger="qianfan_export_wait"):
+        await waiter.wait_all(range(1, 50))
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "AKID..." in errors[0].getMessage()
+    assert client.credentials.secret_key not in caplog.text
+
+
+async def test_transient_errors_in_a_row_end_as_an_error_outcome() -> None:
+    flaky = TransientError("HTTP 500", http_status=500)
+    policy = PollPolicy(min_delay=1, max_delay=5, timeout=10_000, max_consecutive_errors=4)
+    waiter, client, _ = make_waiter({9: [flaky]}, policy=policy)
+    report = await waiter.wait_all([9])
+    assert report[9].kind is OutcomeKind.ERROR
+    assert report[9].error is flaky
+    assert len(client.calls) == 4
+
+
+async def test_a_success_resets_the_transient_error_count() -> None:
+    flaky = TransientError("HTTP 500", http_status=500)
+    policy = PollPolicy(min_delay=1, max_delay=5, timeout=10_000, max_consecutive_errors=3)
+    answers: list[Answer] = [flaky, flaky, "Pending", flaky, flaky, "Done"]
+    waiter, _, _ = make_waiter({9: answers}, policy=policy)
+    report = await waiter.wait_all([9])
+    assert report[9].kind is OutcomeKind.DONE
+    assert report[9].polls == 6
+
+
+async def test_duplicate_ids_are_polled_once_and_int_and_str_ids_stay_distinct() -> None:
+    waiter, client, _ = make_waiter({96: ["Done"], "96": ["Done"], "amemt-x": ["Done"]})
+    report = await waiter.wait_all([96, "96", 96, "amemt-x", "96"])
+    assert list(report) == [96, "96", "amemt-x"]
+    assert sorted(map(repr, (export_id for _, export_id in client.calls))) == sorted(
+        ["96", "'96'", "'amemt-x'"]
+    )
+
+
+async def test_invalid_ids_raise_before_any_request() -> None:
+    waiter, client, _ = make_waiter({1: ["Done"]})
+    with pytest.raises(ConfigurationError, match="True"):
+        await waiter.wait_all([1, True, "", None])
+    assert client.calls == []
+
+
+async def test_report_keeps_the_callers_order_and_raises_for_failures() -> None:
+    waiter, _, _ = make_waiter({3: ["Done"], 1: ["Fail"], 2: ["Pending", "Done"]})
+    report = await waiter.wait_all([3, 1, 2])
+    assert list(report) == [3, 1, 2]
+    assert [outcome.export_id for outcome in report.done] == [3, 2]
+    with pytest.raises(WaitReportError, match="1 failed"):
+        report.raise_for_failures()
+
+
+async def test_on_update_reports_state_changes_and_final_outcomes() -> None:
+    events: list[Any] = []
+    waiter, _, _ = make_waiter(
+        {1: ["Pending", "Pending", "Uploading", "Done"]}, on_update=events.append
+    )
+    await waiter.wait_all([1])
+    changes = [(e.previous, e.state) for e in events if isinstance(e, StateChange)]
+    assert changes == [(None, "Pending"), ("Pending", "Uploading")]
+    assert events[-1].kind is OutcomeKind.DONE
+
+
+async def test_a_failing_on_update_hook_does_not_stop_the_wait() -> None:
+    def explode(event: object) -> None:
+        raise RuntimeError("hook bug")
+
+    waiter, _, _ = make_waiter({1: ["Pending", "Done"]}, on_update=explode)
+    report = await waiter.wait_all([1])
+    assert report.ok
+
+
+async def test_unknown_state_is_not_terminal() -> None:
+    waiter, client, _ = make_waiter({1: ["Archiving", "Done"]})
+    report = await waiter.wait_all([1])
+    assert report[1].kind is OutcomeKind.DONE
+    assert len(client.calls) == 2
+
+
+async def test_wait_returns_the_done_status() -> None:
+    waiter, _, _ = make_waiter({"amemt-abc": ["Uploading", "Done"]})
+    status = await waiter.wait("amemt-abc")
+    assert status.state_name == "Done"
+
+
+async def test_wait_raises_on_fail_and_on_timeout() -> None:
+    waiter, _, _ = make_waiter({1: ["Fail"], 2: ["Pending"]})
+    with pytest.raises(ExportFailedError) as failed:
+        await waiter.wait(1)
+    assert failed.value.export_id == 1
+    with pytest.raises(ExportTimeoutError, match="Pending"):
+        await waiter.wait(2)
+
+
+async def test_wait_raises_the_error_that_ended_it() -> None:
+    unknown = InvalidRequestError("param invalid", code=500001)
+    waiter, _, _ = make_waiter({1: [unknown]})
+    with pytest.raises(InvalidRequestError):
+        await waiter.wait(1)
+
+
+async def test_max_in_flight_bounds_concurrent_requests() -> None:
+    waiter, client, _ = make_waiter({i: ["Done"] for i in range(1, 101)}, max_in_flight=5)
+    client.gate = asyncio.Event()
+    task = asyncio.ensure_future(waiter.wait_all(range(1, 101)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert client.in_flight == 5
+    client.gate.set()
+    report = await task
+    assert report.ok
+    assert client.peak_in_flight == 5
+
+
+async def test_cancelling_wait_all_cancels_requests_in_flight() -> None:
+    waiter, client, _ = make_waiter({i: ["Done"] for i in range(1, 21)}, max_in_flight=4)
+    client.gate = asyncio.Event()  # never set: requests hang
+    task = asyncio.ensure_future(waiter.wait_all(range(1, 21)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert client.in_flight == 4
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.in_flight == 0
+    assert waiter.stats.total == 0
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert leftover == []
+
+
+async def test_breaking_out_of_as_completed_stops_polling() -> None:
+    script: dict[int | str, list[Answer]] = {1: ["Done"]}
+    script.update({i: ["Pending"] for i in range(2, 50)})
+    waiter, client, _ = make_waiter(script)
+    stream = waiter.as_completed(range(1, 50))
+    async for outcome in stream:
+        assert outcome.export_id == 1
+        break
+    await stream.aclose()  # type: ignore[attr-defined]
+    calls = len(client.calls)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(client.calls) == calls
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert leftover == []
+
+
+async def test_as_completed_yields_every_outcome_once_in_finishing_order() -> None:
+    policy = PollPolicy(min_delay=1, max_delay=100, timeout=1000, wait=wait_fixed(10))
+    waiter, _, _ = make_waiter(
+        {1: ["Pending", "Pending", "Done"], 2: ["Done"], 3: ["Pending", "Fail"]}, policy=policy
+    )
+    seen = [outcome.export_id async for outcome in waiter.as_completed([1, 2, 3])]
+    assert seen == [2, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"min_delay": 0}, "min_delay"),
+        ({"min_delay": -1}, "min_delay"),
+        ({"max_delay": 1, "min_delay": 2}, "max_delay"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": float("nan")}, "timeout"),
+        ({"max_consecutive_errors": 0}, "max_consecutive_errors"),
+    ],
+)
+def test_poll_policy_rejects_bad_values(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        PollPolicy(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"max_in_flight": 0}, "max_in_flight"), ({"qps": 0}, "qps"), ({"qps": -5}, "qps")],
+)
+def test_waiter_rejects_bad_options(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        ExportWaiter(ScriptedClient(VirtualClock(), {}), **options)  # type: ignore[arg-type]
