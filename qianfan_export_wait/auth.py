@@ -44,7 +44,19 @@ SECRET_KEY_ENV = "QIANFAN_SECRET_KEY"
 AUTH_VERSION = "bce-auth-v1"
 DEFAULT_HEADERS_TO_SIGN = frozenset({"host", "content-md5", "content-length", "content-type"})
 _BCE_PREFIX = b"x-bce-"
-_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _is_timestamp(text: str) -> bool:
+    """Whether ``text`` is exactly ``YYYY-MM-DDTHH:MM:SSZ`` (ASCII digits) and a real moment."""
+    if not _TIMESTAMP_RE.fullmatch(text):
+        return False
+    try:
+        datetime.strptime(text, _TIMESTAMP_FORMAT)
+    except ValueError:
+        return False
+    return True
 
 
 def _mask(access_key: str) -> str:
@@ -136,7 +148,7 @@ def canonical_time(timestamp: str | datetime | int | float | None = None) -> str
     if timestamp is None:
         moment = datetime.now(timezone.utc)
     elif isinstance(timestamp, str):
-        if not _TIMESTAMP_RE.match(timestamp):
+        if not _is_timestamp(timestamp):
             raise ValueError(f"timestamp {timestamp!r} is not of the form YYYY-MM-DDTHH:MM:SSZ")
         return timestamp
     elif isinstance(timestamp, datetime):
@@ -173,6 +185,8 @@ def canonical_headers(
 ) -> str:
     """The canonical headers block: ``name:value`` lines, encoded and sorted.
 
+    A header whose value is empty after trimming is left out, as Baidu's signer does.
+
     With ``include_bce_headers`` (Baidu's signer) every ``x-bce-*`` header is signed too;
     a verifier passes ``False`` to sign exactly the listed names.
     """
@@ -185,9 +199,11 @@ def canonical_headers(
     lines: list[bytes] = []
     for name, value in (headers or {}).items():
         lowered = _to_bytes(name).strip().lower()
+        trimmed = _to_bytes(value).strip()
+        if not trimmed:
+            continue
         if lowered in wanted_bytes or (include_bce_headers and lowered.startswith(_BCE_PREFIX)):
-            encoded_value = uri_encode(_to_bytes(value).strip())
-            lines.append(f"{uri_encode(lowered)}:{encoded_value}".encode("ascii"))
+            lines.append(f"{uri_encode(lowered)}:{uri_encode(trimmed)}".encode("ascii"))
     lines.sort()
     return b"\n".join(lines).decode("ascii")
 
@@ -267,9 +283,9 @@ def parse_authorization(value: str) -> AuthorizationParts:
     _, access_key, timestamp, expiration, signed, signature = parts
     if not access_key:
         raise ValueError("Authorization has an empty access key")
-    if not _TIMESTAMP_RE.match(timestamp):
+    if not _is_timestamp(timestamp):
         raise ValueError(f"Authorization timestamp {timestamp!r} is not YYYY-MM-DDTHH:MM:SSZ")
-    if not expiration.isdigit() or int(expiration) <= 0:
+    if not (expiration.isascii() and expiration.isdigit()) or int(expiration) <= 0:
         raise ValueError(f"Authorization expiration {expiration!r} is not a positive integer")
     if not re.fullmatch(r"[0-9a-f]{64}", signature):
         raise ValueError("Authorization signature is not 64 lowercase hex digits")

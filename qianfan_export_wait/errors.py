@@ -24,8 +24,9 @@
 
 Classification (:func:`classify_response`) looks at the body's ``error_code`` first (it may
 arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code``, then at the
-HTTP status. An ``ApiError`` whose code is unknown and whose status says nothing is kept as
-a plain ``ApiError`` and treated as permanent for that one export.
+HTTP status; HTTP 429 means throttling even when an ``X-Bce-Error-Code`` comes with it.
+An ``ApiError`` whose code is unknown and whose status says nothing is kept as a plain
+``ApiError`` and treated as permanent for that one export.
 """
 
 from __future__ import annotations
@@ -184,11 +185,11 @@ def error_class_for(
             return AuthError
         if code in INVALID_REQUEST_CODES:
             return InvalidRequestError
+    if http_status == 429:
+        return ThrottledError
     if bce_error_code and (http_status is None or http_status < 500):
         return AuthError
     if http_status is not None:
-        if http_status == 429:
-            return ThrottledError
         if http_status in (401, 403):
             return AuthError
         if http_status >= 500:

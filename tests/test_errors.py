@@ -1,0 +1,232 @@
+"""The error tree and the classification of API answers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from qianfan_export_wait.errors import (
+    ApiError,
+    AuthError,
+    ConfigurationError,
+    InvalidRequestError,
+    MissingCredentialsError,
+    QianfanError,
+    ResponseFormatError,
+    ThrottledError,
+    TransientError,
+    classify_response,
+    error_class_for,
+    parse_retry_after,
+)
+
+THROTTLE = [4, 17, 18, 19, 336501, 336502]
+TRANSIENT = [2, 336000, 336100, 500000]
+AUTH = [6, 13, 14, 110, 111]
+INVALID = [100, 336001, 336002, 336003, 336004, 336005, 500001]
+CODE_TABLE = (
+    [(code, ThrottledError) for code in THROTTLE]
+    + [(code, TransientError) for code in TRANSIENT]
+    + [(code, AuthError) for code in AUTH]
+    + [(code, InvalidRequestError) for code in INVALID]
+)
+
+
+def _error_body(code: Any, message: str = "something", log_id: Any = "7788") -> dict[str, Any]:
+    return {"error_code": code, "error_msg": message, "log_id": log_id}
+
+
+@pytest.mark.parametrize(("code", "expected"), CODE_TABLE)
+def test_int_error_code_with_http_200_is_classified_by_family(
+    code: int, expected: type[ApiError]
+) -> None:
+    error = classify_response(200, _error_body(code))
+    assert type(error) is expected
+    assert error is not None and error.code == code
+
+
+@pytest.mark.parametrize(("code", "expected"), CODE_TABLE)
+def test_string_error_code_with_http_200_is_classified_as_its_int(
+    code: int, expected: type[ApiError]
+) -> None:
+    error = classify_response(200, _error_body(f" {code} "))
+    assert type(error) is expected
+    assert error is not None and error.code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (429, ThrottledError),
+        (500, TransientError),
+        (502, TransientError),
+        (503, TransientError),
+        (504, TransientError),
+        (401, AuthError),
+        (403, AuthError),
+        (404, ApiError),
+        (400, ApiError),
+    ],
+)
+def test_http_status_without_code_is_classified_by_status(
+    status: int, expected: type[ApiError]
+) -> None:
+    error = classify_response(status, None)
+    assert type(error) is expected
+    assert error is not None and error.http_status == status
+
+
+@pytest.mark.parametrize("bce_code", ["SignatureDoesNotMatch", "RequestExpired"])
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_bce_error_code_header_is_an_auth_error(bce_code: str, status: int) -> None:
+    error = classify_response(status, {"code": bce_code}, {"X-Bce-Error-Code": bce_code})
+    assert type(error) is AuthError
+    assert error is not None and error.bce_error_code == bce_code
+
+
+def test_bce_error_code_header_is_an_error_even_with_http_200() -> None:
+    assert type(classify_response(200, None, {"x-bce-error-code": "RequestExpired"})) is AuthError
+
+
+def test_http_429_with_bce_error_code_header_is_throttling() -> None:
+    error = classify_response(429, None, {"X-Bce-Error-Code": "RequestRateLimitExceeded"})
+    assert type(error) is ThrottledError
+
+
+def test_bce_error_code_header_with_server_error_status_is_transient() -> None:
+    assert type(classify_response(503, None, {"X-Bce-Error-Code": "InternalError"})) is (
+        TransientError
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (500, 18, ThrottledError),
+        (401, 500001, InvalidRequestError),
+        (429, 110, AuthError),
+        (200, 336100, TransientError),
+        (403, 336501, ThrottledError),
+    ],
+)
+def test_error_code_beats_http_status(status: int, code: int, expected: type[ApiError]) -> None:
+    assert type(classify_response(status, _error_body(code))) is expected
+
+
+def test_error_code_beats_bce_error_code_header() -> None:
+    error = classify_response(400, _error_body(18), {"X-Bce-Error-Code": "SignatureDoesNotMatch"})
+    assert type(error) is ThrottledError
+
+
+@pytest.mark.parametrize("code", [999999, "NotACode", -1])
+def test_unknown_code_with_http_200_is_a_plain_api_error(code: Any) -> None:
+    assert type(classify_response(200, _error_body(code))) is ApiError
+
+
+def test_unknown_code_falls_back_to_http_status() -> None:
+    assert type(classify_response(503, _error_body(999999))) is TransientError
+
+
+def test_successful_body_is_not_an_error() -> None:
+    assert classify_response(200, {"log_id": "1", "result": {"state": "Done"}}) is None
+
+
+def test_empty_body_with_http_200_is_not_an_error_here() -> None:
+    assert classify_response(200, None) is None
+
+
+def test_message_and_log_id_are_kept() -> None:
+    error = classify_response(200, _error_body(500001, "param invalid", 2340692759))
+    assert error is not None
+    assert error.message == "param invalid"
+    assert error.log_id == "2340692759"
+    assert "log_id=2340692759" in str(error)
+    assert error.to_dict() == {"code": 500001, "message": "param invalid", "log_id": "2340692759"}
+
+
+def test_request_id_header_stands_in_for_missing_log_id() -> None:
+    error = classify_response(500, None, {"X-Bce-Request-Id": "req-1"})
+    assert error is not None and error.log_id == "req-1"
+
+
+def test_message_falls_back_to_http_status() -> None:
+    error = classify_response(502, None)
+    assert error is not None and error.message == "HTTP 502"
+
+
+def test_control_characters_in_message_are_neutralised() -> None:
+    error = classify_response(200, _error_body(500001, "bad\r\nX-Injected: 1\x1b[31m"))
+    assert error is not None
+    assert "\n" not in error.message and "\x1b" not in error.message
+
+
+def test_overlong_message_is_cut() -> None:
+    error = classify_response(200, _error_body(500001, "m" * 10_000))
+    assert error is not None and len(error.message) <= 503
+
+
+def test_retry_after_and_date_headers_are_carried() -> None:
+    error = classify_response(
+        429, None, {"Retry-After": "7", "Date": "Thu, 04 Jan 2024 03:20:30 GMT"}
+    )
+    assert error is not None
+    assert error.retry_after == 7.0
+    assert error.server_date == datetime(2024, 1, 4, 3, 20, 30, tzinfo=timezone.utc)
+
+
+def test_error_class_for_without_anything_is_plain_api_error() -> None:
+    assert error_class_for(None, None) is ApiError
+
+
+# --- Retry-After --------------------------------------------------------------------------
+
+_NOW = datetime(2024, 1, 4, 3, 20, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 1.5 ", 1.5),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("999999", 3600.0),
+        ("inf", 3600.0),
+        ("Thu, 04 Jan 2024 03:21:00 GMT", 30.0),
+        ("Thu, 04 Jan 2024 03:20:00 GMT", 0.0),
+        ("Thu, 04 Jan 2024 05:20:30 GMT", 3600.0),
+    ],
+)
+def test_retry_after_seconds_and_http_date_are_parsed(value: str, seconds: float) -> None:
+    assert parse_retry_after(value, now=_NOW) == seconds
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "nan", "Thu, 99 Foo 2024"])
+def test_unusable_retry_after_is_none(value: str | None) -> None:
+    assert parse_retry_after(value, now=_NOW) is None
+
+
+# --- the tree -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("child", "parent"),
+    [
+        (ResponseFormatError, TransientError),
+        (ThrottledError, ApiError),
+        (AuthError, ApiError),
+        (InvalidRequestError, ApiError),
+        (ApiError, QianfanError),
+        (MissingCredentialsError, ConfigurationError),
+        (ConfigurationError, ValueError),
+    ],
+)
+def test_error_tree_shape(child: type[Exception], parent: type[Exception]) -> None:
+    assert issubclass(child, parent)
+
+
+def test_api_error_repr_names_class_code_and_log_id() -> None:
+    error = ThrottledError("slow down", code=18, log_id="42")
+    assert repr(error) == "ThrottledError('slow down', code=18, log_id='42')"
