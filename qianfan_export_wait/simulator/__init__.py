@@ -1,0 +1,41 @@
+"""A local fake of the Qianfan export-status API, for tests, demos and benchmarks.
+
+::
+
+    sim = Simulator(credentials, SimulatorConfig(seed=0, qps=10))
+    sim.add_exports(1000, max_seconds=8.0, fail_ratio=0.1)
+    async with sim.serve() as base_url:
+        ...  # point ExportStatusClient(credentials, base_url=base_url) at it
+    sim.stats.requests_by_outcome
+
+It verifies every ``bce-auth-v1`` signature, answers like the real platform (HTTP 200
+with ``error_code`` for limits and unknown ids, HTTP 401 with ``X-Bce-Error-Code`` for
+authentication), and injects seeded faults. ``GET /_sim/stats`` (``?exports=1`` for
+per-export records) reports what it saw.
+"""
+
+from .app import STATS_PATH, Simulator
+from .config import FAULT_KINDS, FaultRates, SimulatorConfig
+from .exports import SimExport, export_id_from_str, export_id_str_for
+from .runner import add_simulate_arguments, run_simulator, simulate_from_args, simulate_main
+from .stats import OUTCOMES, SimulatorStats
+from .verify import AuthFailure, verify_authorization
+
+__all__ = [
+    "FAULT_KINDS",
+    "OUTCOMES",
+    "STATS_PATH",
+    "AuthFailure",
+    "FaultRates",
+    "SimExport",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorStats",
+    "add_simulate_arguments",
+    "export_id_from_str",
+    "export_id_str_for",
+    "run_simulator",
+    "simulate_from_args",
+    "simulate_main",
+    "verify_authorization",
+]
