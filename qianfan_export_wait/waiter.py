@@ -15,6 +15,7 @@ import contextlib
 import enum
 import heapq
 import logging
+import marshal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,13 @@ from .errors import (
     ThrottledError,
     TransientError,
 )
-from .models import ExportId, ExportState, ExportStatus, validate_export_id
+from .models import (
+    ExportId,
+    ExportState,
+    ExportStatus,
+    parse_export_status,
+    validate_export_id,
+)
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter
 
 __all__ = [
@@ -306,19 +313,54 @@ class WaitReport(Mapping[ExportId, ExportOutcome]):
             )
 
 
+_COMPACT_ABOVE = 10_000
+"""Runs with more exports than this keep each pending export's last status serialized
+(about 260 bytes instead of about 1.2 KB of objects), decoded again only if needed."""
+
+
 class _Tracker:
     """Bookkeeping for one pending export."""
 
-    __slots__ = ("attempt", "deadline", "errors_in_row", "export_id", "last", "polls", "status")
+    __slots__ = (
+        "attempt",
+        "deadline",
+        "errors_in_row",
+        "export_id",
+        "last",
+        "order",
+        "polls",
+        "seen",
+        "state",
+    )
 
-    def __init__(self, export_id: ExportId, deadline: float) -> None:
+    def __init__(self, export_id: ExportId, deadline: float, order: int) -> None:
         self.export_id = export_id
+        self.order = order
         self.deadline = deadline
         self.attempt = 0
         self.errors_in_row = 0
         self.polls = 0
         self.last = False
-        self.status: ExportStatus | None = None
+        self.state: ExportState | str | None = None
+        self.seen: ExportStatus | bytes | None = None
+
+    @property
+    def status(self) -> ExportStatus | None:
+        """The last status seen, decoded if it was stored compactly."""
+        seen = self.seen
+        if isinstance(seen, bytes):
+            log_id, raw = marshal.loads(seen)
+            return parse_export_status({"log_id": log_id, "result": raw})
+        return seen
+
+    def remember(self, status: ExportStatus, compact: bool) -> None:
+        """Keep ``status`` as the last one seen."""
+        self.state = status.state
+        if compact:
+            # marshal: ~0.8 us and ~260 bytes here, where json.dumps takes ~4.5 us.
+            self.seen = marshal.dumps((status.log_id, dict(status.raw)))
+        else:
+            self.seen = status
 
 
 UpdateHook = Callable[[Any], object]
@@ -344,17 +386,19 @@ class _Run:
         self.started = self.clock.now()
         timeout = self.policy.timeout
         deadline = self.started + timeout if timeout is not None else float("inf")
+        # Entries are (due, order, tracker): equal due times go in the caller's order,
+        # and the tie never falls through to comparing trackers.
         self.heap: list[tuple[float, int, _Tracker]] = [
-            (self.started, index, _Tracker(export_id, deadline))
-            for index, export_id in enumerate(ids)
+            (self.started, order, _Tracker(export_id, deadline, order))
+            for order, export_id in enumerate(ids)
         ]
-        self.sequence = len(self.heap)
         self.total = len(self.heap)
         self.unfinished = len(self.heap)
         self.counts = dict.fromkeys(OutcomeKind, 0)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
         self.proven = False
+        self.compact = self.total > _COMPACT_ABOVE
         self.auth_error: AuthError | None = None
         # tenacity strategies read only attempt_number here; one reused state serves all.
         self.retry_state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
@@ -364,8 +408,7 @@ class _Run:
         return max(0.0, float(strategy(self.retry_state)))
 
     def _push(self, due: float, tracker: _Tracker) -> None:
-        self.sequence += 1
-        heapq.heappush(self.heap, (due, self.sequence, tracker))
+        heapq.heappush(self.heap, (due, tracker.order, tracker))
         self.wakeup.set()
 
     def _finish(
@@ -399,6 +442,7 @@ class _Run:
         """Dispatch polls until every export has an outcome."""
         heap = self.heap
         clock = self.clock
+        loop = asyncio.get_running_loop()
         try:
             while self.unfinished and self.auth_error is None:
                 limit = self.waiter.max_in_flight if self.proven else 1
@@ -418,17 +462,11 @@ class _Run:
                     await clock.sleep(reservation.delay)
                     if self.auth_error is not None:
                         break
-                task = asyncio.ensure_future(self._poll(tracker, reservation.ticket))
-                self.in_flight.add(task)
-                task.add_done_callback(self._request_done)
+                self.in_flight.add(loop.create_task(self._poll(tracker, reservation.ticket)))
             if self.auth_error is not None:
                 await self._stop_on_auth_error()
         finally:
             await self._cancel_in_flight()
-
-    def _request_done(self, task: asyncio.Task[None]) -> None:
-        self.in_flight.discard(task)
-        self.wakeup.set()
 
     async def _sleep_or_wake(self, delay: float) -> None:
         if isinstance(self.clock, MonotonicClock):
@@ -458,6 +496,13 @@ class _Run:
             self._finish(heapq.heappop(self.heap)[2], OutcomeKind.ERROR, now, error)
 
     async def _poll(self, tracker: _Tracker, ticket: int) -> None:
+        try:
+            await self._poll_once(tracker, ticket)
+        finally:
+            self.in_flight.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+            self.wakeup.set()
+
+    async def _poll_once(self, tracker: _Tracker, ticket: int) -> None:
         client = self.waiter.client
         tracker.polls += 1
         try:
@@ -510,17 +555,18 @@ class _Run:
         self.proven = True
         self.limiter.on_success(now, ticket)
         tracker.errors_in_row = 0
-        previous = tracker.status
-        tracker.status = status
+        previous = tracker.state
         kind = _TERMINAL_KINDS.get(status.state) if isinstance(status.state, ExportState) else None
         if kind is not None:
+            tracker.seen = status
             self._finish(tracker, kind, now)
             return
-        if previous is None or previous.state != status.state:
+        tracker.remember(status, self.compact)
+        if previous != status.state:
             self.waiter._notify(
                 StateChange(
                     tracker.export_id,
-                    None if previous is None else previous.state_name,
+                    None if previous is None else str(previous),
                     status.state_name,
                     status,
                     tracker.polls,
