@@ -1,9 +1,10 @@
 """The ``qianfan-export-wait`` command line: argument parsing and printing only.
 
 JSON Lines on stdout for machines; progress and logs on stderr for people. Exit codes
-(sysexits-style): 0 every export Done; 1 some Fail or error, none timed out; 2 some timed
-out; 64 bad usage, id, option or missing credentials (nothing was sent); 77 authentication
-failure; 130 interrupted by SIGINT, 143 by SIGTERM (after printing what is known).
+(sysexits-style): 0 every export Done; 1 some Fail or error, none timed out (for
+``simulate``: the address cannot be listened on); 2 some timed out; 64 bad usage, id,
+option or missing credentials (nothing was sent); 77 authentication failure; 130
+interrupted by SIGINT, 143 by SIGTERM (after printing what is known).
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ def _positive(kind: type[float] | type[int], name: str) -> Callable[[str], Any]:
     return convert
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"--port must be within 0-65535, got {text!r}")
+    return value
+
+
 def _fraction(name: str) -> Callable[[str], float]:
     def convert(text: str) -> float:
         try:
@@ -195,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = verbs.add_parser("simulate", help="run the local Qianfan simulator until Ctrl-C")
     simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8421, metavar="P")
+    simulate.add_argument("--port", type=_port, default=8421, metavar="P")
     simulate.add_argument("--exports", type=int, default=100, metavar="N")
     simulate.add_argument("--seed", type=int, default=0, metavar="S")
     simulate.add_argument("--qps", type=_positive(float, "--qps"), default=None, metavar="Q")
@@ -493,17 +504,21 @@ async def _simulate(args: argparse.Namespace) -> int:
             "QIANFAN_ACCESS_KEY=%s QIANFAN_SECRET_KEY=<see README>",
             credentials.access_key,
         )
-    await run_simulator(
-        credentials,
-        host=args.host,
-        port=args.port,
-        exports=args.exports,
-        seed=args.seed,
-        qps=args.qps,
-        faults=args.faults,
-        max_seconds=args.max_seconds,
-        fail_ratio=args.fail_ratio,
-    )
+    try:
+        await run_simulator(
+            credentials,
+            host=args.host,
+            port=args.port,
+            exports=args.exports,
+            seed=args.seed,
+            qps=args.qps,
+            faults=args.faults,
+            max_seconds=args.max_seconds,
+            fail_ratio=args.fail_ratio,
+        )
+    except OSError as exc:  # the address is taken or not this machine's
+        logger.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -16,7 +16,9 @@ from qianfan_export_wait.testing import generate_credentials, serve_in_thread
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text("utf-8"), re.S | re.M)
-QUICKSTART = re.search(r"^## Quickstart.*?^```bash\n(.*?)^```", README.read_text("utf-8"), re.S | re.M)
+QUICKSTART = re.search(
+    r"^## Quickstart.*?^```bash\n(.*?)^```", README.read_text("utf-8"), re.S | re.M
+)
 
 
 @pytest.fixture(scope="module")

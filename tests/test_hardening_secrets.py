@@ -1,0 +1,245 @@
+"""Secrets: the secret key never appears in anything printed or logged at any level, in
+exception text, in a repr, or in the JSON lines; the access key is shown only as its first
+four characters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import signal
+import traceback
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from hardening_support import (
+    ACCESS_KEY,
+    CLI,
+    SECRET_KEY,
+    SHUTDOWN_WARNINGS,
+    CliRun,
+    cli_env,
+    run_cli,
+    unused_port,
+)
+
+from qianfan_export_wait import (
+    AuthError,
+    ConfigurationError,
+    Credentials,
+    ExportStatusClient,
+    ExportWaiter,
+    MissingCredentialsError,
+    PollPolicy,
+)
+from qianfan_export_wait.simulator import FaultRates
+from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
+
+MASKED_ACCESS_KEY = ACCESS_KEY[:4] + "..."
+CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
+OTHER_CREDENTIALS = Credentials(ACCESS_KEY, "the-simulator-expects-this-one")
+FAULTS = FaultRates.even(0.3)
+
+
+def assert_no_secrets(text: str) -> None:
+    assert SECRET_KEY not in text
+    assert ACCESS_KEY not in text, "the full access key must never be shown"
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[SimulatedQianfan]:
+    async with simulated_qianfan(
+        exports=30, max_seconds=0.5, fail_ratio=0.2, faults=FAULTS, slow_delay=0.05, seed=9,
+        credentials=CREDENTIALS,
+    ) as running:  # fmt: skip
+        yield running
+
+
+@pytest_asyncio.fixture
+async def wrong_secret() -> AsyncIterator[SimulatedQianfan]:
+    async with simulated_qianfan(exports=5, credentials=OTHER_CREDENTIALS) as running:
+        yield running
+
+
+def verbose_env() -> dict[str, str]:
+    return cli_env(PYTHONDEVMODE="1", PYTHONWARNINGS="always")
+
+
+def assert_clean(run: CliRun) -> None:
+    assert_no_secrets(run.stdout + run.stderr)
+    for warning in SHUTDOWN_WARNINGS:
+        assert warning not in run.stderr
+
+
+# --- the whole command line -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["status", "wait"])
+async def test_verbose_cli_through_auth_failure_shows_only_the_masked_access_key(
+    wrong_secret: SimulatedQianfan, verb: str
+) -> None:
+    run = await run_cli(
+        verb, "1", "2", "--endpoint", wrong_secret.base_url, "--verbose", env=verbose_env()
+    )
+    assert run.code == 77, run
+    assert_clean(run)
+    assert MASKED_ACCESS_KEY in run.stderr
+
+
+async def test_verbose_cli_wait_through_faults_to_success_never_shows_the_secret(
+    fake: SimulatedQianfan,
+) -> None:
+    run = await run_cli(
+        "wait", *map(str, range(1, 31)), "--endpoint", fake.base_url, "--verbose",
+        "--min-delay", "0.05", "--max-delay", "0.2", "--request-timeout", "2",
+        env=verbose_env(),
+    )  # fmt: skip
+    assert run.code == 1, run  # 20% of the exports fail
+    assert len(run.records) == 30
+    assert fake.stats.requests_by_outcome["http_500"] > 0
+    assert "DEBUG" in run.stderr
+    assert_clean(run)
+
+
+async def test_verbose_cli_status_through_faults_never_shows_the_secret(
+    fake: SimulatedQianfan,
+) -> None:
+    run = await run_cli(
+        "status", *map(str, range(1, 31)), "99999", "--endpoint", fake.base_url, "--verbose",
+        env=verbose_env(),
+    )  # fmt: skip
+    assert len(run.records) == 31
+    assert_clean(run)
+
+
+async def test_cli_usage_errors_never_show_the_secret() -> None:
+    port = unused_port()
+    for args in (
+        ["status", "-1", "--endpoint", f"http://127.0.0.1:{port}"],
+        ["status", "1", "--endpoint", f"http://u:{SECRET_KEY}@127.0.0.1:{port}"],
+        ["status", "1", "--endpoint", f"http://127.0.0.1:{port}", "--verbose"],
+    ):
+        run = await run_cli(*args, env=verbose_env())
+        assert run.code in (1, 64), run
+        assert_clean(run)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "client.validate_base_url echoes the endpoint text in its 'needs a scheme' and "
+        "'is not a URL' messages before it checks for user:password@, so a password in a "
+        "malformed endpoint is printed. Fix: check for '@' in the authority first, or "
+        "echo a redacted form (re.sub(r'^([^/]*//)?[^/@]*@', r'\\1***@', text))."
+    ),
+)
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        f"user:{SECRET_KEY}@127.0.0.1:1",
+        f"ftp://user:{SECRET_KEY}@127.0.0.1:1",
+        f"http://user:{SECRET_KEY}@127.0.0.1:99999",
+    ],
+    ids=["no-scheme", "ftp", "bad-port"],
+)
+def test_password_in_a_malformed_endpoint_is_not_echoed(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ExportStatusClient(CREDENTIALS, base_url=endpoint)
+    assert SECRET_KEY not in str(caught.value)
+
+
+async def test_simulate_verb_never_shows_its_secret_or_full_access_key() -> None:
+    port = unused_port()
+    simulator = await asyncio.create_subprocess_exec(
+        *CLI, "simulate", "--port", str(port), "--exports", "4", "--max-seconds", "0.1",
+        "--faults", "0.3", "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--verbose",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=cli_env(access_key=None, secret_key=None, PYTHONDEVMODE="1"),
+    )  # fmt: skip
+    assert simulator.stderr is not None
+    try:
+        banner = await asyncio.wait_for(simulator.stderr.readline(), 20)
+        assert b"listening on" in banner
+        client_runs = [
+            await run_cli(
+                "wait", "1", "2", "3", "4", "--endpoint", f"http://127.0.0.1:{port}",
+                "--min-delay", "0.05", "--verbose", env=verbose_env(),
+            ),
+            await run_cli(
+                "status", "1", "--endpoint", f"http://127.0.0.1:{port}", "--verbose",
+                env=cli_env(secret_key="a-wrong-secret"),
+            ),
+        ]  # fmt: skip
+    finally:
+        simulator.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(simulator.communicate(), 20)
+    assert [run.code for run in client_runs] == [0, 77]
+    for run in client_runs:
+        assert_clean(run)
+    printed = (banner + out + err).decode("utf-8")
+    assert_no_secrets(printed)
+    assert MASKED_ACCESS_KEY in printed
+
+
+# --- the library ----------------------------------------------------------------------------
+
+
+async def test_debug_logs_of_every_logger_never_show_the_secret(
+    fake: SimulatedQianfan, wrong_secret: SimulatedQianfan, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="qianfan_export_wait")
+    policy = PollPolicy(min_delay=0.05, max_delay=0.2, timeout=20)
+    async with ExportStatusClient(CREDENTIALS, base_url=fake.base_url, request_timeout=2) as client:
+        await ExportWaiter(client, policy=policy).wait_all([*range(1, 31), 424242])
+    async with ExportStatusClient(CREDENTIALS, base_url=wrong_secret.base_url) as client:
+        report = await ExportWaiter(client, policy=policy).wait_all([1, 2, 3])
+    assert report.auth_error is not None
+    assert any(record.levelno == logging.DEBUG for record in caplog.records)
+    assert any(MASKED_ACCESS_KEY in record.getMessage() for record in caplog.records)
+    for record in caplog.records:
+        assert_no_secrets(f"{record.getMessage()} {record.args!r} {record.exc_text or ''}")
+    assert_no_secrets(caplog.text)
+
+
+async def test_errors_from_a_real_auth_failure_hide_the_secret_everywhere(
+    wrong_secret: SimulatedQianfan,
+) -> None:
+    async with ExportStatusClient(CREDENTIALS, base_url=wrong_secret.base_url) as client:
+        with pytest.raises(AuthError) as caught:
+            await client.get_status(1)
+    error = caught.value
+    rendered = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    for text in (str(error), repr(error), rendered, repr(vars(error)), repr(error.to_dict())):
+        assert_no_secrets(text)
+
+
+def test_missing_credentials_error_does_not_echo_the_other_key() -> None:
+    with pytest.raises(MissingCredentialsError) as caught:
+        Credentials.from_env({"QIANFAN_SECRET_KEY": SECRET_KEY})
+    assert_no_secrets(str(caught.value))
+    with pytest.raises(MissingCredentialsError) as caught:
+        Credentials(ACCESS_KEY + " ", SECRET_KEY)
+    assert_no_secrets(str(caught.value))
+
+
+async def test_repr_and_str_of_every_object_holding_credentials_hide_them(
+    fake: SimulatedQianfan,
+) -> None:
+    async with fake.client() as client:
+        waiter = ExportWaiter(client, policy=PollPolicy(min_delay=0.05, max_delay=0.1))
+        report = await waiter.wait_all([1, 2, 999999])
+        objects: list[object] = [
+            CREDENTIALS, client, client.stats, waiter, waiter.stats, waiter.policy, report,
+            *report.outcomes, fake, fake.simulator, fake.simulator.config,
+        ]  # fmt: skip
+        for thing in objects:
+            assert_no_secrets(repr(thing))
+            assert_no_secrets(str(thing))
+    assert MASKED_ACCESS_KEY in repr(CREDENTIALS)
+
+
+def test_credentials_cannot_be_pickled() -> None:
+    with pytest.raises(TypeError):
+        pickle.dumps(CREDENTIALS)
