@@ -159,7 +159,9 @@ class PollPolicy:
         """The wait strategy after a transient error."""
         if self.retry_wait is not None:
             return self.retry_wait
-        first = min(self.min_delay, 0.5)
+        # Faults on single requests are mostly independent, so retry soon; the exponent
+        # (reset by every answer) protects a server that keeps failing.
+        first = min(self.min_delay, 0.1)
         return wait_random_exponential(multiplier=first, min=first, max=self.max_delay)
 
 
