@@ -215,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-seconds", type=_positive(float, "--max-seconds"), default=30.0, metavar="T"
     )
     simulate.add_argument("--fail-ratio", type=_fraction("--fail-ratio"), default=0.1, metavar="R")
+    simulate.add_argument(
+        "--slow-delay",
+        type=_positive(float, "--slow-delay"),
+        default=2.0,
+        metavar="S",
+        help="seconds the slow-response fault waits (default: 2)",
+    )
+    simulate.add_argument(
+        "--retry-after",
+        type=_positive(float, "--retry-after"),
+        default=None,
+        metavar="S",
+        help="send Retry-After: S with throttled answers",
+    )
+    simulate.add_argument(
+        "--clock-skew",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="shift the simulator's clock by S seconds (to test clock-skew handling)",
+    )
     simulate.add_argument("--access-key", default=None)
     simulate.add_argument("--secret-key", default=None)
     simulate.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
@@ -272,14 +293,15 @@ class OrderedPrinter:
     """Prints lines in the caller's order as soon as every earlier one is known."""
 
     def __init__(self, ids: Sequence[ExportId], out: TextIO) -> None:
-        self._position = {(type(i), i): n for n, i in enumerate(ids)}
+        # int and str ids never compare equal (bools are refused), so the id is the key.
+        self._position = {export_id: n for n, export_id in enumerate(ids)}
         self._lines: list[str | None] = [None] * len(ids)
         self._next = 0
         self._out = out
 
     def add(self, export_id: ExportId, line: str) -> None:
         """Record one export's line and print every line now in order."""
-        self._lines[self._position[(type(export_id), export_id)]] = line
+        self._lines[self._position[export_id]] = line
         while self._next < len(self._lines):
             ready = self._lines[self._next]
             if ready is None:
@@ -515,6 +537,9 @@ async def _simulate(args: argparse.Namespace) -> int:
             faults=args.faults,
             max_seconds=args.max_seconds,
             fail_ratio=args.fail_ratio,
+            slow_delay=args.slow_delay,
+            retry_after=args.retry_after,
+            clock_skew=args.clock_skew,
         )
     except OSError as exc:  # the address is taken or not this machine's
         logger.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
@@ -551,6 +576,8 @@ async def _main_async(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> i
     try:
         return await _dispatch(args, out, stdin)
     except asyncio.CancelledError:
+        if received and args.verb == "simulate":
+            return EXIT_OK  # Ctrl-C is how the simulator is meant to stop
         if received:
             raise _Interrupted(received[0]) from None
         raise

@@ -8,7 +8,9 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -34,7 +36,13 @@ from .errors import (
     TransientError,
     classify_response,
 )
-from .models import ExportId, ExportStatus, parse_export_status, validate_export_id
+from .models import (
+    ExportId,
+    ExportStatus,
+    describe_value,
+    parse_export_status,
+    validate_export_id,
+)
 
 __all__ = [
     "BASE_URL_ENV",
@@ -56,6 +64,7 @@ SIGNATURE_EXPIRATION_SECONDS = 1800
 _SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
 _CONTENT_TYPE = "application/json"
 _SKEW_THRESHOLD_SECONDS = 30.0
+_USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
 
 
 def _is_loopback(host: str) -> bool:
@@ -76,6 +85,13 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"endpoint {value!r} is empty; expected e.g. {DEFAULT_BASE_URL}")
     text = value.strip()
+    # Messages echo the endpoint, so any user:password@ in it is masked first.
+    shown = _USERINFO.sub(r"\1***@", text)
+    if shown != text:
+        raise ConfigurationError(
+            f"endpoint {shown!r} must not carry credentials (user:password@); "
+            "use QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY"
+        )
     try:
         url = URL(text)
     except (ValueError, TypeError) as exc:
@@ -89,7 +105,14 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
             "endpoint must not carry credentials (user:password@); "
             "use QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY"
         )
-    if url.raw_path not in ("", "/") or url.raw_query_string or url.raw_fragment:
+    # yarl folds dot segments away ("/a/.." becomes "/"), so look at the text as given too.
+    given_path = urllib.parse.urlsplit(text).path
+    if (
+        url.raw_path not in ("", "/")
+        or given_path not in ("", "/")
+        or url.raw_query_string
+        or url.raw_fragment
+    ):
         raise ConfigurationError(
             f"endpoint {text!r} has a path, query or fragment; expected only scheme://host[:port]"
         )
@@ -166,7 +189,7 @@ class ExportStatusClient:
         self._connection_limit = connection_limit
         self._clock = clock
         self._clock_offset = 0.0
-        self._signed_for = ""
+        self._signed_second: int | None = None
         self._headers: dict[str, str] = {}
         self.stats = ClientStats()
 
@@ -217,9 +240,10 @@ class ExportStatusClient:
 
     def _signed_headers(self) -> dict[str, str]:
         # The body is not signed, so one Authorization value serves every request
-        # signed within the same second.
-        timestamp = canonical_time(int(self._clock() + self._clock_offset))
-        if timestamp != self._signed_for:
+        # signed within the same second; formatting the date is skipped until it changes.
+        second = int(self._clock() + self._clock_offset)
+        if second != self._signed_second:
+            timestamp = canonical_time(second)
             headers = {"Host": self._host, "Content-Type": _CONTENT_TYPE, "x-bce-date": timestamp}
             headers["Authorization"] = sign(
                 self.credentials,
@@ -231,7 +255,7 @@ class ExportStatusClient:
                 headers_to_sign=_SIGNED_HEADERS,
             )
             self._headers = headers
-            self._signed_for = timestamp
+            self._signed_second = second
         return self._headers
 
     async def get_status(self, export_id: ExportId) -> ExportStatus:
@@ -279,7 +303,7 @@ class ExportStatusClient:
             -offset,
         )
         self._clock_offset = offset
-        self._signed_for = ""
+        self._signed_second = None
         return True
 
     async def _request(self, export_id: ExportId) -> ExportStatus:
@@ -302,7 +326,9 @@ class ExportStatusClient:
                 status = response.status
                 payload = await self._read_body(response)
                 headers = response.headers
-        except ApiError:
+        except ApiError as error:
+            if isinstance(error, TransientError):
+                self.stats.transient_errors += 1
             raise
         except asyncio.TimeoutError:
             self.stats.transient_errors += 1
@@ -336,8 +362,8 @@ class ExportStatusClient:
                 f"response of {length} bytes refused (limit {MAX_RESPONSE_BYTES} bytes)",
                 http_status=response.status,
             )
-        if length is not None:
-            return await response.read()
+        if length is not None and not response.headers.get("Content-Encoding"):
+            return await response.read()  # the length is the size: nothing to count
         chunks: list[bytes] = []
         received = 0
         async for chunk in response.content.iter_chunked(64 * 1024):
@@ -386,8 +412,8 @@ class ExportStatusClient:
         if not record.matches(export_id):
             self.stats.transient_errors += 1
             raise ResponseFormatError(
-                f"answer is for export {record.export_id}/{record.export_id_str}, "
-                f"not {export_id!r}",
+                f"answer is for export {describe_value(record.export_id)}/"
+                f"{describe_value(record.export_id_str)}, not {describe_value(export_id)}",
                 log_id=record.log_id,
                 http_status=status,
             )

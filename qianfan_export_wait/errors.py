@@ -161,12 +161,14 @@ def _as_int_code(code: object) -> int | str | None:
     if code is None or isinstance(code, bool):
         return None
     if isinstance(code, int):
-        return code
+        # A code of absurd size is kept as a short string: it can name no real error and
+        # must not make a 4,000-character message.
+        return code if abs(code) < 10**12 else f"{str(code)[:20]}..."
     if isinstance(code, str):
         stripped = code.strip()
-        if stripped.lstrip("-").isdigit() and len(stripped) <= 12:
+        if stripped.isascii() and stripped.lstrip("-").isdigit() and len(stripped) <= 12:
             return int(stripped)
-        return stripped or None
+        return (stripped[:64] + "...") if len(stripped) > 64 else (stripped or None)
     if isinstance(code, float) and code.is_integer():
         return int(code)
     return str(code)[:64]

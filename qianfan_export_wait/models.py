@@ -14,6 +14,7 @@ __all__ = [
     "ExportId",
     "ExportState",
     "ExportStatus",
+    "describe_value",
     "parse_export_status",
     "validate_export_id",
 ]
@@ -45,7 +46,8 @@ class ExportState(str, enum.Enum):
 _STATES = {state.value: state for state in ExportState}
 
 
-def _describe(value: object) -> str:
+def describe_value(value: object) -> str:
+    """``repr(value)``, cut short for error messages."""
     text = repr(value)
     return text if len(text) <= 60 else f"{text[:40]}...({len(text)} characters)"
 
@@ -58,26 +60,27 @@ def validate_export_id(value: object) -> ExportId:
     """
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(
-            f"export id {_describe(value)} is a {type(value).__name__}; "
+            f"export id {describe_value(value)} is a {type(value).__name__}; "
             "expected an int exportID (e.g. 96) or a string exportIDStr (e.g. 'amemt-...')"
         )
     if isinstance(value, int):
         if not 1 <= value <= _MAX_INT_ID:
             raise ValueError(
-                f"export id {_describe(value)} is out of range; expected an int from 1 to 2**63-1"
+                f"export id {describe_value(value)} is out of range; "
+                "expected an int from 1 to 2**63-1"
             )
         return value
     if not value.strip():
-        raise ValueError(f"export id {_describe(value)} is empty; expected a non-empty string")
+        raise ValueError(f"export id {describe_value(value)} is empty; expected a non-empty string")
     if len(value) > MAX_EXPORT_ID_LENGTH:
         raise ValueError(
-            f"export id {_describe(value)} is longer than {MAX_EXPORT_ID_LENGTH} characters"
+            f"export id {describe_value(value)} is longer than {MAX_EXPORT_ID_LENGTH} characters"
         )
     if value != value.strip():
-        raise ValueError(f"export id {_describe(value)} has leading or trailing whitespace")
+        raise ValueError(f"export id {describe_value(value)} has leading or trailing whitespace")
     if not value.isprintable():
         raise ValueError(
-            f"export id {_describe(value)} contains control characters (newline, NUL, ...)"
+            f"export id {describe_value(value)} contains control characters (newline, NUL, ...)"
         )
     return value
 
@@ -142,13 +145,13 @@ def parse_export_status(body: object) -> ExportStatus:
     state_value = result.get("state")
     if not isinstance(state_value, str) or not state_value:
         raise ResponseFormatError(
-            f"result.state is {_describe(state_value)}, expected a non-empty string",
+            f"result.state is {describe_value(state_value)}, expected a non-empty string",
             log_id=log_id,
         )
     export_id = result.get("exportID")
     if isinstance(export_id, bool) or not isinstance(export_id, int):
         raise ResponseFormatError(
-            f"result.exportID is {_describe(export_id)}, expected an int", log_id=log_id
+            f"result.exportID is {describe_value(export_id)}, expected an int", log_id=log_id
         )
     return ExportStatus(
         export_id=export_id,

@@ -464,16 +464,6 @@ async def test_complete_two_mib_body_is_refused(
         await make_client().get_status(96)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client.py bug: with a Content-Length under the limit, _read_body calls "
-        "response.read(), which returns the body after gzip/deflate decoding with no size "
-        "check, so a small compressed body can expand past MAX_RESPONSE_BYTES (a 20 KB gzip "
-        "body yielded 20 MiB). Fix: after the Content-Length pre-check, always read through "
-        "response.content.iter_chunked() and count the decoded bytes."
-    ),
-)
 async def test_gzip_body_expanding_past_the_limit_is_refused(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:
@@ -542,15 +532,6 @@ async def test_stats_count_requests_retries_and_outcomes(
     assert (stats.retries, stats.succeeded) == (2, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client.py bug: the ResponseFormatError raised by _read_body for an oversized body "
-        "passes through `except ApiError: raise` in _request without incrementing "
-        "stats.transient_errors, unlike every other ResponseFormatError. Fix: in that except "
-        "clause, count it when isinstance(error, TransientError) before re-raising."
-    ),
-)
 async def test_oversized_body_counts_as_a_transient_error(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:

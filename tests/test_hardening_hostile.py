@@ -225,16 +225,6 @@ async def test_malformed_success_body_is_a_response_format_error(
         pytest.param(_with_result(exportID=int("9" * 4000)), id="exportID-4000-digits"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "errors._as_int_code keeps an int error_code of any size and client._interpret "
-        "formats record.export_id whole, so a 4000-digit number yields a 4000-character "
-        "error message (and JSON line). Fix: in _as_int_code return int codes only when "
-        "abs(code) < 10**12, else str(code)[:20] + '...'; in _interpret describe the "
-        "mismatching id with models._describe(record.export_id)."
-    ),
-)
 async def test_huge_numbers_give_a_short_error_message(
     scripted: tuple[Script, RawServer], payload: bytes
 ) -> None:

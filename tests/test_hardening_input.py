@@ -156,14 +156,6 @@ async def test_bad_endpoint_from_the_environment_exits_64_before_any_request(
     assert "has a path" in stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client.validate_base_url checks yarl's normalised raw_path, and yarl folds dot "
-        "segments away, so 'http://host/%2e%2e' or 'http://host/a/..' pass as having no "
-        "path. Fix: also refuse when urllib.parse.urlsplit(text).path not in ('', '/')."
-    ),
-)
 async def test_endpoint_with_a_dot_segment_path_exits_64(fake: SimulatedQianfan) -> None:
     await refused(fake, "status", "1", "--endpoint", f"{fake.base_url}/a/..")
 

@@ -125,15 +125,6 @@ async def test_cli_usage_errors_never_show_the_secret() -> None:
         assert_clean(run)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client.validate_base_url echoes the endpoint text in its 'needs a scheme' and "
-        "'is not a URL' messages before it checks for user:password@, so a password in a "
-        "malformed endpoint is printed. Fix: check for '@' in the authority first, or "
-        "echo a redacted form (re.sub(r'^([^/]*//)?[^/@]*@', r'\\1***@', text))."
-    ),
-)
 @pytest.mark.parametrize(
     "endpoint",
     [

@@ -17,7 +17,7 @@ per-export records) reports what it saw.
 from .app import STATS_PATH, Simulator
 from .config import FAULT_KINDS, FaultRates, SimulatorConfig
 from .exports import SimExport, export_id_from_str, export_id_str_for
-from .runner import add_simulate_arguments, run_simulator, simulate_from_args, simulate_main
+from .runner import run_simulator
 from .stats import OUTCOMES, SimulatorStats
 from .verify import AuthFailure, verify_authorization
 
@@ -31,11 +31,8 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",
-    "add_simulate_arguments",
     "export_id_from_str",
     "export_id_str_for",
     "run_simulator",
-    "simulate_from_args",
-    "simulate_main",
     "verify_authorization",
 ]
