@@ -91,11 +91,12 @@ class AdaptiveRateLimiter:
         initial_rate: float = 20.0,
         min_rate: float = 1.0,
         max_rate: float = 5000.0,
-        doubling_period: float = 0.25,
+        doubling_period: float = 0.1,
         decrease_factor: float = 0.8,
         target_share: float = 0.95,
         approach_period: float = 0.5,
         probe_share_per_second: float = 0.01,
+        early_tolerance: float = 0.005,
     ) -> None:
         if not 0 < min_rate <= initial_rate <= max_rate:
             raise ValueError("expected 0 < min_rate <= initial_rate <= max_rate")
@@ -109,6 +110,7 @@ class AdaptiveRateLimiter:
         self._target_share = target_share
         self._approach_period = approach_period
         self._probe_share = probe_share_per_second
+        self._early_tolerance = early_tolerance
         self._ceiling: float | None = None
         self._next_at = float("-inf")
         self._ticket = 0
@@ -130,7 +132,12 @@ class AdaptiveRateLimiter:
         return self._ceiling
 
     def reserve(self, now: float) -> Reservation:
-        """Book the next slot, ``1/rate`` after the previous one."""
+        """Book the next slot, ``1/rate`` after the previous one.
+
+        A slot less than ``early_tolerance`` ahead is given as "send now": an event loop
+        cannot sleep that briefly, and trying costs a wake-up per request. The booked
+        timeline still advances ``1/rate`` per slot, so the long-run rate is kept.
+        """
         if self._next_at > now:
             self._blocked_at = now
             slot = self._next_at
@@ -138,7 +145,8 @@ class AdaptiveRateLimiter:
             slot = now
         self._next_at = slot + 1.0 / self._rate
         self._ticket += 1
-        return Reservation(slot - now, self._ticket)
+        delay = slot - now
+        return Reservation(0.0 if delay < self._early_tolerance else delay, self._ticket)
 
     def on_success(self, now: float, ticket: int) -> None:
         """Count the success and grow the rate while the limiter is the bottleneck."""
@@ -178,12 +186,16 @@ class AdaptiveRateLimiter:
         """Cut the rate, at most once per batch of requests sent at the old rate."""
         if retry_after is not None and retry_after > 0:
             self._next_at = max(self._next_at, now + retry_after)
-        if ticket <= self._last_cut_ticket:
-            return
         accepted = self._accepted
         horizon = now - 1.0
         while accepted and accepted[0] <= horizon:
             accepted.popleft()
+        if accepted:
+            # The server's last second is full: nothing can pass before the oldest request
+            # it accepted in that second is a second old, so sending sooner only wastes.
+            self._next_at = max(self._next_at, accepted[0] + 1.0)
+        if ticket <= self._last_cut_ticket:
+            return
         # What the server accepted in the last second is the best estimate of its limit.
         # Within an episode of throttles the estimate only falls (a window boundary can
         # make one reading too high); after a quiet spell a fresh reading may raise it.

@@ -11,7 +11,6 @@ pending export costs one small object and one heap entry, not a task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import heapq
 import logging
@@ -472,8 +471,13 @@ class _Run:
 
     async def _sleep_or_wake(self, delay: float) -> None:
         if isinstance(self.clock, MonotonicClock):
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), delay)
+            # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation that
+            # lands as the wait ends, and then cancelling wait_all would not stop polling.
+            timer = asyncio.get_running_loop().call_later(delay, self.wakeup.set)
+            try:
+                await self.wakeup.wait()
+            finally:
+                timer.cancel()
         else:
             # Let requests in flight finish first: one may bring an earlier due time.
             for _ in range(3):
@@ -592,7 +596,7 @@ class ExportWaiter:
         client: ExportStatusClient,
         *,
         policy: PollPolicy | None = None,
-        max_in_flight: int = 32,
+        max_in_flight: int = 64,
         qps: float | None = None,
         on_update: UpdateHook | None = None,
         clock: Clock | None = None,
@@ -754,7 +758,7 @@ async def wait_for_exports(
     client: ExportStatusClient | None = None,
     min_delay: float = 2.0,
     max_delay: float = 60.0,
-    max_in_flight: int = 32,
+    max_in_flight: int = 64,
     qps: float | None = None,
     on_update: UpdateHook | None = None,
     **client_options: Any,

@@ -28,7 +28,7 @@ from qianfan_export_wait.client import ClientStats
 from qianfan_export_wait.errors import ConfigurationError
 from qianfan_export_wait.models import ExportStatus, parse_export_status
 from qianfan_export_wait.ratelimit import FixedRateLimiter
-from qianfan_export_wait.waiter import VirtualClock
+from qianfan_export_wait.waiter import MonotonicClock, VirtualClock
 
 Answer = Any  # a state name, an exception instance, or a callable returning either
 
@@ -368,3 +368,24 @@ def test_poll_policy_rejects_bad_values(options: dict[str, Any], message: str) -
 def test_waiter_rejects_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         ExportWaiter(ScriptedClient(VirtualClock(), {}), **options)  # type: ignore[arg-type]
+
+
+async def test_cancelling_wait_all_always_stops_it_even_as_a_sleep_ends() -> None:
+    # asyncio.wait_for (Python < 3.12) can swallow a cancellation that lands as its wait
+    # ends; cancelling at many moments around the dispatcher's short sleeps must always
+    # stop the run.
+    clock = MonotonicClock()
+    for attempt in range(300):
+        client = ScriptedClient(VirtualClock(), {i: ["Pending"] for i in range(1, 4)})
+        waiter = ExportWaiter(
+            client,  # type: ignore[arg-type]
+            policy=PollPolicy(min_delay=0.001, max_delay=0.002, timeout=60),
+            clock=clock,
+            limiter=FixedRateLimiter(1e6),
+        )
+        task = asyncio.ensure_future(waiter.wait_all([1, 2, 3]))
+        await asyncio.sleep(0.001 + (attempt % 7) * 0.0003)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert task in done, f"attempt {attempt}: cancellation was lost"
+        assert task.cancelled()
