@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import RetryCallState, wait_fixed, wait_random_exponential
 from tenacity.wait import wait_base
 
 from .client import ExportStatusClient
@@ -150,9 +150,7 @@ class PollPolicy:
         """The wait strategy between polls of one export."""
         if self.wait is not None:
             return self.wait
-        return wait_random_exponential(
-            multiplier=self.min_delay, min=self.min_delay, max=self.max_delay
-        )
+        return _jittered_exponential(self.min_delay, self.max_delay)
 
     def retry_strategy(self) -> wait_base:
         """The wait strategy after a transient error."""
@@ -160,8 +158,18 @@ class PollPolicy:
             return self.retry_wait
         # Faults on single requests are mostly independent, so retry soon; the exponent
         # (reset by every answer) protects a server that keeps failing.
-        first = min(self.min_delay, 0.1)
-        return wait_random_exponential(multiplier=first, min=first, max=self.max_delay)
+        return _jittered_exponential(min(self.min_delay, 0.1), self.max_delay)
+
+
+def _jittered_exponential(low: float, high: float) -> wait_base:
+    """``low`` plus a full-jitter exponential share, never past ``high``.
+
+    Built as ``wait_fixed + wait_random_exponential`` rather than with the latter's ``min``
+    argument, whose meaning changed in tenacity 9 (8.x draws from ``[0, x]`` regardless).
+    """
+    if high <= low:
+        return wait_fixed(low)
+    return wait_fixed(low) + wait_random_exponential(multiplier=low, max=high - low)
 
 
 class OutcomeKind(str, enum.Enum):
