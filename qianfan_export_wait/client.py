@@ -11,8 +11,9 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -51,6 +52,8 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "ClientStats",
     "ExportStatusClient",
+    "host_header",
+    "status_request_headers",
     "validate_base_url",
 ]
 
@@ -61,7 +64,7 @@ DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
 EXPORT_STATUS_PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
 MAX_RESPONSE_BYTES = 1024 * 1024
 SIGNATURE_EXPIRATION_SECONDS = 1800
-_SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
+SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
 _CONTENT_TYPE = "application/json"
 _SKEW_THRESHOLD_SECONDS = 30.0
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
@@ -124,7 +127,34 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
     return url.with_path("/")
 
 
-def _host_header(url: URL) -> str:
+def status_request_headers(
+    credentials: Credentials,
+    host: str,
+    timestamp: str | int | float | datetime | None = None,
+    *,
+    expiration_seconds: int = SIGNATURE_EXPIRATION_SECONDS,
+    headers_to_sign: tuple[str, ...] | None = SIGNED_HEADERS,
+    extra_headers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The headers of one signed status ``POST`` to ``host`` (``name[:port]``): the one
+    place a status request's headers are built. ``timestamp`` defaults to now."""
+    signed_at = canonical_time(timestamp)
+    headers = {"Host": host, "Content-Type": _CONTENT_TYPE, **(extra_headers or {})}
+    headers["x-bce-date"] = signed_at
+    headers["Authorization"] = sign(
+        credentials,
+        method="POST",
+        path=EXPORT_STATUS_PATH,
+        headers=headers,
+        timestamp=signed_at,
+        expiration_seconds=expiration_seconds,
+        headers_to_sign=headers_to_sign,
+    )
+    return headers
+
+
+def host_header(url: URL) -> str:
+    """The ``Host`` value for ``url``: the host, bracketed if IPv6, with a non-default port."""
     host = url.raw_host or ""
     if ":" in host:
         host = f"[{host}]"
@@ -178,7 +208,7 @@ class ExportStatusClient:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         self._url = self._base_url.with_path(EXPORT_STATUS_PATH)
-        self._host = _host_header(self._base_url)
+        self._host = host_header(self._base_url)
         self.credentials = credentials
         self.request_timeout = float(request_timeout)
         self.max_attempts = max_attempts
@@ -243,18 +273,7 @@ class ExportStatusClient:
         # signed within the same second; formatting the date is skipped until it changes.
         second = int(self._clock() + self._clock_offset)
         if second != self._signed_second:
-            timestamp = canonical_time(second)
-            headers = {"Host": self._host, "Content-Type": _CONTENT_TYPE, "x-bce-date": timestamp}
-            headers["Authorization"] = sign(
-                self.credentials,
-                method="POST",
-                path=EXPORT_STATUS_PATH,
-                headers=headers,
-                timestamp=timestamp,
-                expiration_seconds=SIGNATURE_EXPIRATION_SECONDS,
-                headers_to_sign=_SIGNED_HEADERS,
-            )
-            self._headers = headers
+            self._headers = status_request_headers(self.credentials, self._host, second)
             self._signed_second = second
         return self._headers
 

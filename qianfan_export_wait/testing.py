@@ -21,8 +21,8 @@ from typing import Any
 
 from yarl import URL
 
-from .auth import Credentials, canonical_time, sign
-from .client import EXPORT_STATUS_PATH, ExportStatusClient
+from .auth import Credentials
+from .client import SIGNED_HEADERS, ExportStatusClient, host_header, status_request_headers
 from .simulator import FaultRates, SimExport, Simulator, SimulatorConfig, SimulatorStats
 from .simulator.exports import ExportType
 
@@ -46,26 +46,19 @@ def signed_status_headers(
     *,
     timestamp: str | datetime | int | float | None = None,
     expiration_seconds: int = 1800,
-    headers_to_sign: tuple[str, ...] | None = ("content-type", "host", "x-bce-date"),
+    headers_to_sign: tuple[str, ...] | None = SIGNED_HEADERS,
     extra_headers: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Headers for a hand-made status ``POST`` to ``base_url``, signed like the client
     signs them (``timestamp`` default: now), for tests that need raw HTTP access."""
-    url = URL(base_url)
-    host = f"{url.raw_host}:{url.port}" if not url.is_default_port() else str(url.raw_host)
-    headers = {"Host": host, "Content-Type": "application/json", **(extra_headers or {})}
-    signed_at = canonical_time(timestamp)
-    headers["x-bce-date"] = signed_at
-    headers["Authorization"] = sign(
+    return status_request_headers(
         credentials,
-        method="POST",
-        path=EXPORT_STATUS_PATH,
-        headers=headers,
-        timestamp=signed_at,
+        host_header(URL(base_url)),
+        timestamp,
         expiration_seconds=expiration_seconds,
         headers_to_sign=headers_to_sign,
+        extra_headers=extra_headers,
     )
-    return headers
 
 
 class SimulatedQianfan:
