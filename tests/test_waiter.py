@@ -389,3 +389,20 @@ async def test_cancelling_wait_all_always_stops_it_even_as_a_sleep_ends() -> Non
         done, _ = await asyncio.wait({task}, timeout=2)
         assert task in done, f"attempt {attempt}: cancellation was lost"
         assert task.cancelled()
+
+
+async def test_a_large_run_keeps_each_last_status_compactly_and_gives_it_back_whole() -> None:
+    ints = list(range(1, 10_001))
+    strings = [f"amemt-{n:012d}" for n in range(3)]  # another result shape: exportIDStr too
+    script: dict[int | str, list[Answer]] = {i: ["Uploading"] for i in [*ints, *strings]}
+    policy = PollPolicy(min_delay=1, max_delay=1, timeout=1.5)
+    waiter, _, _ = make_waiter(script, policy=policy)
+    report = await waiter.wait_all([*ints, *strings])
+    assert len(report.timed_out) == 10_003
+    for export_id in (1, 5000, 10_000, *strings):
+        status = report[export_id].status
+        assert status == status_of(export_id, "Uploading")
+        assert status is not None and dict(status.raw) == dict(
+            status_of(export_id, "Uploading").raw
+        )
+        assert status.log_id == "1"
