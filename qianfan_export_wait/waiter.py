@@ -393,6 +393,10 @@ class _Run:
         self.counts = dict.fromkeys(OutcomeKind, 0)
         self.in_flight: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
+        # What wakes the waiting dispatcher: a push due before wake_before, a freed slot
+        # while slot_wanted, the last outcome, or its own timer.
+        self.wake_before = float("-inf")
+        self.slot_wanted = False
         self.proven = False
         self.compact = self.total > _COMPACT_ABOVE
         self.raw_keys: tuple[str, ...] | None = None
@@ -435,7 +439,8 @@ class _Run:
 
     def _push(self, due: float, tracker: _Tracker) -> None:
         heapq.heappush(self.heap, (due, tracker.order, tracker))
-        self.wakeup.set()
+        if due < self.wake_before:
+            self.wakeup.set()
 
     def _finish(
         self,
@@ -456,7 +461,8 @@ class _Run:
         )
         self.emit(outcome)
         self.waiter._notify(outcome)
-        self.wakeup.set()
+        if not self.unfinished:
+            self.wakeup.set()
 
     def _schedule(self, tracker: _Tracker, now: float, delay: float) -> None:
         """Put ``tracker`` back, or end it: the Smithy rule for the deadline."""
@@ -478,15 +484,23 @@ class _Run:
         try:
             while self.unfinished and self.auth_error is None:
                 limit = self.waiter.max_in_flight if self.proven else 1
-                if len(self.in_flight) >= limit or not heap:
-                    self.wakeup.clear()
-                    await self.wakeup.wait()
+                if len(self.in_flight) >= limit:
+                    await self._wait_for_wakeup(slot=True)
+                    continue
+                if not heap:
+                    await self._wait_for_wakeup(wake_before=float("inf"))
                     continue
                 now = clock.now()
                 due = heap[0][0]
                 if due > now + granularity:
+                    # Only an export due sooner than this one, a free slot we wait for, or
+                    # the end of the run wakes us early: not every finished request.
+                    self.wake_before = due
                     self.wakeup.clear()
-                    await self._sleep_or_wake(due - now)
+                    try:
+                        await self._sleep_or_wake(due - now)
+                    finally:
+                        self.wake_before = float("-inf")
                     continue
                 tracker = heapq.heappop(heap)[2]
                 reservation = self.limiter.reserve(now)
@@ -499,6 +513,18 @@ class _Run:
                 await self._stop_on_auth_error()
         finally:
             await self._cancel_in_flight()
+
+    async def _wait_for_wakeup(
+        self, *, slot: bool = False, wake_before: float = float("-inf")
+    ) -> None:
+        self.slot_wanted = slot
+        self.wake_before = wake_before
+        self.wakeup.clear()
+        try:
+            await self.wakeup.wait()
+        finally:
+            self.slot_wanted = False
+            self.wake_before = float("-inf")
 
     async def _sleep_or_wake(self, delay: float) -> None:
         if isinstance(self.clock, MonotonicClock):
@@ -537,7 +563,8 @@ class _Run:
             await self._poll_once(tracker, ticket)
         finally:
             self.in_flight.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
-            self.wakeup.set()
+            if self.slot_wanted:
+                self.wakeup.set()
 
     async def _poll_once(self, tracker: _Tracker, ticket: int) -> None:
         client = self.waiter.client
