@@ -433,15 +433,14 @@ async def _status(args: argparse.Namespace, out: TextIO) -> int:
                 )
                 error, code = exc, EXIT_NOPERM
             except ApiError as exc:
-                error = exc
-                code = max(code, EXIT_FAILED) if code != EXIT_NOPERM else code
+                error, code = exc, EXIT_FAILED
             if status is None:
                 outcome = "error"
             elif status.is_terminal:
                 outcome = "done" if status.state_name == "Done" else "failed"
             else:
                 outcome = "pending"
-            if outcome == "failed" and code == EXIT_OK:
+            if outcome == "failed":
                 code = EXIT_FAILED
             record = outcome_record(
                 export_id,

@@ -150,11 +150,8 @@ class AdaptiveRateLimiter:
 
     def on_success(self, now: float, ticket: int) -> None:
         """Count the success and grow the rate while the limiter is the bottleneck."""
-        accepted = self._accepted
-        accepted.append(now)
-        horizon = now - 1.0
-        while accepted and accepted[0] <= horizon:
-            accepted.popleft()
+        self._accepted.append(now)
+        self._trim_accepted(now)
         last = self._last_grow_at
         self._last_grow_at = now
         if last is None or now - self._blocked_at > 1.0:
@@ -182,14 +179,19 @@ class AdaptiveRateLimiter:
                     self._ceiling = None
         self._rate = min(rate, self._max_rate)
 
-    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
-        """Cut the rate, at most once per batch of requests sent at the old rate."""
-        if retry_after is not None and retry_after > 0:
-            self._next_at = max(self._next_at, now + retry_after)
+    def _trim_accepted(self, now: float) -> collections.deque[float]:
+        """The times of successes in the last second (older ones are dropped)."""
         accepted = self._accepted
         horizon = now - 1.0
         while accepted and accepted[0] <= horizon:
             accepted.popleft()
+        return accepted
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        """Cut the rate, at most once per batch of requests sent at the old rate."""
+        if retry_after is not None and retry_after > 0:
+            self._next_at = max(self._next_at, now + retry_after)
+        accepted = self._trim_accepted(now)
         if accepted:
             # The server's last second is full: nothing can pass before the oldest request
             # it accepted in that second is a second old, so sending sooner only wastes.
