@@ -124,8 +124,9 @@ class PollPolicy:
     ``wait`` is the poll schedule (any tenacity wait strategy; by default jittered
     exponential from ``min_delay`` to ``max_delay``); ``retry_wait`` paces retries after a
     transient error; an export that meets ``max_consecutive_errors`` transient errors in a
-    row ends as an ``error`` outcome. ``timeout`` (seconds, or ``None`` for no deadline)
-    applies to each export from the start of the wait.
+    row ends as an ``error`` outcome (by default 20, which the default retry schedule
+    spreads over about five minutes, so a brief outage ends nothing). ``timeout`` (seconds,
+    or ``None`` for no deadline) applies to each export from the start of the wait.
     """
 
     min_delay: float = 2.0
@@ -133,7 +134,7 @@ class PollPolicy:
     timeout: float | None = 3600.0
     wait: wait_base | None = None
     retry_wait: wait_base | None = None
-    max_consecutive_errors: int = 10
+    max_consecutive_errors: int = 20
 
     def __post_init__(self) -> None:
         _check_seconds("min_delay", self.min_delay)
