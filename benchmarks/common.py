@@ -15,6 +15,8 @@ __all__ = [
     "LoopLagProbe",
     "SuiteResult",
     "Target",
+    "WakeCounter",
+    "idle_wake_cpu",
     "make_client",
     "percentile",
     "summarize_lags",
@@ -129,3 +131,46 @@ class LoopLagProbe:
             "loop_lag_p99_ms": round(percentile(self.lags, 0.99) * 1000, 3),
             "loop_lag_max_ms": round(max(self.lags, default=math.nan) * 1000, 3),
         }
+
+
+class WakeCounter:
+    """Counts the event loop's blocking waits: selector calls that may sleep (a timeout
+    other than 0), each one a wake-up of an idle process when it ends."""
+
+    def __init__(self) -> None:
+        self.blocking = 0
+        self._selector: Any = None
+        self._select: Any = None
+
+    def __enter__(self) -> WakeCounter:
+        selector = getattr(asyncio.get_running_loop(), "_selector", None)
+        if selector is not None:
+            select = selector.select
+
+            def counted(timeout: float | None = None) -> Any:
+                if timeout is None or timeout > 0:
+                    self.blocking += 1
+                return select(timeout)
+
+            selector.select = counted
+            self._selector, self._select = selector, select
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._selector is not None:
+            del self._selector.select  # the instance attribute; the method shows again
+            self._selector = None
+
+
+async def idle_wake_cpu(per_second: float, seconds: float) -> float:
+    """CPU seconds per wake-up of this process when it does nothing but wake
+    ``per_second`` times a second: the platform's price of a wake-up, the same for any
+    program, to set beside a measured run."""
+    interval = 1.0 / max(per_second, 1.0)
+    wakes = 0
+    cpu_started = time.process_time()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(interval)
+        wakes += 1
+    return (time.process_time() - cpu_started) / max(wakes, 1)

@@ -83,14 +83,20 @@ class FixedRateLimiter:
 
 
 class AdaptiveRateLimiter:
-    """Finds and tracks the server's rate limit from throttle answers (slow start + AIMD)."""
+    """Finds and tracks the server's rate limit from throttle answers (slow start + AIMD).
+
+    ``max_rate`` only bounds slow start on a server that never throttles. It is high on
+    purpose: at a lower cap the limiter would space out a batch of polls that fell due
+    together (at 5,000/s, 250 polls take 50 ms), waking the loop again and again for
+    nothing, since no limit was ever seen.
+    """
 
     def __init__(
         self,
         *,
         initial_rate: float = 20.0,
         min_rate: float = 1.0,
-        max_rate: float = 5000.0,
+        max_rate: float = 50_000.0,
         doubling_period: float = 0.1,
         decrease_factor: float = 0.8,
         target_share: float = 0.95,

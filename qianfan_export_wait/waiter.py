@@ -15,12 +15,13 @@ import enum
 import heapq
 import logging
 import marshal
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity import RetryCallState, wait_fixed, wait_random_exponential
+from tenacity import RetryCallState, wait_fixed
 from tenacity.wait import wait_base
 
 from .client import ExportStatusClient
@@ -93,8 +94,10 @@ class VirtualClock:
 class MonotonicClock:
     """The real clock: ``time.monotonic`` and ``asyncio.sleep``.
 
-    ``granularity``: polls due this close together are sent in one wake-up, since an
-    event loop wakes no more precisely than that and each wake-up costs tens of us.
+    ``granularity``: the least batching window. Polls due within one window are sent
+    together, up to one window after they fall due, since an event loop wakes no more
+    precisely than that and each wake-up of an idle process costs 10-200 us of CPU. The
+    default poll schedule widens the window to ``min_delay / 40`` (at most 50 ms).
     """
 
     granularity = 0.005
@@ -169,14 +172,34 @@ class PollPolicy:
 
 
 def _jittered_exponential(low: float, high: float) -> wait_base:
-    """``low`` plus a full-jitter exponential share, never past ``high``.
-
-    Built as ``wait_fixed + wait_random_exponential`` rather than with the latter's ``min``
-    argument, whose meaning changed in tenacity 9 (8.x draws from ``[0, x]`` regardless).
-    """
+    """``low`` plus a full-jitter exponential share, never past ``high``."""
     if high <= low:
         return wait_fixed(low)
-    return wait_fixed(low) + wait_random_exponential(multiplier=low, max=high - low)
+    return _JitteredExponential(low, high)
+
+
+class _JitteredExponential(wait_base):
+    """Attempt ``n`` waits ``low + uniform(0, min(high - low, low * 2**(n-1)))``.
+
+    The same draw as ``wait_fixed(low) + wait_random_exponential(multiplier=low,
+    max=high - low)`` under tenacity 8 and 9 alike (the latter's ``min`` argument changed
+    meaning in 9), in one call: 0.25 us where the sum of two strategies takes 1.8 us, and
+    the waiter calls it once per poll.
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low = float(low)
+        self.span = float(high) - self.low
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exponent = retry_state.attempt_number - 1
+        share = self.span if exponent > 1000 else self.low * 2.0**exponent
+        if share > self.span:
+            share = self.span
+        return self.low + random.random() * share
+
+    def __repr__(self) -> str:
+        return f"<jittered exponential {self.low:g}-{self.low + self.span:g} s>"
 
 
 class OutcomeKind(str, enum.Enum):
@@ -329,6 +352,19 @@ class WaitReport(Mapping[ExportId, ExportOutcome]):
             )
 
 
+_MAX_BATCH_WINDOW = 0.05
+
+
+def _batch_window(policy: PollPolicy, clock: Clock) -> float:
+    """How late a poll may be sent so that polls falling due together share a wake-up:
+    the clock's granularity, widened to 1/40 of the shortest delay of the default schedule
+    (a custom ``wait`` gives no such bound to go by)."""
+    base = float(getattr(clock, "granularity", 0.0))
+    if base <= 0.0 or policy.wait is not None:
+        return base
+    return max(base, min(policy.min_delay / 40.0, _MAX_BATCH_WINDOW))
+
+
 _COMPACT_ABOVE = 10_000
 """Runs with more exports than this keep each pending export's last status serialized
 (about 260 bytes instead of about 1.2 KB of objects), decoded again only if needed."""
@@ -392,7 +428,8 @@ class _Run:
         self.total = len(self.heap)
         self.unfinished = len(self.heap)
         self.counts = dict.fromkeys(OutcomeKind, 0)
-        self.in_flight: set[asyncio.Task[None]] = set()
+        # Keyed by the tracker's order, so a poll removes itself without current_task().
+        self.in_flight: dict[int, asyncio.Task[None]] = {}
         self.wakeup = asyncio.Event()
         # What wakes the waiting dispatcher: a push due before wake_before, a freed slot
         # while slot_wanted, the last outcome, or its own timer.
@@ -481,7 +518,7 @@ class _Run:
         heap = self.heap
         clock = self.clock
         loop = asyncio.get_running_loop()
-        granularity = float(getattr(clock, "granularity", 0.0))
+        window = self.waiter._batch_window
         try:
             while self.unfinished and self.auth_error is None:
                 limit = self.waiter.max_in_flight if self.proven else 1
@@ -493,13 +530,14 @@ class _Run:
                     continue
                 now = clock.now()
                 due = heap[0][0]
-                if due > now + granularity:
-                    # Only an export due sooner than this one, a free slot we wait for, or
-                    # the end of the run wakes us early: not every finished request.
+                if due > now:
+                    # Sleep one window past it, so whatever falls due meanwhile goes in the
+                    # same wake-up. Only an export due sooner than this one, a free slot we
+                    # wait for, or the end of the run wakes us early.
                     self.wake_before = due
                     self.wakeup.clear()
                     try:
-                        await self._sleep_or_wake(due - now)
+                        await self._sleep_or_wake(due - now + window)
                     finally:
                         self.wake_before = float("-inf")
                     continue
@@ -509,7 +547,9 @@ class _Run:
                     await clock.sleep(reservation.delay)
                     if self.auth_error is not None:
                         break
-                self.in_flight.add(loop.create_task(self._poll(tracker, reservation.ticket)))
+                self.in_flight[tracker.order] = loop.create_task(
+                    self._poll(tracker, reservation.ticket)
+                )
             if self.auth_error is not None:
                 await self._stop_on_auth_error()
         finally:
@@ -544,7 +584,7 @@ class _Run:
                 await self.clock.sleep(delay)
 
     async def _cancel_in_flight(self) -> None:
-        tasks = list(self.in_flight)
+        tasks = list(self.in_flight.values())
         for task in tasks:
             task.cancel()
         if tasks:
@@ -563,7 +603,7 @@ class _Run:
         try:
             await self._poll_once(tracker, ticket)
         finally:
-            self.in_flight.discard(asyncio.current_task())  # type: ignore[arg-type,unused-ignore]
+            self.in_flight.pop(tracker.order, None)
             if self.slot_wanted:
                 self.wakeup.set()
 
@@ -671,6 +711,7 @@ class ExportWaiter:
         self.policy = policy or PollPolicy()
         self.max_in_flight = max_in_flight
         self.clock: Clock = clock or MonotonicClock()
+        self._batch_window = _batch_window(self.policy, self.clock)
         self.limiter: RateLimiter = limiter or (
             AdaptiveRateLimiter() if qps is None else FixedRateLimiter(qps)
         )

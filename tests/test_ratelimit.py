@@ -147,3 +147,18 @@ def test_adaptive_limiter_recovers_after_a_throttle_with_no_history() -> None:
     accepted, _, _ = drive(limiter, SlidingWindowServer(100), seconds=40)
     assert limiter.rate >= 50
     assert len([when for when in accepted if when >= 30]) >= 0.5 * 100 * 10
+
+
+def test_adaptive_limiter_never_throttled_lets_a_batch_that_fell_due_together_go_at_once() -> None:
+    # Polls arriving in batches of 250 every 50 ms (5,000 a second), against a server that
+    # never throttles: once slow start has grown, a batch goes out in one wake-up, not
+    # spaced over 50 ms (which would wake the event loop every 5 ms for nothing).
+    limiter = AdaptiveRateLimiter()
+    now = 0.0
+    for _ in range(40):
+        reservations = [limiter.reserve(now) for _ in range(250)]
+        for reservation in reservations:
+            limiter.on_success(now + reservation.delay, reservation.ticket)
+        now += max(reservation.delay for reservation in reservations) + 0.05
+    assert [limiter.reserve(now).delay for _ in range(250)] == [0.0] * 250
+    assert limiter.ceiling is None

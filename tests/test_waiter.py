@@ -27,7 +27,7 @@ from qianfan_export_wait.auth import Credentials
 from qianfan_export_wait.client import ClientStats
 from qianfan_export_wait.errors import ConfigurationError
 from qianfan_export_wait.models import ExportStatus, parse_export_status
-from qianfan_export_wait.ratelimit import FixedRateLimiter
+from qianfan_export_wait.ratelimit import FixedRateLimiter, Reservation
 from qianfan_export_wait.waiter import MonotonicClock, VirtualClock
 
 Answer = Any  # a state name, an exception instance, or a callable returning either
@@ -406,3 +406,96 @@ async def test_a_large_run_keeps_each_last_status_compactly_and_gives_it_back_wh
             status_of(export_id, "Uploading").raw
         )
         assert status.log_id == "1"
+
+
+# --- batching wake-ups and the default strategy -----------------------------------------------
+
+
+class CoarseVirtualClock(VirtualClock):
+    """A virtual clock that, like the real one, cannot wake more precisely than 5 ms."""
+
+    granularity = 0.005
+
+
+class Unlimited:
+    """A rate limiter that never delays, so send times show the dispatcher's wake-ups."""
+
+    rate = float("inf")
+
+    def __init__(self) -> None:
+        self.tickets = itertools.count(1)
+
+    def reserve(self, now: float) -> Reservation:
+        return Reservation(0.0, next(self.tickets))
+
+    def on_success(self, now: float, ticket: int) -> None:
+        pass
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        pass
+
+
+async def test_polls_falling_due_together_share_a_wake_up_and_are_never_sent_early() -> None:
+    clock = CoarseVirtualClock()
+    script: dict[int | str, list[Answer]] = {i: ["Pending"] * 6 + ["Done"] for i in range(1, 501)}
+    client = ScriptedClient(clock, script)
+    policy = PollPolicy(min_delay=2, max_delay=4, timeout=1000)
+    waiter = ExportWaiter(
+        client,  # type: ignore[arg-type]
+        policy=policy,
+        clock=clock,
+        limiter=Unlimited(),
+    )
+    report = await waiter.wait_all(list(script))
+    assert report.ok
+    window = 2 / 40  # min_delay / 40: the default schedule's batching window
+    for export_id in script:
+        gaps = [b - a for a, b in itertools.pairwise(client.times_for(export_id))]
+        assert all(2 - 1e-9 <= gap <= 4 + window + 1e-9 for gap in gaps), gaps
+    # 3,000 polls over about 20 s of schedule: one wake-up per window at most, not per poll.
+    send_times = {round(when, 9) for when, _ in client.calls}
+    span = max(send_times) - min(send_times)
+    assert len(send_times) <= span / window + 2
+    assert len(client.calls) == 3500
+
+
+@pytest.mark.parametrize(
+    ("policy", "granularity", "window"),
+    [
+        (PollPolicy(), 0.005, 0.05),  # default 2 s: capped at 50 ms
+        (PollPolicy(min_delay=0.8, max_delay=5), 0.005, 0.02),  # 1/40 of min_delay
+        (PollPolicy(min_delay=0.1, max_delay=1), 0.005, 0.005),  # never under the clock's
+        (PollPolicy(wait=wait_fixed(0.05)), 0.005, 0.005),  # a custom schedule: no bound known
+        (PollPolicy(), 0.0, 0.0),  # an exact clock batches nothing
+    ],
+)
+def test_batching_window_follows_the_default_schedule_only(
+    policy: PollPolicy, granularity: float, window: float
+) -> None:
+    class Clock(VirtualClock):
+        pass
+
+    clock = Clock()
+    clock.granularity = granularity  # type: ignore[attr-defined]
+    waiter = ExportWaiter(ScriptedClient(clock, {}), policy=policy, clock=clock)  # type: ignore[arg-type]
+    assert waiter._batch_window == pytest.approx(window)
+
+
+@pytest.mark.parametrize(("low", "high"), [(2.0, 60.0), (0.1, 60.0), (0.5, 2.0), (1.0, 1.5)])
+def test_default_strategy_draws_as_tenacitys_fixed_plus_random_exponential(
+    low: float, high: float
+) -> None:
+    import random
+
+    from tenacity import RetryCallState, wait_random_exponential
+
+    ours = PollPolicy(min_delay=low, max_delay=high).poll_strategy()
+    reference = wait_fixed(low) + wait_random_exponential(multiplier=low, max=high - low)
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    for attempt in [*range(1, 40), 1025, 10**6]:
+        state.attempt_number = attempt
+        random.seed(attempt)
+        expected = reference(state)
+        random.seed(attempt)
+        assert ours(state) == pytest.approx(expected, rel=1e-12)
+        assert low <= ours(state) <= high
