@@ -1,6 +1,7 @@
-"""Helpers shared by ``test_cli.py`` and the ``test_hardening_*`` files: the command line
-as a subprocess with a controlled environment, a raw TCP server that answers with any
-bytes at all, and a recording HTTP server. Everything listens on 127.0.0.1 only."""
+"""Helpers shared by ``test_cli.py``, ``test_client.py``, ``test_simulator.py`` and the
+``test_hardening_*`` files: a documented status body, the command line as a subprocess
+with a controlled environment, a raw TCP server that answers with any bytes at all, and
+a recording HTTP server. Everything listens on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -190,7 +191,21 @@ async def raw_server(respond: RawResponder) -> AsyncIterator[RawServer]:
         await server.wait_closed()
 
 
-def success_body(export_id: int | str, state: str = "Done") -> dict[str, Any]:
+RESULT_FIELDS = (
+    "id",
+    "idStr",
+    "exportID",
+    "exportIDStr",
+    "state",
+    "exportType",
+    "volumeId",
+    "exportPath",
+    "downloadUrl",
+)
+"""The fields of a status ``result``, as API.md documents them."""
+
+
+def success_body(export_id: int | str = 96, state: str = "Done") -> dict[str, Any]:
     """A documented success body for ``export_id`` (either id form)."""
     return {
         "log_id": "2340692759",

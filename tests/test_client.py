@@ -29,6 +29,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
+from hardening_support import success_body
 from multidict import CIMultiDict
 from tenacity import wait_none
 
@@ -56,22 +57,6 @@ MIB = 1024 * 1024
 DEFAULT_URL = "https://qianfan.baidubce.com" + EXPORT_STATUS_PATH
 
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def success_body(export_id: int | str = 96, state: str = "Done") -> dict[str, Any]:
-    return {
-        "log_id": "2340692759",
-        "result": {
-            "id": 305,
-            "exportID": export_id if isinstance(export_id, int) else 96,
-            "exportIDStr": export_id if isinstance(export_id, str) else "amemt-hkkf5y9e64j8",
-            "state": state,
-            "exportType": "storage",
-            "volumeId": "modelrepo-test",
-            "exportPath": "a/b.csv",
-            "downloadUrl": "",
-        },
-    }
 
 
 @dataclass

@@ -18,7 +18,13 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from hardening_support import RawServer, http_response, raw_server, success_body
+from hardening_support import (
+    RESULT_FIELDS,
+    RawServer,
+    http_response,
+    raw_server,
+    success_body,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tenacity import wait_none
@@ -102,17 +108,6 @@ JSON_VALUES = st.recursive(
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
     ),
     max_leaves=12,
-)
-RESULT_FIELDS = (
-    "id",
-    "idStr",
-    "exportID",
-    "exportIDStr",
-    "state",
-    "exportType",
-    "volumeId",
-    "exportPath",
-    "downloadUrl",
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hardening_support import RESULT_FIELDS
 from multidict import CIMultiDictProxy
 
 from qianfan_export_wait import (
@@ -103,17 +104,7 @@ async def test_answer_has_every_documented_field(fake: SimulatedQianfan) -> None
     export = fake.add_export(finish_after=0)
     async with fake.client(max_attempts=1) as client:
         status = await client.get_status(export.export_id)
-    assert set(status.raw) == {
-        "id",
-        "idStr",
-        "exportID",
-        "exportIDStr",
-        "state",
-        "exportType",
-        "volumeId",
-        "exportPath",
-        "downloadUrl",
-    }
+    assert set(status.raw) == set(RESULT_FIELDS)
     assert status.id_str and status.id_str.startswith("ame-")
     assert status.log_id and status.log_id.isdigit()
 
