@@ -245,9 +245,17 @@ def classify_response(
     raw_code = body.get("error_code") if body is not None else None
     code = _as_int_code(raw_code)
     bce_error_code = headers.get("X-Bce-Error-Code") or headers.get("x-bce-error-code")
+    if bce_error_code is None and body is not None and http_status >= 400:
+        # BCE's gateway error body, {"code": "RequestExpired", "message", "requestId"},
+        # may come without the header.
+        body_code = body.get("code")
+        if isinstance(body_code, str) and body_code and not body_code.isdigit():
+            bce_error_code = body_code
     if code is None and bce_error_code is None and 200 <= http_status < 300:
         return None
     log_id = body.get("log_id") if body is not None else None
+    if log_id is None and body is not None:
+        log_id = body.get("requestId")
     if log_id is None:
         log_id = headers.get("X-Bce-Request-Id") or headers.get("x-bce-request-id")
     message = None

@@ -584,6 +584,25 @@ async def test_clock_offset_is_kept_for_later_requests(
     assert len(server.requests) == 3
 
 
+async def test_request_expired_only_in_the_body_still_resyncs_the_clock(
+    server: ScriptedServer, make_client: MakeClient
+) -> None:
+    server.clock_offset = 20 * 60  # the signature's 30 min would cover 15 min ahead
+
+    async def expired_in_body(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"requestId": "req-9", "code": "RequestExpired", "message": "expired"},
+            status=400,
+            headers={"Date": email.utils.formatdate(server.now(), usegmt=True)},
+        )
+
+    server.then(expired_in_body)
+    client = make_client()
+    assert (await client.get_status(96)).export_id == 96
+    assert client.stats.clock_resyncs == 1
+    assert len(server.requests) == 2
+
+
 async def test_request_expired_is_resigned_only_once(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:

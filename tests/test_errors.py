@@ -230,3 +230,14 @@ def test_error_tree_shape(child: type[Exception], parent: type[Exception]) -> No
 def test_api_error_repr_names_class_code_and_log_id() -> None:
     error = ThrottledError("slow down", code=18, log_id="42")
     assert repr(error) == "ThrottledError('slow down', code=18, log_id='42')"
+
+
+def test_bce_gateway_error_body_without_the_header_keeps_its_code_and_request_id() -> None:
+    body = {"requestId": "req-7", "code": "RequestExpired", "message": "time is off"}
+    error = classify_response(400, body, {})
+    assert type(error) is AuthError
+    assert (error.bce_error_code, error.log_id) == ("RequestExpired", "req-7")
+    assert str(error).startswith("time is off")
+    # A numeric "code" or a success status is not a gateway error code.
+    assert classify_response(400, {"code": "18"}, {}).bce_error_code is None  # type: ignore[union-attr]
+    assert classify_response(200, {"code": "x", "result": {}}, {}) is None
