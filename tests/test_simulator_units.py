@@ -248,8 +248,6 @@ def _vectors() -> list[Any]:
 
 
 def _lists_every_bce_header(vector: dict[str, Any]) -> bool:
-    # Baidu's signer also signs unlisted x-bce-* headers; a verifier that takes the
-    # signedHeaders list at its word cannot reproduce those, so they are left out.
     listed = {name.strip().lower() for name in vector["headers_to_sign"] or ()}
     names = {
         name.strip().lower() for name, value in vector["headers"].items() if str(value).strip()
@@ -257,11 +255,13 @@ def _lists_every_bce_header(vector: dict[str, Any]) -> bool:
     return not listed or all(n in listed for n in names if n.startswith("x-bce-"))
 
 
-VERIFIABLE = [v for v in _vectors() if _lists_every_bce_header(v)]
+VERIFIABLE = _vectors()
 
 
-def test_most_known_good_vectors_are_verifiable() -> None:
-    assert len(VERIFIABLE) >= 100 or not _vectors()
+def test_vectors_include_signatures_over_unlisted_bce_headers() -> None:
+    # Baidu's signer also signs x-bce-* headers it does not list; the verifier must
+    # accept those signatures as well, or a client built on bce-python-sdk would fail.
+    assert not VERIFIABLE or any(not _lists_every_bce_header(v) for v in VERIFIABLE)
 
 
 @pytest.mark.skipif(not VERIFIABLE, reason="no bce-auth-v1 vectors found")

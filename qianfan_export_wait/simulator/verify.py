@@ -46,15 +46,21 @@ def canonical_request_for(
     query: Mapping[str, object],
     headers: Mapping[str, str],
     signed_headers: tuple[str, ...],
+    *,
+    include_bce_headers: bool = False,
 ) -> str:
     """The canonical request a client must have signed, built from the request as received.
 
     ``raw_path`` is the percent-encoded path without the query. An empty
     ``signed_headers`` means Baidu's default set (host, content-length, content-type,
-    content-md5 and every ``x-bce-*`` header); otherwise exactly the listed headers.
+    content-md5 and every ``x-bce-*`` header); otherwise the listed headers, and with
+    ``include_bce_headers`` every ``x-bce-*`` header as well (Baidu's own signer adds them
+    whether listed or not).
     """
     if signed_headers:
-        header_block = canonical_headers(headers, signed_headers, include_bce_headers=False)
+        header_block = canonical_headers(
+            headers, signed_headers, include_bce_headers=include_bce_headers
+        )
     else:
         header_block = canonical_headers(headers, None, include_bce_headers=True)
     return "\n".join(
@@ -81,7 +87,8 @@ def verify_authorization(
 
     Checks, in order: the header is present and well formed, the access key is the
     configured one, ``now`` lies within [timestamp - ``max_future_seconds``,
-    timestamp + expiration], and the signature matches.
+    timestamp + expiration], and the signature matches, over exactly the listed headers
+    or over those plus every ``x-bce-*`` header.
     """
     value = _header(headers, "authorization")
     if value is None or not value.strip():
@@ -104,14 +111,15 @@ def verify_authorization(
             f"signature timestamp {parts.timestamp} with expiration "
             f"{parts.expiration_seconds} s is not valid at the server's time",
         )
-    expected = signature_for(
-        credentials,
-        parts.prefix,
-        canonical_request_for(method, raw_path, query, headers, parts.signed_headers),
-    )
-    if not hmac.compare_digest(expected, parts.signature):
-        return AuthFailure(
-            "SignatureDoesNotMatch",
-            "SignatureDoesNotMatch, cause: Fail to authn user: Signature does not match",
+    # Exactly the listed headers (what the official SDK and this project sign), or those
+    # plus every x-bce-* header, as Baidu's bce-python-sdk signs whether listed or not.
+    for implicit_bce in (False, True):
+        request = canonical_request_for(
+            method, raw_path, query, headers, parts.signed_headers, include_bce_headers=implicit_bce
         )
-    return None
+        if hmac.compare_digest(signature_for(credentials, parts.prefix, request), parts.signature):
+            return None
+    return AuthFailure(
+        "SignatureDoesNotMatch",
+        "SignatureDoesNotMatch, cause: Fail to authn user: Signature does not match",
+    )
