@@ -18,7 +18,7 @@ import time
 def main() -> None:
     job = json.loads(sys.argv[1])
     import_started = time.process_time()
-    from qianfan.resources import Model
+    from qianfan.resources import Model  # type: ignore[import-not-found,unused-ignore]
 
     import_cpu = time.process_time() - import_started
     pending = list(job["ids"])

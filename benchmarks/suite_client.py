@@ -13,6 +13,8 @@ import time
 
 import aiohttp
 
+from qianfan_export_wait import ExportStatusClient
+
 from .common import SuiteResult, Target, make_client, percentile
 from .simserver import SimProcess
 
@@ -20,14 +22,16 @@ TARGET_RATIO = 1.10
 _ID_COUNT = 50
 
 
-async def _time_library(client, ids: list[int]) -> float:
+async def _time_library(client: ExportStatusClient, ids: list[int]) -> float:
     started = time.process_time()
     for export_id in ids:
         await client.get_status(export_id)
     return time.process_time() - started
 
 
-async def _time_bare(session, url: str, headers: dict[str, str], ids: list[int]) -> float:
+async def _time_bare(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], ids: list[int]
+) -> float:
     timeout = aiohttp.ClientTimeout(total=10.0)
     started = time.process_time()
     for export_id in ids:
@@ -76,7 +80,7 @@ async def run(quick: bool) -> SuiteResult:
     # migrations out of the comparison.
     own_cpus = os.sched_getaffinity(0)
     pinned = len(own_cpus) >= 2
-    client_cpu, server_cpu = sorted(own_cpus)[:2] if pinned else (None, None)
+    client_cpu, server_cpu = sorted(own_cpus)[:2] if pinned else (0, 0)
     async with SimProcess(cpus={server_cpu} if pinned else None) as sim:
         await sim.add(_ID_COUNT, max_seconds=0.0, fail_ratio=0.0)
         if pinned:

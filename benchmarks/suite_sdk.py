@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tenacity import wait_fixed
 
@@ -45,7 +46,7 @@ def sdk_available(python: str) -> bool:
     return probe.returncode == 0
 
 
-def _run_sdk_loop(python: str, base_url: str, ids: list[int], sleep: float) -> dict:
+def _run_sdk_loop(python: str, base_url: str, ids: list[int], sleep: float) -> dict[str, Any]:
     env = dict(os.environ)
     env.update(
         {
@@ -62,7 +63,7 @@ def _run_sdk_loop(python: str, base_url: str, ids: list[int], sleep: float) -> d
         timeout=600,
         check=True,
     )
-    answer: dict = json.loads(completed.stdout.strip().splitlines()[-1])
+    answer: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
     return answer
 
 

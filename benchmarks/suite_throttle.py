@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 from qianfan_export_wait.waiter import ExportWaiter, PollPolicy
 
@@ -26,7 +27,7 @@ ACHIEVED_TARGET = 0.90
 _SAMPLE_SECONDS = 0.25
 
 
-async def _one(limit: int, window: str, seconds: float) -> dict:
+async def _one(limit: int, window: str, seconds: float) -> dict[str, Any]:
     async with SimProcess(qps=limit, qps_window=window) as sim:
         ids = await sim.add(3000, held=True)
         async with make_client(sim.base_url) as client:
@@ -63,7 +64,7 @@ async def _one(limit: int, window: str, seconds: float) -> dict:
         (samples[i][2] - samples[i - 1][2]) / (samples[i][0] - samples[i - 1][0])
         for i in range(1, len(samples))
     ]
-    figures: dict = {
+    figures: dict[str, Any] = {
         "limit": limit,
         "window": window,
         "seconds": seconds,
