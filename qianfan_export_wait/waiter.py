@@ -760,7 +760,8 @@ class ExportWaiter:
             raise ConfigurationError(
                 f"ids must be an iterable of export ids, got {type(ids).__name__}"
             )
-        unique: dict[tuple[type, ExportId], ExportId] = {}
+        # An int never equals a str, so 96 and "96" stay apart as plain keys.
+        unique: dict[ExportId, None] = {}
         problems: list[str] = []
         for position, value in enumerate(ids):
             try:
@@ -768,12 +769,12 @@ class ExportWaiter:
             except ValueError as exc:
                 problems.append(f"#{position}: {exc}")
                 continue
-            unique.setdefault((type(export_id), export_id), export_id)
+            unique[export_id] = None
         if problems:
             shown = "; ".join(problems[:5])
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
             raise ConfigurationError(f"invalid export ids, nothing was sent: {shown}{more}")
-        return list(unique.values())
+        return list(unique)
 
     async def _drive(self, ids: list[ExportId], emit: Callable[[ExportOutcome], None]) -> _Run:
         run = _Run(self, ids, emit)
