@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
@@ -19,9 +20,9 @@ import re
 import signal
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from . import __version__
 from .auth import Credentials
@@ -71,14 +72,18 @@ def parse_id(text: str) -> ExportId:
 def read_ids_file(path: str, stdin: TextIO) -> list[ExportId]:
     """Ids from a file (``-``: stdin), one per line; blank lines and ``#`` comments skipped."""
     if path == "-":
-        lines = stdin.read().splitlines()
-    else:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise UsageError(f"--ids-file {path!r} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--ids-file {path!r} cannot be read: {exc}") from None
+        return _parse_id_lines(path, stdin)
+    try:
+        # Line by line: 100,000 ids never sit in memory as text as well as ids.
+        with open(path, encoding="utf-8") as lines:
+            return _parse_id_lines(path, lines)
+    except FileNotFoundError:
+        raise UsageError(f"--ids-file {path!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--ids-file {path!r} cannot be read: {exc}") from None
+
+
+def _parse_id_lines(path: str, lines: Iterable[str]) -> list[ExportId]:
     ids: list[ExportId] = []
     for number, line in enumerate(lines, 1):
         text = line.strip()
@@ -293,15 +298,29 @@ class OrderedPrinter:
     """Prints lines in the caller's order as soon as every earlier one is known."""
 
     def __init__(self, ids: Sequence[ExportId], out: TextIO) -> None:
-        # int and str ids never compare equal (bools are refused), so the id is the key.
-        self._position = {export_id: n for n, export_id in enumerate(ids)}
+        self._position: dict[ExportId, int] | None = None
+        if all(type(export_id) is int for export_id in ids):
+            # The usual --ids-file of numbers: two sorted arrays, 16 bytes an id where a
+            # dict costs about 90 (100,000 ids: 1.6 MB instead of 9).
+            numbers = cast("Sequence[int]", ids)
+            order = sorted(range(len(numbers)), key=numbers.__getitem__)
+            self._sorted_ids = array("q", map(numbers.__getitem__, order))
+            self._slots = array("q", order)
+        else:
+            # int and str ids never compare equal (bools are refused): the id is the key.
+            self._position = {export_id: n for n, export_id in enumerate(ids)}
         self._lines: list[str | None] = [None] * len(ids)
         self._next = 0
         self._out = out
 
+    def _slot(self, export_id: ExportId) -> int:
+        if self._position is not None:
+            return self._position[export_id]
+        return self._slots[bisect.bisect_left(self._sorted_ids, export_id)]
+
     def add(self, export_id: ExportId, line: str) -> None:
         """Record one export's line and print every line now in order."""
-        self._lines[self._position[export_id]] = line
+        self._lines[self._slot(export_id)] = line
         while self._next < len(self._lines):
             ready = self._lines[self._next]
             if ready is None:

@@ -19,7 +19,7 @@ from hardening_support import (
 )
 
 from qianfan_export_wait import Credentials
-from qianfan_export_wait.cli import main
+from qianfan_export_wait.cli import OrderedPrinter, main
 from qianfan_export_wait.simulator import Simulator
 from qianfan_export_wait.testing import SimulatedQianfan, serve_in_thread, simulated_qianfan
 
@@ -294,3 +294,31 @@ async def test_simulate_on_a_port_in_use_exits_1_with_a_clear_message(
     assert run.code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        [905, 3, 2**63 - 1, 17, 1],  # all numbers: the sorted-array index
+        [905, "amemt-hkkf5y9e64j8", 3, "905", 17],  # mixed: the dict index
+    ],
+    ids=["ints", "mixed"],
+)
+def test_ordered_printer_prints_in_the_callers_order_as_soon_as_it_can(
+    ids: list[int | str],
+) -> None:
+    out = io.StringIO()
+    printer = OrderedPrinter(ids, out)
+    finishing = [ids[2], ids[0], ids[4], ids[1]]  # the fourth id is still pending
+    printed = []
+    for export_id in finishing:
+        printer.add(export_id, f"line {export_id}")
+        printed.append(out.getvalue().splitlines())
+    assert printed == [
+        [],
+        [f"line {ids[0]}"],
+        [f"line {ids[0]}"],
+        [f"line {ids[0]}", f"line {ids[1]}", f"line {ids[2]}"],
+    ]
+    printer.flush_known()  # an interruption: what is known goes out, still in order
+    assert out.getvalue().splitlines() == [f"line {i}" for i in (ids[0], ids[1], ids[2], ids[4])]
