@@ -326,13 +326,26 @@ class ExportStatusClient:
         return True
 
     async def _request(self, export_id: ExportId) -> ExportStatus:
+        """One exchange, counted in ``stats`` by how it ended (the one place that counts)."""
+        self.stats.requests += 1
+        try:
+            status = await self._exchange(export_id)
+        except ThrottledError:
+            self.stats.throttled += 1
+            raise
+        except TransientError:
+            self.stats.transient_errors += 1
+            raise
+        self.stats.succeeded += 1
+        return status
+
+    async def _exchange(self, export_id: ExportId) -> ExportStatus:
         session = self._session or self._ensure_session()
         body = (
             b'{"exportID":%d}' % export_id
             if isinstance(export_id, int)
             else (json.dumps({"exportID": export_id}, ensure_ascii=False).encode("utf-8"))
         )
-        self.stats.requests += 1
         started = time.monotonic()
         try:
             async with session.post(
@@ -345,12 +358,7 @@ class ExportStatusClient:
                 status = response.status
                 payload = await self._read_body(response)
                 headers = response.headers
-        except ApiError as error:
-            if isinstance(error, TransientError):
-                self.stats.transient_errors += 1
-            raise
         except asyncio.TimeoutError:
-            self.stats.transient_errors += 1
             raise TransientError(
                 f"no complete answer within the request timeout ({self.request_timeout:g} s)"
             ) from None
@@ -359,10 +367,8 @@ class ExportStatusClient:
                 f"TLS verification failed for {self._host}: {type(exc).__name__}"
             ) from None
         except aiohttp.ClientPayloadError as exc:
-            self.stats.transient_errors += 1
             raise ResponseFormatError(f"response body was cut off: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:
-            self.stats.transient_errors += 1
             raise TransientError(f"connection failed: {type(exc).__name__}: {exc}") from None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -412,13 +418,8 @@ class ExportStatusClient:
                 f"unexpected redirect (HTTP {status}) not followed", http_status=status
             )
         if error is not None:
-            if isinstance(error, ThrottledError):
-                self.stats.throttled += 1
-            elif isinstance(error, TransientError):
-                self.stats.transient_errors += 1
             raise error
         if decode_problem is not None or not payload:
-            self.stats.transient_errors += 1
             raise ResponseFormatError(
                 decode_problem or "response body is empty", http_status=status
             )
@@ -426,15 +427,12 @@ class ExportStatusClient:
             record = parse_export_status(decoded)
         except ResponseFormatError as exc:
             exc.http_status = status
-            self.stats.transient_errors += 1
             raise
         if not record.matches(export_id):
-            self.stats.transient_errors += 1
             raise ResponseFormatError(
                 f"answer is for export {describe_value(record.export_id)}/"
                 f"{describe_value(record.export_id_str)}, not {describe_value(export_id)}",
                 log_id=record.log_id,
                 http_status=status,
             )
-        self.stats.succeeded += 1
         return record
