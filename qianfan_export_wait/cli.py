@@ -29,7 +29,17 @@ from .auth import Credentials
 from .client import BASE_URL_ENV, ExportStatusClient
 from .errors import ApiError, AuthError, ConfigurationError, QianfanError
 from .models import ExportId, ExportStatus, validate_export_id
-from .waiter import ExportOutcome, ExportWaiter, OutcomeKind, PollPolicy, WaiterStats
+from .waiter import (
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MIN_DELAY,
+    DEFAULT_TIMEOUT,
+    ExportOutcome,
+    ExportWaiter,
+    OutcomeKind,
+    PollPolicy,
+    WaiterStats,
+)
 
 __all__ = ["main"]
 
@@ -182,16 +192,30 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument(
         "--timeout",
         type=_positive(float, "--timeout"),
-        default=3600.0,
+        default=DEFAULT_TIMEOUT,
         metavar="S",
-        help="give up on an export after S seconds (default: 3600)",
-    )
-    wait.add_argument("--min-delay", type=_positive(float, "--min-delay"), default=2.0, metavar="S")
-    wait.add_argument(
-        "--max-delay", type=_positive(float, "--max-delay"), default=60.0, metavar="S"
+        help="give up on an export after S seconds (default: %(default)g)",
     )
     wait.add_argument(
-        "--max-in-flight", type=_positive(int, "--max-in-flight"), default=32, metavar="N"
+        "--min-delay",
+        type=_positive(float, "--min-delay"),
+        default=DEFAULT_MIN_DELAY,
+        metavar="S",
+        help="first wait between polls of one export (default: %(default)g)",
+    )
+    wait.add_argument(
+        "--max-delay",
+        type=_positive(float, "--max-delay"),
+        default=DEFAULT_MAX_DELAY,
+        metavar="S",
+        help="longest wait between polls of one export (default: %(default)g)",
+    )
+    wait.add_argument(
+        "--max-in-flight",
+        type=_positive(int, "--max-in-flight"),
+        default=DEFAULT_MAX_IN_FLIGHT,
+        metavar="N",
+        help="requests in flight at once (default: %(default)d)",
     )
     wait.add_argument(
         "--qps",

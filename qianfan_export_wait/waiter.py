@@ -11,6 +11,7 @@ pending export costs one small object and one heap entry, not a task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import heapq
 import logging
@@ -60,6 +61,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("qianfan_export_wait")
+
+# The defaults, in one place for PollPolicy, ExportWaiter, wait_for_exports and the CLI.
+DEFAULT_MIN_DELAY = 2.0
+DEFAULT_MAX_DELAY = 60.0
+DEFAULT_TIMEOUT = 3600.0
+DEFAULT_MAX_IN_FLIGHT = 64
 
 
 class Clock(Protocol):
@@ -111,13 +118,15 @@ class MonotonicClock:
         await asyncio.sleep(seconds)
 
 
-def _check_seconds(name: str, value: object, *, allow_none: bool = False) -> None:
+def _check_positive(
+    name: str, value: object, *, unit: str = "seconds", allow_none: bool = False
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+        raise ConfigurationError(f"{name} must be a number of {unit}, got {value!r}")
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+        raise ConfigurationError(f"{name} must be a finite number of {unit} > 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +141,17 @@ class PollPolicy:
     or ``None`` for no deadline) applies to each export from the start of the wait.
     """
 
-    min_delay: float = 2.0
-    max_delay: float = 60.0
-    timeout: float | None = 3600.0
+    min_delay: float = DEFAULT_MIN_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    timeout: float | None = DEFAULT_TIMEOUT
     wait: wait_base | None = None
     retry_wait: wait_base | None = None
     max_consecutive_errors: int = 20
 
     def __post_init__(self) -> None:
-        _check_seconds("min_delay", self.min_delay)
-        _check_seconds("max_delay", self.max_delay)
-        _check_seconds("timeout", self.timeout, allow_none=True)
+        _check_positive("min_delay", self.min_delay)
+        _check_positive("max_delay", self.max_delay)
+        _check_positive("timeout", self.timeout, allow_none=True)
         if self.max_delay < self.min_delay:
             raise ConfigurationError(
                 f"max_delay ({self.max_delay}) must be >= min_delay ({self.min_delay})"
@@ -695,7 +704,7 @@ class ExportWaiter:
         client: ExportStatusClient,
         *,
         policy: PollPolicy | None = None,
-        max_in_flight: int = 64,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         qps: float | None = None,
         on_update: UpdateHook | None = None,
         clock: Clock | None = None,
@@ -706,7 +715,7 @@ class ExportWaiter:
         if max_in_flight < 1:
             raise ConfigurationError(f"max_in_flight must be >= 1, got {max_in_flight}")
         if qps is not None:
-            _check_seconds("qps", qps)
+            _check_positive("qps", qps, unit="requests per second")
         self.client = client
         self.policy = policy or PollPolicy()
         self.max_in_flight = max_in_flight
@@ -788,15 +797,14 @@ class ExportWaiter:
     async def wait_all(self, ids: Iterable[ExportId]) -> WaitReport:
         """Wait until every export has an outcome; return them in the caller's order."""
         unique = self._unique_ids(ids)
-        outcomes: dict[tuple[type, ExportId], ExportOutcome] = {}
+        outcomes: dict[ExportId, ExportOutcome] = {}  # validated ids: an int never equals a str
 
         def keep(outcome: ExportOutcome) -> None:
-            outcomes[(type(outcome.export_id), outcome.export_id)] = outcome
+            outcomes[outcome.export_id] = outcome
 
         run = await self._drive(unique, keep)
         return WaitReport(
-            (outcomes[(type(export_id), export_id)] for export_id in unique),
-            elapsed=self.clock.now() - run.started,
+            (outcomes[export_id] for export_id in unique), elapsed=self.clock.now() - run.started
         )
 
     async def as_completed(self, ids: Iterable[ExportId]) -> AsyncIterator[ExportOutcome]:
@@ -855,24 +863,21 @@ class ExportWaiter:
 async def wait_for_exports(
     ids: Iterable[ExportId],
     *,
-    timeout: float | None = 3600.0,
+    timeout: float | None = DEFAULT_TIMEOUT,
     client: ExportStatusClient | None = None,
-    min_delay: float = 2.0,
-    max_delay: float = 60.0,
-    max_in_flight: int = 64,
+    min_delay: float = DEFAULT_MIN_DELAY,
+    max_delay: float = DEFAULT_MAX_DELAY,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     qps: float | None = None,
     on_update: UpdateHook | None = None,
     **client_options: Any,
 ) -> WaitReport:
     """Wait for exports in one call, with a client from the environment unless given one."""
     policy = PollPolicy(min_delay=min_delay, max_delay=max_delay, timeout=timeout)
-    if client is not None:
+    async with contextlib.AsyncExitStack() as owned:
+        if client is None:
+            client = await owned.enter_async_context(ExportStatusClient.from_env(**client_options))
         waiter = ExportWaiter(
             client, policy=policy, max_in_flight=max_in_flight, qps=qps, on_update=on_update
-        )
-        return await waiter.wait_all(ids)
-    async with ExportStatusClient.from_env(**client_options) as owned:
-        waiter = ExportWaiter(
-            owned, policy=policy, max_in_flight=max_in_flight, qps=qps, on_update=on_update
         )
         return await waiter.wait_all(ids)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from collections.abc import AsyncIterator
@@ -19,9 +20,10 @@ from hardening_support import (
 )
 
 from qianfan_export_wait import Credentials
-from qianfan_export_wait.cli import OrderedPrinter, main
+from qianfan_export_wait.cli import OrderedPrinter, build_parser, main
 from qianfan_export_wait.simulator import Simulator
 from qianfan_export_wait.testing import SimulatedQianfan, serve_in_thread, simulated_qianfan
+from qianfan_export_wait.waiter import ExportWaiter, PollPolicy
 
 RECORD_KEYS = {"export_id", "outcome", "state", "result", "error", "polls", "elapsed_s"}
 CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
@@ -322,3 +324,15 @@ def test_ordered_printer_prints_in_the_callers_order_as_soon_as_it_can(
     ]
     printer.flush_known()  # an interruption: what is known goes out, still in order
     assert out.getvalue().splitlines() == [f"line {i}" for i in (ids[0], ids[1], ids[2], ids[4])]
+
+
+def test_wait_defaults_are_the_librarys() -> None:
+    args = build_parser().parse_args(["wait", "1"])
+    policy = PollPolicy()
+    in_flight = inspect.signature(ExportWaiter).parameters["max_in_flight"].default
+    assert (args.min_delay, args.max_delay, args.timeout, args.max_in_flight) == (
+        policy.min_delay,
+        policy.max_delay,
+        policy.timeout,
+        in_flight,
+    )

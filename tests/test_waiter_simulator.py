@@ -20,6 +20,7 @@ from qianfan_export_wait import (
     InvalidRequestError,
     OutcomeKind,
     PollPolicy,
+    wait_for_exports,
 )
 from qianfan_export_wait.simulator import FaultRates
 from qianfan_export_wait.testing import simulated_qianfan
@@ -209,3 +210,22 @@ def test_cancellation_leaves_no_warnings_in_dev_mode(tmp_path: Path) -> None:
     assert done.stdout.strip() == "clean 1"
     for warning in ("Unclosed", "was destroyed", "never awaited", "Warning", "Error"):
         assert warning not in done.stderr
+
+
+async def test_wait_for_exports_uses_a_given_client_and_leaves_it_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with simulated_qianfan(exports=5, max_seconds=0.3, fail_ratio=0.0, seed=4) as fake:
+        async with fake.client() as client:
+            report = await wait_for_exports(
+                [1, 2, 3], client=client, min_delay=0.05, max_delay=0.2, timeout=10
+            )
+            assert report.ok
+            assert (await client.get_status(4)).export_id == 4  # still open
+        # Without one, it builds its own from the environment, and closes it.
+        monkeypatch.setenv("QIANFAN_ACCESS_KEY", fake.credentials.access_key)
+        monkeypatch.setenv("QIANFAN_SECRET_KEY", fake.credentials.secret_key)
+        report = await wait_for_exports(
+            [5], base_url=fake.base_url, min_delay=0.05, max_delay=0.2, timeout=10
+        )
+    assert list(report) == [5] and report.ok
