@@ -161,7 +161,7 @@ def canonical_time(timestamp: str | datetime | int | float | None = None) -> str
         )
     else:
         moment = datetime.fromtimestamp(int(timestamp), timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.strftime(_TIMESTAMP_FORMAT)
 
 
 def canonical_query(query: Mapping[str, object] | None) -> str:
@@ -208,6 +208,10 @@ def canonical_headers(
     return b"\n".join(lines).decode("ascii")
 
 
+def _auth_prefix(access_key: str, timestamp: str, expiration_seconds: int) -> str:
+    return f"{AUTH_VERSION}/{access_key}/{timestamp}/{expiration_seconds}"
+
+
 def signature_for(credentials: Credentials, auth_string_prefix: str, canonical_request: str) -> str:
     """The hex signature of ``canonical_request`` under the key derived for the prefix."""
     signing_key = hmac.new(
@@ -237,9 +241,7 @@ def sign(
     if expiration_seconds <= 0:
         raise ValueError(f"expiration_seconds must be positive, got {expiration_seconds}")
     names = sorted({name.strip().lower() for name in headers_to_sign or ()})
-    prefix = (
-        f"{AUTH_VERSION}/{credentials.access_key}/{canonical_time(timestamp)}/{expiration_seconds}"
-    )
+    prefix = _auth_prefix(credentials.access_key, canonical_time(timestamp), expiration_seconds)
     request = "\n".join(
         (
             method.upper(),
@@ -264,12 +266,12 @@ class AuthorizationParts:
     @property
     def prefix(self) -> str:
         """The ``authStringPrefix`` the signing key is derived from."""
-        return f"{AUTH_VERSION}/{self.access_key}/{self.timestamp}/{self.expiration_seconds}"
+        return _auth_prefix(self.access_key, self.timestamp, self.expiration_seconds)
 
     @property
     def issued_at(self) -> datetime:
         """The signing time as an aware UTC datetime."""
-        return datetime.strptime(self.timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(self.timestamp, _TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
 
 
 def parse_authorization(value: str) -> AuthorizationParts:
