@@ -23,10 +23,11 @@
         └── ExportTimeoutError          the deadline passed before a terminal state
 
 Classification (:func:`classify_response`) looks at the body's ``error_code`` first (it may
-arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code``, then at the
-HTTP status; HTTP 429 means throttling even when an ``X-Bce-Error-Code`` comes with it.
-An ``ApiError`` whose code is unknown and whose status says nothing is kept as a plain
-``ApiError`` and treated as permanent for that one export.
+arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code`` (or, on a 4xx/5xx
+without it, a BCE gateway body's string ``code``), then at the HTTP status; HTTP 429 means
+throttling even when an ``X-Bce-Error-Code`` comes with it. An ``ApiError`` whose code is
+unknown and whose status says nothing is kept as a plain ``ApiError`` and treated as
+permanent for that one export.
 """
 
 from __future__ import annotations
@@ -168,10 +169,10 @@ def _as_int_code(code: object) -> int | str | None:
         stripped = code.strip()
         if stripped.isascii() and stripped.lstrip("-").isdigit() and len(stripped) <= 12:
             return int(stripped)
-        return (stripped[:64] + "...") if len(stripped) > 64 else (stripped or None)
+        return _clean_text(stripped, 64) if stripped else None
     if isinstance(code, float) and code.is_integer():
         return int(code)
-    return str(code)[:64]
+    return _clean_text(code, 64)
 
 
 def error_class_for(
