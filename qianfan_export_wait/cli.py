@@ -446,9 +446,9 @@ def _exit_code(counts: dict[OutcomeKind, int], auth_failed: bool) -> int:
 # ---------------------------------------------------------------- verbs
 
 
-def _make_client(args: argparse.Namespace, credentials: Credentials | None = None) -> Any:
+def _make_client(args: argparse.Namespace) -> ExportStatusClient:
     return ExportStatusClient(
-        credentials or Credentials.from_env(),
+        Credentials.from_env(),
         base_url=args.endpoint,
         request_timeout=args.request_timeout,
         allow_insecure_http=args.insecure_http,
