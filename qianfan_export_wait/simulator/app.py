@@ -262,19 +262,15 @@ class Simulator:
     def _next_log_id(self) -> str:
         return str(next(self._log_ids))
 
+    def _error_payload(self, code: int, message: str) -> dict[str, Any]:
+        return {"error_code": code, "error_msg": message, "log_id": self._next_log_id()}
+
     def _error(self, code: int, message: str) -> web.Response:
-        return _json_response(
-            {"error_code": code, "error_msg": message, "log_id": self._next_log_id()}
-        )
+        return _json_response(self._error_payload(code, message))
 
     def _auth_failure(self, failure: AuthFailure) -> web.Response:
         response = _json_response(
-            {
-                "error_code": failure.error_code,
-                "error_msg": failure.message,
-                "log_id": self._next_log_id(),
-            },
-            status=401,
+            self._error_payload(failure.error_code, failure.message), status=401
         )
         response.headers["X-Bce-Error-Code"] = failure.bce_error_code
         # The message may quote the client's header; keep the echo printable ASCII.
@@ -323,11 +319,7 @@ class Simulator:
         export = await self._find_export(request)
         if export is None:
             outcome = "invalid"
-            payload: dict[str, Any] = {
-                "error_code": INVALID_PARAM_CODE,
-                "error_msg": "param invalid",
-                "log_id": self._next_log_id(),
-            }
+            payload = self._error_payload(INVALID_PARAM_CODE, "param invalid")
         else:
             outcome = "ok"
             payload = {"log_id": self._next_log_id(), "result": export.result_at(self._clock())}
