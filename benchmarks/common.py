@@ -140,7 +140,6 @@ class WakeCounter:
     def __init__(self) -> None:
         self.blocking = 0
         self._selector: Any = None
-        self._select: Any = None
 
     def __enter__(self) -> WakeCounter:
         selector = getattr(asyncio.get_running_loop(), "_selector", None)
@@ -153,7 +152,7 @@ class WakeCounter:
                 return select(timeout)
 
             selector.select = counted
-            self._selector, self._select = selector, select
+            self._selector = selector
         return self
 
     def __exit__(self, *exc: object) -> None:
