@@ -18,6 +18,7 @@ from typing import Protocol
 
 __all__ = [
     "AdaptiveRateLimiter",
+    "AsyncRateLimiter",
     "FixedRateLimiter",
     "RateLimiter",
     "Reservation",
@@ -41,6 +42,29 @@ class RateLimiter(Protocol):
 
     def reserve(self, now: float) -> Reservation:
         """Book the next send slot at or after ``now``."""
+
+    def on_success(self, now: float, ticket: int) -> None:
+        """A request booked with ``ticket`` was not throttled."""
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        """A request booked with ``ticket`` was throttled by the server."""
+
+
+class AsyncRateLimiter(Protocol):
+    """A limiter whose reservation needs I/O, such as one shared by many processes.
+
+    The waiter awaits ``areserve`` where it would call ``reserve``, then sleeps the
+    reservation's delay; ``on_success`` and ``on_throttle`` stay synchronous (a limiter
+    that must report them over the network does so in tasks it owns). A limiter that
+    owns connections or tasks is closed by whoever made it, not by the waiter.
+    """
+
+    @property
+    def rate(self) -> float:
+        """The current allowed rate in requests per second."""
+
+    async def areserve(self, now: float) -> Reservation:
+        """Book the next send slot at or after ``now`` (the waiter's monotonic clock)."""
 
     def on_success(self, now: float, ticket: int) -> None:
         """A request booked with ``ticket`` was not throttled."""
