@@ -43,7 +43,7 @@ from .models import (
     parse_export_status,
     validate_export_id,
 )
-from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter
+from .ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, FixedRateLimiter, RateLimiter
 
 __all__ = [
     "Clock",
@@ -422,6 +422,7 @@ class _Run:
         self.clock = waiter.clock
         self.policy = waiter.policy
         self.limiter = waiter.limiter
+        self.async_limiter = hasattr(self.limiter, "areserve")
         self.poll_wait = waiter._poll_wait
         self.retry_wait = waiter._retry_wait
         self.emit = emit
@@ -551,7 +552,11 @@ class _Run:
                         self.wake_before = float("-inf")
                     continue
                 tracker = heapq.heappop(heap)[2]
-                reservation = self.limiter.reserve(now)
+                reservation = (
+                    await self.limiter.areserve(now)  # type: ignore[union-attr]
+                    if self.async_limiter
+                    else self.limiter.reserve(now)  # type: ignore[union-attr]
+                )
                 if reservation.delay > 0:
                     await clock.sleep(reservation.delay)
                     if self.auth_error is not None:
@@ -708,7 +713,7 @@ class ExportWaiter:
         qps: float | None = None,
         on_update: UpdateHook | None = None,
         clock: Clock | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: RateLimiter | AsyncRateLimiter | None = None,
     ) -> None:
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
             raise ConfigurationError(f"max_in_flight must be an int, got {max_in_flight!r}")
@@ -721,7 +726,7 @@ class ExportWaiter:
         self.max_in_flight = max_in_flight
         self.clock: Clock = clock or MonotonicClock()
         self._batch_window = _batch_window(self.policy, self.clock)
-        self.limiter: RateLimiter = limiter or (
+        self.limiter: RateLimiter | AsyncRateLimiter = limiter or (
             AdaptiveRateLimiter() if qps is None else FixedRateLimiter(qps)
         )
         self.on_update = on_update
