@@ -1,5 +1,5 @@
 """Wait for Baidu Qianfan model-evaluation result exports: a signed async status client,
-a rate-limited batch waiter on tenacity backoff, and a local simulator of the API."""
+one long-lived rate-limited waiter on tenacity backoff, and a local simulator of the API."""
 
 from .auth import Credentials
 from .client import ExportStatusClient
@@ -13,17 +13,35 @@ from .errors import (
     MissingCredentialsError,
     QianfanError,
     ResponseFormatError,
+    ServiceUnavailableError,
     ThrottledError,
     TransientError,
+    UnexpectedError,
+    WaiterClosedError,
     WaitError,
 )
 from .models import ExportId, ExportState, ExportStatus
-from .waiter import (
+from .ratelimit import (
+    AdaptiveRateLimiter,
+    AsyncRateLimiter,
+    FixedRateLimiter,
+    RateLimiter,
+    Reservation,
+)
+from .waiting import (
+    Clock,
+    ExportHandle,
     ExportOutcome,
     ExportWaiter,
+    MonotonicClock,
     OutcomeKind,
+    OutcomeStream,
     PollPolicy,
     StateChange,
+    StatusClient,
+    UpdateHook,
+    VirtualClock,
+    WaiterEvent,
     WaiterStats,
     WaitReport,
     WaitReportError,
@@ -31,11 +49,15 @@ from .waiter import (
 )
 
 __all__ = [
+    "AdaptiveRateLimiter",
     "ApiError",
+    "AsyncRateLimiter",
     "AuthError",
+    "Clock",
     "ConfigurationError",
     "Credentials",
     "ExportFailedError",
+    "ExportHandle",
     "ExportId",
     "ExportOutcome",
     "ExportState",
@@ -43,18 +65,30 @@ __all__ = [
     "ExportStatusClient",
     "ExportTimeoutError",
     "ExportWaiter",
+    "FixedRateLimiter",
     "InvalidRequestError",
     "MissingCredentialsError",
+    "MonotonicClock",
     "OutcomeKind",
+    "OutcomeStream",
     "PollPolicy",
     "QianfanError",
+    "RateLimiter",
+    "Reservation",
     "ResponseFormatError",
+    "ServiceUnavailableError",
     "StateChange",
+    "StatusClient",
     "ThrottledError",
     "TransientError",
+    "UnexpectedError",
+    "UpdateHook",
+    "VirtualClock",
     "WaitError",
     "WaitReport",
     "WaitReportError",
+    "WaiterClosedError",
+    "WaiterEvent",
     "WaiterStats",
     "wait_for_exports",
 ]

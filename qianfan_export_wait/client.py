@@ -4,6 +4,7 @@ or an error. The only module that talks to the network."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import json
 import logging
@@ -27,6 +28,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 from yarl import URL
 
+from ._checks import check_count
 from .auth import Credentials, canonical_time, sign
 from .errors import (
     ApiError,
@@ -67,6 +69,8 @@ SIGNATURE_EXPIRATION_SECONDS = 1800
 SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
 _CONTENT_TYPE = "application/json"
 _SKEW_THRESHOLD_SECONDS = 30.0
+_MAX_RESIGNS = 3
+DEFAULT_CONNECTION_LIMIT = 100
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
 
 
@@ -161,6 +165,58 @@ def host_header(url: URL) -> str:
     return host if url.is_default_port() else f"{host}:{url.port}"
 
 
+class _Slots:
+    """A resizable number of requests allowed at once, with a queue for the others."""
+
+    __slots__ = ("_waiting", "capacity", "used")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def take(self) -> None:
+        """Wait for a free slot and take it."""
+        while self.used >= self.capacity:
+            turn = asyncio.get_running_loop().create_future()
+            self._waiting.append(turn)
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._wake_one()  # pass the wake-up on: it was ours
+                raise
+        self.used += 1
+
+    def give_back(self) -> None:
+        """Free a slot."""
+        self.used -= 1
+        self._wake_one()
+
+    def resize(self, capacity: int) -> None:
+        """Allow ``capacity`` at once from now on."""
+        grown = capacity - self.capacity
+        self.capacity = capacity
+        for _ in range(max(0, grown)):
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+
+def _session_limit(session: aiohttp.ClientSession) -> int | None:
+    """The connections a caller's session allows to one host (``None``: no limit)."""
+    connector = session.connector
+    if connector is None:
+        return None
+    limits = [limit for limit in (connector.limit, connector.limit_per_host) if limit]
+    return min(limits) if limits else None
+
+
 @dataclass(slots=True)
 class ClientStats:
     """Counters since the client was made: HTTP requests sent and how they ended."""
@@ -179,6 +235,10 @@ class ExportStatusClient:
     Use it as ``async with``. It owns one ``aiohttp.ClientSession`` unless given one (which
     it then leaves open), reuses connections, signs every request with ``bce-auth-v1``, and
     retries ``TransientError`` a few times on a jittered exponential backoff (tenacity).
+
+    ``connection_limit`` caps requests at once (default: 100, raised to a waiter's
+    ``max_in_flight``); a given session's own connector limits are respected. Time spent
+    waiting for a free connection does not count toward ``request_timeout``.
     """
 
     def __init__(
@@ -191,7 +251,7 @@ class ExportStatusClient:
         max_attempts: int = 3,
         retry_wait: wait_base | None = None,
         allow_insecure_http: bool = False,
-        connection_limit: int = 100,
+        connection_limit: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(credentials, Credentials):
@@ -216,7 +276,13 @@ class ExportStatusClient:
         self._timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         self._session = session
         self._owns_session = session is None
-        self._connection_limit = connection_limit
+        if connection_limit is not None:
+            check_count("connection_limit", connection_limit)
+        # Requests allowed at once. Waiting for one of these is not request time: the
+        # request timeout starts once a connection is free. None: follow the waiters.
+        self._pinned_limit = connection_limit
+        self._session_limit = _session_limit(session) if session is not None else None
+        self._slots = _Slots(self._capacity_for(DEFAULT_CONNECTION_LIMIT))
         self._clock = clock
         self._clock_offset = 0.0
         self._signed_second: int | None = None
@@ -261,12 +327,30 @@ class ExportStatusClient:
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # The connector does not cap connections: _slots does, and can grow.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connection_limit),
-                raise_for_status=False,
+                connector=aiohttp.TCPConnector(limit=0), raise_for_status=False
             )
             self._owns_session = True
         return self._session
+
+    def _capacity_for(self, wanted: int) -> int:
+        for cap in (self._pinned_limit, self._session_limit):
+            if cap is not None:
+                return cap
+        return wanted
+
+    @property
+    def connection_limit(self) -> int:
+        """Requests this client sends at once; more wait for a free connection."""
+        return self._slots.capacity
+
+    def ensure_connections(self, wanted: int) -> int:
+        """Allow ``wanted`` requests at once, unless ``connection_limit`` or the limits of
+        a given session's connector say less; return how many are allowed."""
+        capacity = self._capacity_for(max(wanted, self._slots.capacity))
+        self._slots.resize(capacity)
+        return capacity
 
     def _signed_headers(self) -> dict[str, str]:
         # The body is not signed, so one Authorization value serves every request
@@ -302,14 +386,24 @@ class ExportStatusClient:
 
     async def fetch_once(self, export_id: ExportId) -> ExportStatus:
         """One request, no transient retry (the waiter schedules its own); ``export_id``
-        must already be valid. Resyncs the clock and re-signs once on ``RequestExpired``."""
-        try:
-            return await self._request(export_id)
-        except AuthError as error:
-            if not self._learn_clock_offset(error):
-                raise
-            self.stats.clock_resyncs += 1
-            return await self._request(export_id)
+        must already be valid.
+
+        On ``RequestExpired`` it signs again and resends: with the offset another request
+        learnt meanwhile, if any, else with one learnt from this answer's ``Date``.
+        """
+        resends = 0
+        while True:
+            signed_with = self._clock_offset
+            try:
+                return await self._request(export_id)
+            except AuthError as error:
+                resends += 1
+                if error.bce_error_code != "RequestExpired" or resends > _MAX_RESIGNS:
+                    raise
+                if self._clock_offset == signed_with:
+                    if not self._learn_clock_offset(error):
+                        raise
+                    self.stats.clock_resyncs += 1
 
     def _learn_clock_offset(self, error: AuthError) -> bool:
         if error.bce_error_code != "RequestExpired" or error.server_date is None:
@@ -340,6 +434,17 @@ class ExportStatusClient:
         return status
 
     async def _exchange(self, export_id: ExportId) -> ExportStatus:
+        slots = self._slots
+        if slots.used < slots.capacity:
+            slots.used += 1
+        else:
+            await slots.take()
+        try:
+            return await self._exchange_on_a_connection(export_id)
+        finally:
+            slots.give_back()
+
+    async def _exchange_on_a_connection(self, export_id: ExportId) -> ExportStatus:
         session = self._session or self._ensure_session()
         body = (
             b'{"exportID":%d}' % export_id

@@ -12,15 +12,19 @@
     │   ├── TransientError              retry after a short wait
     │   │   │                           (codes 2, 336000, 336100, 500000; HTTP 5xx;
     │   │   │                           connection reset; timeout)
-    │   │   └── ResponseFormatError     body not JSON, not the expected shape, or too large
+    │   │   ├── ResponseFormatError     body not JSON, not the expected shape, or too large
+    │   │   └── ServiceUnavailableError the waiter gave up: no answer for the outage budget
     │   ├── AuthError                   stop: every other request will fail too
     │   │                               (HTTP 401/403; codes 6, 13, 14, 110, 111;
     │   │                               X-Bce-Error-Code such as SignatureDoesNotMatch)
     │   └── InvalidRequestError         this request will never succeed
     │                                   (codes 100, 336001-336005, 500001: e.g. unknown id)
-    └── WaitError                       raised by ``ExportWaiter.wait`` for one export
-        ├── ExportFailedError           the export reached ``Fail``
-        └── ExportTimeoutError          the deadline passed before a terminal state
+    ├── WaitError                       raised by ``ExportWaiter.wait`` for one export
+    │   ├── ExportFailedError           the export reached ``Fail``
+    │   └── ExportTimeoutError          the deadline passed before a terminal state
+    ├── UnexpectedError                 not an API error (a strategy, a limiter, a closed
+    │                                   client, a bug) ended an export; ``__cause__`` is it
+    └── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
 
 Classification (:func:`classify_response`) looks at the body's ``error_code`` first (it may
 arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code`` (or, on a 4xx/5xx
@@ -48,9 +52,12 @@ __all__ = [
     "MissingCredentialsError",
     "QianfanError",
     "ResponseFormatError",
+    "ServiceUnavailableError",
     "ThrottledError",
     "TransientError",
+    "UnexpectedError",
     "WaitError",
+    "WaiterClosedError",
     "classify_response",
     "error_class_for",
     "parse_retry_after",
@@ -133,6 +140,24 @@ class ResponseFormatError(TransientError):
     """The body was not JSON, not the documented shape, or larger than allowed."""
 
 
+class ServiceUnavailableError(TransientError):
+    """The waiter gave up on an export: the service gave no answer for ``unavailable_for``
+    seconds (connection refused, 5xx, resets, timeouts). ``last_error`` is the last failure;
+    its code, HTTP status and log id are copied here."""
+
+    def __init__(self, unavailable_for: float, last_error: ApiError | None) -> None:
+        cause = f"; last error: {last_error}" if last_error is not None else ""
+        super().__init__(
+            f"gave up after {unavailable_for:.0f} s without an answer: "
+            f"the service stayed unavailable{cause}",
+            code=None if last_error is None else last_error.code,
+            log_id=None if last_error is None else last_error.log_id,
+            http_status=None if last_error is None else last_error.http_status,
+        )
+        self.unavailable_for = unavailable_for
+        self.last_error = last_error
+
+
 class AuthError(ApiError):
     """Credentials or signature rejected: every other request would fail the same way."""
 
@@ -156,6 +181,21 @@ class ExportFailedError(WaitError):
 
 class ExportTimeoutError(WaitError):
     """The deadline passed before the export reached ``Done`` or ``Fail``."""
+
+
+class UnexpectedError(QianfanError):
+    """An exception that is not an API error ended an export: a wait strategy, a limiter or
+    a hook that raised, a closed client, a bug. The exception is ``original`` and
+    ``__cause__``."""
+
+    def __init__(self, original: BaseException, during: str) -> None:
+        super().__init__(f"{type(original).__name__} while {during}: {original}")
+        self.original = original
+        self.__cause__ = original
+
+
+class WaiterClosedError(QianfanError, RuntimeError):
+    """The waiter was closed while this call was still waiting, or is used after closing."""
 
 
 def _as_int_code(code: object) -> int | str | None:

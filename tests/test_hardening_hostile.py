@@ -405,7 +405,7 @@ async def test_waiter_gives_every_good_and_hostile_id_one_outcome() -> None:
         await writer.drain()
 
     ids = [*GOOD_IDS, *HOSTILE_BY_ID]
-    policy = PollPolicy(min_delay=0.05, max_delay=0.2, timeout=10, max_consecutive_errors=2)
+    policy = PollPolicy(min_delay=0.05, max_delay=0.2, timeout=10, max_unavailable=1.0)
     async with raw_server(respond) as server:
         async with client_for(server) as client:
             waiter = ExportWaiter(client, policy=policy, max_in_flight=16)

@@ -18,6 +18,7 @@ from qianfan_export_wait import (
     InvalidRequestError,
     OutcomeKind,
     PollPolicy,
+    ServiceUnavailableError,
     StateChange,
     ThrottledError,
     TransientError,
@@ -28,7 +29,8 @@ from qianfan_export_wait.client import ClientStats
 from qianfan_export_wait.errors import ConfigurationError
 from qianfan_export_wait.models import ExportStatus, parse_export_status
 from qianfan_export_wait.ratelimit import FixedRateLimiter, Reservation
-from qianfan_export_wait.waiter import MonotonicClock, VirtualClock
+from qianfan_export_wait.waiting import MonotonicClock, VirtualClock
+from qianfan_export_wait.waiting.policy import batch_window
 
 Answer = Any  # a state name, an exception instance, or a callable returning either
 
@@ -196,24 +198,44 @@ async def test_auth_failure_is_logged_once_without_the_secret(
     assert client.credentials.secret_key not in caplog.text
 
 
-async def test_transient_errors_in_a_row_end_as_an_error_outcome() -> None:
+async def test_transient_errors_end_an_export_after_max_unavailable_seconds_not_a_count() -> None:
     flaky = TransientError("HTTP 500", http_status=500)
-    policy = PollPolicy(min_delay=1, max_delay=5, timeout=10_000, max_consecutive_errors=4)
+    policy = PollPolicy(
+        min_delay=1, max_delay=5, timeout=10_000, retry_wait=wait_fixed(2), max_unavailable=30
+    )
     waiter, client, _ = make_waiter({9: [flaky]}, policy=policy)
     report = await waiter.wait_all([9])
-    assert report[9].kind is OutcomeKind.ERROR
-    assert report[9].error is flaky
-    assert len(client.calls) == 4
+    outcome = report[9]
+    assert outcome.kind is OutcomeKind.ERROR
+    assert isinstance(outcome.error, ServiceUnavailableError)
+    assert outcome.error.last_error is flaky
+    assert outcome.unavailable
+    # The first error at 0, then every 2 s (the probe of an outage also every 2 s): the
+    # export ends at the first answerless poll 30 s after the first error.
+    assert client.times_for(9)[-1] == pytest.approx(30)
 
 
-async def test_a_success_resets_the_transient_error_count() -> None:
+async def test_an_answer_restarts_the_unavailable_clock() -> None:
     flaky = TransientError("HTTP 500", http_status=500)
-    policy = PollPolicy(min_delay=1, max_delay=5, timeout=10_000, max_consecutive_errors=3)
+    policy = PollPolicy(
+        min_delay=1, max_delay=5, timeout=10_000, retry_wait=wait_fixed(2), max_unavailable=5
+    )
     answers: list[Answer] = [flaky, flaky, "Pending", flaky, flaky, "Done"]
     waiter, _, _ = make_waiter({9: answers}, policy=policy)
     report = await waiter.wait_all([9])
     assert report[9].kind is OutcomeKind.DONE
     assert report[9].polls == 6
+
+
+async def test_max_consecutive_errors_is_deprecated_but_still_ends_an_export_on_a_count() -> None:
+    flaky = TransientError("HTTP 500", http_status=500)
+    with pytest.warns(DeprecationWarning, match="max_consecutive_errors"):
+        policy = PollPolicy(min_delay=1, max_delay=5, timeout=10_000, max_consecutive_errors=4)
+    waiter, client, _ = make_waiter({9: [flaky]}, policy=policy)
+    report = await waiter.wait_all([9])
+    assert report[9].kind is OutcomeKind.ERROR
+    assert report[9].error is flaky
+    assert len(client.calls) == 4
 
 
 async def test_duplicate_ids_are_polled_once_and_int_and_str_ids_stay_distinct() -> None:
@@ -314,7 +336,9 @@ async def test_cancelling_wait_all_cancels_requests_in_flight() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert client.in_flight == 0
-    assert waiter.stats.total == 0
+    stats = waiter.stats
+    assert (stats.pending, stats.in_flight, stats.callers) == (0, 0, 0)
+    assert stats.total == 20 and stats.cancelled == 19  # export 1 proved the key: Done
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert leftover == []
 
@@ -353,7 +377,8 @@ async def test_as_completed_yields_every_outcome_once_in_finishing_order() -> No
         ({"max_delay": 1, "min_delay": 2}, "max_delay"),
         ({"timeout": 0}, "timeout"),
         ({"timeout": float("nan")}, "timeout"),
-        ({"max_consecutive_errors": 0}, "max_consecutive_errors"),
+        ({"max_unavailable": 0}, "max_unavailable"),
+        ({"wait": 5}, "wait"),
     ],
 )
 def test_poll_policy_rejects_bad_values(options: dict[str, Any], message: str) -> None:
@@ -472,13 +497,7 @@ async def test_polls_falling_due_together_share_a_wake_up_and_are_never_sent_ear
 def test_batching_window_follows_the_default_schedule_only(
     policy: PollPolicy, granularity: float, window: float
 ) -> None:
-    class Clock(VirtualClock):
-        pass
-
-    clock = Clock()
-    clock.granularity = granularity  # type: ignore[attr-defined]
-    waiter = ExportWaiter(ScriptedClient(clock, {}), policy=policy, clock=clock)  # type: ignore[arg-type]
-    assert waiter._batch_window == pytest.approx(window)
+    assert batch_window(policy, granularity) == pytest.approx(window)
 
 
 @pytest.mark.parametrize(("low", "high"), [(2.0, 60.0), (0.1, 60.0), (0.5, 2.0), (1.0, 1.5)])

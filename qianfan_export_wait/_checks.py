@@ -1,0 +1,46 @@
+"""The one place options are checked: numbers with a unit and a range. Pure code."""
+
+from __future__ import annotations
+
+import math
+
+from .errors import ConfigurationError
+
+__all__ = ["check_count", "check_number"]
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    unit: str = "seconds",
+    minimum: float = 0.0,
+    inclusive: bool = False,
+    maximum: float = math.inf,
+    allow_none: bool = False,
+) -> float | None:
+    """Return ``value`` as a float if it is a finite number of ``unit`` above ``minimum``
+    (or at it, when ``inclusive``) and at most ``maximum``; else raise
+    ``ConfigurationError`` naming ``name``, the value and what was expected."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of {unit}, got {value!r}")
+    number = float(value)
+    low_ok = number >= minimum if inclusive else number > minimum
+    if not (low_ok and number <= maximum and math.isfinite(number)):
+        bound = f"{'>=' if inclusive else '>'} {minimum:g}"
+        if maximum != math.inf:
+            bound += f" and <= {maximum:g}"
+        raise ConfigurationError(f"{name} must be a finite number of {unit} {bound}, got {value!r}")
+    return number
+
+
+def check_count(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) of at least ``minimum``, else
+    raise ``ConfigurationError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value

@@ -1,0 +1,334 @@
+"""The asyncio driver of a ``Scheduler``: one dispatcher task and one task per poll in
+flight, all owned here. None outlives ``aclose()``, and none fails unseen: an exception
+that is not an API error ends the exports it touched as ``error`` (see ``UnexpectedError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from math import inf
+
+from ..errors import (
+    ApiError,
+    AuthError,
+    ThrottledError,
+    TransientError,
+    UnexpectedError,
+)
+from ..models import ExportId, ExportStatus
+from ..ratelimit import AsyncRateLimiter, RateLimiter
+from .clock import Clock, MonotonicClock
+from .core import Entry, Scheduler
+
+__all__ = ["Driver"]
+
+logger = logging.getLogger("qianfan_export_wait")
+
+Fetch = Callable[[ExportId], Awaitable[ExportStatus]]
+
+
+class _RateMeter:
+    """Requests sent per second over the last few seconds."""
+
+    __slots__ = ("_counts", "_first", "_second")
+
+    _WINDOW = 5
+
+    def __init__(self) -> None:
+        self._counts = [0] * self._WINDOW
+        self._second = 0
+        self._first: float | None = None
+
+    def _advance(self, now: float) -> None:
+        second = int(now)
+        if second != self._second:
+            for step in range(self._second + 1, min(second, self._second + self._WINDOW) + 1):
+                self._counts[step % self._WINDOW] = 0
+            self._second = second
+
+    def add(self, now: float) -> None:
+        """Count one request sent at ``now``."""
+        if self._first is None:
+            self._first = now
+        self._advance(now)
+        self._counts[self._second % self._WINDOW] += 1
+
+    def rate(self, now: float) -> float:
+        """Requests per second lately."""
+        if self._first is None:
+            return 0.0
+        self._advance(now)
+        span = min(self._WINDOW - 1 + (now - int(now)), now - self._first)
+        return sum(self._counts) / span if span > 0.05 else 0.0
+
+
+class Driver:
+    """Runs ``core`` on the event loop: sends polls through ``fetch`` within ``limiter`` and
+    ``max_in_flight``, and sleeps on ``clock`` until the core has something to do."""
+
+    def __init__(
+        self,
+        core: Scheduler,
+        *,
+        fetch: Fetch,
+        limiter: RateLimiter | AsyncRateLimiter,
+        clock: Clock,
+        max_in_flight: int,
+        describe_client: Callable[[], str],
+    ) -> None:
+        self.core = core
+        self.max_in_flight = max_in_flight
+        self.polls: dict[Entry, asyncio.Task[None]] = {}
+        self._fetch = fetch
+        self._limiter = limiter
+        self._areserve = getattr(limiter, "areserve", None)
+        self._clock = clock
+        self._real_clock = isinstance(clock, MonotonicClock)
+        self._slack = core.resolution
+        self._describe_client = describe_client
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        # While the dispatcher sleeps: when it wakes by itself, and whether a poll falling
+        # due sooner (else only a sooner deadline, or a freed slot) should wake it.
+        self._wake_at = -inf
+        self._wake_on_ready = False
+        self._wake_on_slot = False
+        self._held: tuple[float, int] | None = None
+        self._closed = False
+        self._meter = _RateMeter()
+        self._logged_unexpected: set[type] = set()
+
+    # -- control -----------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Make the dispatcher run if there is work, and look again if it should."""
+        if self._closed:
+            return
+        core = self.core
+        dispatcher = self._dispatcher
+        if dispatcher is None or dispatcher.done():
+            if core.entries:
+                loop = asyncio.get_running_loop()
+                if self._wakeup is None:
+                    self._wakeup = asyncio.Event()
+                self._dispatcher = loop.create_task(self._dispatch())
+                self._dispatcher.add_done_callback(self._dispatcher_done)
+            return
+        wake_at = self._wake_at
+        if wake_at == -inf:
+            return  # it is running, and will look at the new state anyway
+        if not core.entries or (self._wake_on_slot and len(self.polls) < self.limit):
+            wake = True
+        else:
+            soonest = core.next_event() if self._wake_on_ready else core.next_deadline()
+            wake = soonest + self._slack < wake_at
+        if wake:
+            assert self._wakeup is not None
+            self._wakeup.set()
+
+    @property
+    def limit(self) -> int:
+        """Polls allowed in flight now: one until the credentials have been proven."""
+        return self.max_in_flight if self.core.proven else 1
+
+    def request_rate(self) -> float:
+        """Requests sent per second lately."""
+        return self._meter.rate(self._clock.now())
+
+    def cancel_polls(self, entries: Iterable[Entry]) -> list[asyncio.Task[None]]:
+        """Cancel the polls in flight for ``entries``; return their tasks."""
+        tasks = []
+        for entry in entries:
+            task = self.polls.get(entry)
+            if task is not None:
+                task.cancel()
+                tasks.append(task)
+        return tasks
+
+    async def settle(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        """Wait for ``tasks`` to end, and for the dispatcher too if no work is left."""
+        waits = set(tasks)
+        dispatcher = self._dispatcher
+        if not self.core.entries and dispatcher is not None and not dispatcher.done():
+            self.kick()
+            waits.add(dispatcher)
+        if waits:
+            await asyncio.wait(waits)
+
+    async def aclose(self, error: BaseException) -> None:
+        """Stop for good: cancel every task, end every caller's wait with ``error``."""
+        self._closed = True
+        tasks = list(self.polls.values())
+        if self._dispatcher is not None and not self._dispatcher.done():
+            tasks.append(self._dispatcher)
+        for task in tasks:
+            task.cancel()
+        self.core.abort_all(error)
+        if tasks:
+            await asyncio.wait(tasks)
+
+    # -- the dispatcher ------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        core = self.core
+        clock = self._clock
+        slack = self._slack
+        try:
+            while not self._closed:
+                now = clock.now()
+                room = len(self.polls) < self.limit
+                ready = core.ready_at()
+                if room and ready <= now:
+                    held = self._held
+                    if held is None:
+                        if self._areserve is not None:
+                            reservation = await self._areserve(now)
+                        else:
+                            reservation = self._limiter.reserve(now)  # type: ignore[union-attr]
+                        held = self._held = (now + reservation.delay, reservation.ticket)
+                    if held[0] <= now:
+                        entry = core.take(now)
+                        if entry is not None:
+                            self._held = None
+                            self._start_poll(entry, held[1], now)
+                        continue
+                # Nothing more may go now. Deadlines are looked at only here, so an export
+                # due at its deadline gets its last poll first (the Smithy rule).
+                core.expire(now)
+                if not core.entries:
+                    return
+                deadline = core.next_deadline() + slack
+                if not room:
+                    await self._sleep(deadline, on_slot=True)
+                elif ready > now:
+                    await self._sleep(ready if ready < deadline else deadline, on_ready=True)
+                else:
+                    slot = self._held[0] if self._held is not None else now
+                    await self._sleep(slot if slot < deadline else deadline)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a limiter or a bug: never a hang, never unseen
+            self._crash(error, "dispatching polls")
+        finally:
+            self._held = None
+
+    def _dispatcher_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # pragma: no cover
+            logger.error("the dispatcher failed", exc_info=task.exception())
+
+    async def _sleep(
+        self, wake_at: float, *, on_ready: bool = False, on_slot: bool = False
+    ) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None
+        wakeup.clear()
+        self._wake_at = wake_at
+        self._wake_on_ready = on_ready
+        self._wake_on_slot = on_slot
+        try:
+            if wake_at == inf:
+                await wakeup.wait()
+            elif self._real_clock:
+                delay = wake_at - self._clock.now()
+                if delay > 0:
+                    # Not asyncio.wait_for: before Python 3.12 it can swallow a
+                    # cancellation that lands as the wait ends.
+                    timer = asyncio.get_running_loop().call_later(delay, wakeup.set)
+                    try:
+                        await wakeup.wait()
+                    finally:
+                        timer.cancel()
+            else:
+                # A virtual clock jumps at once, and a request takes no virtual time: let
+                # the polls in flight answer first (one may bring an earlier due time),
+                # and while they fill every slot, wait for them, not for the clock.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                if self._wake_on_slot and not wakeup.is_set():
+                    await wakeup.wait()
+                elif not wakeup.is_set():
+                    await self._clock.sleep(wake_at - self._clock.now())
+        finally:
+            self._wake_at = -inf
+
+    # -- polls -----------------------------------------------------------------------------
+
+    def _start_poll(self, entry: Entry, ticket: int, now: float) -> None:
+        self._meter.add(now)
+        task = asyncio.get_running_loop().create_task(self._poll(entry, ticket))
+        self.polls[entry] = task
+        task.add_done_callback(self._poll_done)
+
+    async def _poll(self, entry: Entry, ticket: int) -> None:
+        core = self.core
+        clock = self._clock
+        try:
+            try:
+                status = await self._fetch(entry.export_id)
+            except ThrottledError as error:
+                now = clock.now()
+                self._limiter.on_throttle(now, ticket, error.retry_after)
+                core.on_throttled(entry, error, now)
+            except TransientError as error:
+                core.on_transient(entry, error, clock.now())
+            except AuthError as error:
+                self._on_auth_error(entry, error)
+            except ApiError as error:
+                core.on_rejected(entry, error, clock.now())
+            except asyncio.CancelledError:
+                core.on_cancelled(entry)
+                raise
+            except Exception as error:  # a closed client, a bug in a custom client
+                self._log_unexpected(error, entry)
+                core.on_unexpected(entry, error, clock.now())
+            else:
+                now = clock.now()
+                self._limiter.on_success(now, ticket)
+                core.on_status(entry, status, now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a wait strategy or the limiter raised on the answer
+            self._log_unexpected(error, entry)
+            core.on_unexpected(entry, error, clock.now())
+        finally:
+            del self.polls[entry]
+            self.kick()
+
+    def _poll_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._crash(task.exception(), "handling an answer")  # type: ignore[arg-type]
+
+    def _log_unexpected(self, error: Exception, entry: Entry) -> None:
+        # Once per kind with the traceback: a closed client fails every poll alike.
+        if type(error) not in self._logged_unexpected:
+            self._logged_unexpected.add(type(error))
+            logger.error(
+                "export %r ends as error: %s while polling it",
+                entry.export_id,
+                type(error).__name__,
+                exc_info=error,
+            )
+        else:
+            logger.debug("export %r ends as error: %r", entry.export_id, error)
+
+    def _on_auth_error(self, entry: Entry, error: AuthError) -> None:
+        if self.core.auth_error is None:
+            logger.error(
+                "authentication failed for %s: %s; stopping all polling",
+                self._describe_client(),
+                error,
+            )
+        self.core.on_auth_error(entry, error, self._clock.now())
+        for other, task in list(self.polls.items()):
+            if other is not entry:
+                task.cancel()
+
+    def _crash(self, error: BaseException, during: str) -> None:
+        logger.error(
+            "%s while %s; every export ends as error", type(error).__name__, during, exc_info=error
+        )
+        self.core.end_all(UnexpectedError(error, during), self._clock.now())
+        for task in list(self.polls.values()):
+            task.cancel()
