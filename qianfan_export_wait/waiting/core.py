@@ -446,10 +446,11 @@ class Scheduler:
         self.retries += 1
         entry.errors_in_row += 1
         entry.last_error = error
-        if entry.unavailable_since is None:
-            entry.unavailable_since = now
         self.failures_in_row += 1
         outage = self.outage
+        if entry.unavailable_since is None:
+            # Within an outage, unavailable since it began (or since it was asked for).
+            entry.unavailable_since = now if outage is None else max(outage.started, entry.started)
         if outage is not None:
             outage.last_error = error
             if outage.probe is entry:
