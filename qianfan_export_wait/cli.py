@@ -3,8 +3,9 @@
 JSON Lines on stdout for machines; progress and logs on stderr for people. Exit codes
 (sysexits-style): 0 every export Done; 1 some Fail or error, none timed out (for
 ``simulate``: the address cannot be listened on); 2 some timed out; 64 bad usage, id,
-option or missing credentials (nothing was sent); 77 authentication failure; 130
-interrupted by SIGINT, 143 by SIGTERM (after printing what is known).
+option or missing credentials (nothing was sent); 69 gave up: the service stayed
+unavailable; 77 authentication failure; 130 interrupted by SIGINT, 143 by SIGTERM (after
+printing what is known).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .models import ExportId, ExportStatus, validate_export_id
 from .waiter import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_UNAVAILABLE,
     DEFAULT_MIN_DELAY,
     DEFAULT_TIMEOUT,
     ExportOutcome,
@@ -47,6 +49,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_TIMEOUT = 2
 EXIT_USAGE = 64
+EXIT_UNAVAILABLE = 69
 EXIT_NOPERM = 77
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -223,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="Q",
         help="never send more than Q requests per second (default: adapt to the server)",
+    )
+    wait.add_argument(
+        "--max-unavailable",
+        type=_positive(float, "--max-unavailable"),
+        default=DEFAULT_MAX_UNAVAILABLE,
+        metavar="S",
+        help="give up on an export after S seconds with no answer from the service "
+        "(connection refused, 5xx, timeouts); exit code 69 (default: %(default)g)",
     )
     wait.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_connection_options(wait)
@@ -433,9 +444,11 @@ def _configure_logging(verbose: bool) -> None:
     logger.propagate = False
 
 
-def _exit_code(counts: dict[OutcomeKind, int], auth_failed: bool) -> int:
+def _exit_code(counts: dict[OutcomeKind, int], auth_failed: bool, unavailable: bool) -> int:
     if auth_failed:
         return EXIT_NOPERM
+    if unavailable:
+        return EXIT_UNAVAILABLE
     if counts[OutcomeKind.TIMEOUT]:
         return EXIT_TIMEOUT
     if counts[OutcomeKind.FAILED] or counts[OutcomeKind.ERROR]:
@@ -506,11 +519,13 @@ async def run_wait(
     out: TextIO,
     *,
     progress: Progress,
-) -> tuple[dict[OutcomeKind, int], bool]:
-    """Wait for ``ids``, printing each outcome's line in order; return counts by kind."""
+) -> tuple[dict[OutcomeKind, int], bool, bool]:
+    """Wait for ``ids``, printing each outcome's line in order; return counts by kind,
+    whether authentication failed, and whether the service stayed unavailable."""
     printer = OrderedPrinter(ids, out)
     counts = dict.fromkeys(OutcomeKind, 0)
     auth_failed = False
+    unavailable = False
 
     async def refresh() -> None:
         while True:
@@ -523,12 +538,13 @@ async def run_wait(
             async for outcome in waiter.as_completed(ids):
                 counts[outcome.kind] += 1
                 auth_failed = auth_failed or isinstance(outcome.error, AuthError)
+                unavailable = unavailable or outcome.unavailable
                 printer.add(outcome.export_id, outcome_line(outcome))
     finally:
         refresher.cancel()
         await asyncio.wait({refresher})
         printer.flush_known()
-    return counts, auth_failed
+    return counts, auth_failed, unavailable
 
 
 async def _wait(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
@@ -539,12 +555,20 @@ async def _wait(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
         raise UsageError("no export ids given (pass IDs or --ids-file)")
     unique = list(dict.fromkeys(ids))
     del ids  # 100,000 ids: every copy kept alive costs megabytes
-    policy = PollPolicy(min_delay=args.min_delay, max_delay=args.max_delay, timeout=args.timeout)
+    policy = PollPolicy(
+        min_delay=args.min_delay,
+        max_delay=args.max_delay,
+        timeout=args.timeout,
+        max_unavailable=args.max_unavailable,
+    )
     async with _make_client(args) as client:
         waiter = ExportWaiter(client, policy=policy, max_in_flight=args.max_in_flight, qps=args.qps)
         progress = Progress(len(unique), not args.no_progress, sys.stderr)
-        counts, auth_failed = await run_wait(waiter, unique, out, progress=progress)
-    return _exit_code(counts, auth_failed)
+        async with waiter:
+            counts, auth_failed, unavailable = await run_wait(
+                waiter, unique, out, progress=progress
+            )
+    return _exit_code(counts, auth_failed, unavailable)
 
 
 async def _demo(args: argparse.Namespace, out: TextIO) -> int:

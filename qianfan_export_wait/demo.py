@@ -52,7 +52,7 @@ async def run_demo(
             waiter = ExportWaiter(
                 client, policy=PollPolicy(min_delay=0.2, max_delay=2.0, timeout=60.0)
             )
-            counts, _ = await run_wait(
+            counts, _, _ = await run_wait(
                 waiter,
                 ids + unknown,
                 io.StringIO(),  # the demo shows a summary, not the JSON lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -182,6 +183,17 @@ async def test_wait_with_wrong_credentials_exits_77_and_gives_every_id_a_line(
     assert fake.stats.requests_by_outcome["auth_failed"] == 1
 
 
+async def test_wait_exits_69_when_the_service_stays_unavailable() -> None:
+    with socket.socket() as probe:  # a port nobody listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    run = await run_cli("wait", "1", "2", "--endpoint", closed, *FAST, "--max-unavailable", "1.5")
+    assert run.code == 69, run.stderr
+    assert [(r["export_id"], r["outcome"]) for r in run.records] == [(1, "error"), (2, "error")]
+    assert "gave up after" in run.records[0]["error"]["message"]
+    assert "not answering" in run.stderr
+
+
 async def test_wait_reads_ids_from_stdin_with_ids_file_dash(fake: SimulatedQianfan) -> None:
     code, records = await wait_cli(fake, "--ids-file", "-", stdin="# from a pipe\n2\n\n1\n")
     assert code == 0
@@ -330,9 +342,10 @@ def test_wait_defaults_are_the_librarys() -> None:
     args = build_parser().parse_args(["wait", "1"])
     policy = PollPolicy()
     in_flight = inspect.signature(ExportWaiter).parameters["max_in_flight"].default
-    assert (args.min_delay, args.max_delay, args.timeout, args.max_in_flight) == (
-        policy.min_delay,
-        policy.max_delay,
-        policy.timeout,
-        in_flight,
-    )
+    assert (
+        args.min_delay,
+        args.max_delay,
+        args.timeout,
+        args.max_in_flight,
+        args.max_unavailable,
+    ) == (policy.min_delay, policy.max_delay, policy.timeout, in_flight, policy.max_unavailable)

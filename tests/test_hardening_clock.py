@@ -11,6 +11,7 @@ A server 45 minutes ahead is past the expiration and forces the resync.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
 
@@ -109,3 +110,16 @@ async def test_request_expired_again_after_the_resync_is_an_auth_error_not_a_loo
                 await client.get_status(1)
     assert client.stats.clock_resyncs == 1
     assert len(server.received) == 2
+
+
+async def test_requests_signed_before_another_learnt_the_offset_are_resent_not_refused() -> None:
+    # Fifty requests leave with the old offset; the first answer teaches the new one, and
+    # the other 49 come back expired: each is signed again and resent, none is an error.
+    async with simulated_qianfan(exports=50, max_seconds=0.0) as fake:
+        async with fake.client(max_attempts=1) as client:
+            await client.get_status(1)  # the connection and offset are settled first
+            fake.configure(clock_skew=-2 * 3600)
+            statuses = await asyncio.gather(*(client.fetch_once(i) for i in range(1, 51)))
+    assert {status.state_name for status in statuses} == {"Done"}
+    assert client.stats.clock_resyncs == 1
+    assert client.stats.requests == 1 + 50 + 50

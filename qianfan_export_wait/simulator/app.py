@@ -288,6 +288,14 @@ class Simulator:
     async def _handle_status(self, request: web.Request) -> web.StreamResponse:
         stats = self._stats
         stats.record_arrival()
+        try:
+            return await self._answer_status(request, stats)
+        finally:
+            stats.record_departure()
+
+    async def _answer_status(
+        self, request: web.Request, stats: SimulatorStats
+    ) -> web.StreamResponse:
         failure = verify_authorization(
             self.credentials,
             method=request.method,
@@ -329,7 +337,7 @@ class Simulator:
             return web.Response(body=body[: len(body) // 2], content_type="application/json")
         stats.record(fault or outcome)
         if export is not None:
-            export.polls += 1
+            stats.record_answer(export)
         return web.Response(body=body, content_type="application/json")
 
     async def _find_export(self, request: web.Request) -> SimExport | None:

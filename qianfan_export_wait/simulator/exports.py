@@ -83,6 +83,7 @@ class SimExport:
         "export_type",
         "final_state",
         "finish_at",
+        "first_answered_at",
         "polls",
         "uploading_at",
     )
@@ -105,6 +106,8 @@ class SimExport:
         self.final_state = final_state
         self.export_type: ExportType = export_type
         self.polls = 0
+        # When it was first answered since the counters were last reset.
+        self.first_answered_at: float | None = None
         self._clock = clock
 
     def __repr__(self) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import FAULT_KINDS
-from .exports import ExportTable
+from .exports import ExportTable, SimExport
 from .limits import RequestRateMeter
 
 __all__ = ["OUTCOMES", "SimulatorStats"]
@@ -23,13 +23,22 @@ OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS)
 class SimulatorStats:
     """Live counters. ``polls_by_export`` counts status answers delivered per export."""
 
-    __slots__ = ("_clock", "_meter", "_table", "requests_by_outcome")
+    __slots__ = (
+        "_clock",
+        "_meter",
+        "_table",
+        "in_flight",
+        "peak_in_flight",
+        "requests_by_outcome",
+    )
 
     def __init__(self, table: ExportTable, clock: Callable[[], float]) -> None:
         self.requests_by_outcome: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._table = table
         self._clock = clock
         self._meter = RequestRateMeter()
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.requests_by_outcome.items() if v)
@@ -39,12 +48,27 @@ class SimulatorStats:
         """Zero every counter, including the per-export poll counts."""
         self.requests_by_outcome = dict.fromkeys(OUTCOMES, 0)
         self._meter = RequestRateMeter()
+        self.peak_in_flight = self.in_flight
         for export in self._table:
             export.polls = 0
+            export.first_answered_at = None
 
     def record_arrival(self) -> None:
-        """Note a request's arrival for the peak-rate figure."""
+        """Note a request's arrival for the peak-rate and concurrency figures."""
         self._meter.note(self._clock())
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+
+    def record_departure(self) -> None:
+        """Note that a request's handling ended (answered, refused or reset)."""
+        self.in_flight -= 1
+
+    def record_answer(self, export: SimExport) -> None:
+        """Count a status answer delivered for ``export``."""
+        export.polls += 1
+        if export.first_answered_at is None:
+            export.first_answered_at = self._clock()
 
     def record(self, outcome: str) -> None:
         """Count one request's outcome."""
@@ -66,6 +90,15 @@ class SimulatorStats:
         return {export.export_id: export.polls for export in self._table if export.polls}
 
     @property
+    def first_answered_at_by_export(self) -> dict[int, float]:
+        """When each export was first answered since the counters were last reset."""
+        return {
+            export.export_id: export.first_answered_at
+            for export in self._table
+            if export.first_answered_at is not None
+        }
+
+    @property
     def finished_at_by_export(self) -> dict[int, float]:
         """The monotonic time each terminal export became terminal."""
         now = self._clock()
@@ -81,6 +114,7 @@ class SimulatorStats:
             "total_requests": self.total_requests,
             "requests_by_outcome": dict(self.requests_by_outcome),
             "peak_requests_per_second": self.peak_requests_per_second,
+            "peak_in_flight": self.peak_in_flight,
             "monotonic_now": now,
             "exports": {
                 "total": len(polls),
