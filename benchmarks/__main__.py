@@ -24,6 +24,7 @@ from . import (
     suite_lag,
     suite_scale,
     suite_sdk,
+    suite_service,
     suite_throttle,
 )
 from .common import SuiteResult
@@ -36,6 +37,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "e2e": lambda args: suite_e2e.run(args.quick),
     "sdk": lambda args: suite_sdk.run(args.quick, args.sdk_python),
     "acceptance": lambda args: suite_acceptance.run(args.quick),
+    "service": lambda args: suite_service.run(args.quick),
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 

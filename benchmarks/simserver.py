@@ -13,6 +13,10 @@ its own exports right before it starts and read their true finish times afterwar
   the simulator's ``time.monotonic()`` at which each became terminal (system-wide clock,
   so comparable with the waiter's).
 * ``POST /_bench/configure`` ``{"qps", "qps_window", "faults"}``: ``Simulator.configure``.
+* ``POST /_bench/complete`` ``{"first", "last"}``: make those exports Done now.
+* ``POST /_bench/reset`` : zero the counters (``Simulator.reset_stats``).
+* ``GET /_bench/answers?first=&last=`` -> ``{"first_answered_at": [...]}``: when each
+  export was first answered since the last reset.
 """
 
 from __future__ import annotations
@@ -159,6 +163,27 @@ class SimProcess:
         """``Simulator.configure`` in the child."""
         await self._call("POST", "/_bench/configure", json=changes)
 
+    async def complete(self, ids: list[int]) -> None:
+        """Make exports ``min(ids)..max(ids)`` Done now."""
+        await self._call("POST", "/_bench/complete", json={"first": min(ids), "last": max(ids)})
+
+    async def reset(self) -> None:
+        """Zero the simulator's counters."""
+        await self._call("POST", "/_bench/reset")
+
+    async def first_answers(self, ids: list[int]) -> dict[int, float | None]:
+        """Export id -> the monotonic time it was first answered since the last reset."""
+        answer = await self._call(
+            "GET", "/_bench/answers", params={"first": min(ids), "last": max(ids)}
+        )
+        first = answer["first"]
+        wanted = set(ids)
+        return {
+            first + offset: when
+            for offset, when in enumerate(answer["first_answered_at"])
+            if first + offset in wanted
+        }
+
     async def stats(self) -> dict[str, Any]:
         """``GET /_sim/stats``."""
         result: dict[str, Any] = await self._call("GET", "/_sim/stats")
@@ -218,9 +243,37 @@ def _build_app(config: dict[str, Any]) -> Any:
         )
 
     async def configure(request: web.Request) -> web.Response:
-        simulator.configure(**(await request.json()))
+        changes = await request.json()
+        if isinstance(changes.get("faults"), dict):
+            changes["faults"] = FaultRates(**changes["faults"])
+        simulator.configure(**changes)
         return web.json_response({"ok": True})
 
+    async def complete(request: web.Request) -> web.Response:
+        spec = await request.json()
+        for export_id in range(int(spec["first"]), int(spec["last"]) + 1):
+            simulator.complete(export_id)
+        return web.json_response({"ok": True})
+
+    async def reset(request: web.Request) -> web.Response:
+        simulator.reset_stats()
+        return web.json_response({"ok": True})
+
+    async def answers(request: web.Request) -> web.Response:
+        first, last = int(request.query["first"]), int(request.query["last"])
+        exports = simulator.exports
+        return web.json_response(
+            {
+                "first": first,
+                "first_answered_at": [
+                    exports[export_id].first_answered_at for export_id in range(first, last + 1)
+                ],
+            }
+        )
+
+    simulator.app.router.add_post("/_bench/complete", complete)
+    simulator.app.router.add_post("/_bench/reset", reset)
+    simulator.app.router.add_get("/_bench/answers", answers)
     simulator.app.router.add_post("/_bench/add", add)
     simulator.app.router.add_get("/_bench/finish", finish)
     simulator.app.router.add_post("/_bench/configure", configure)

@@ -185,6 +185,7 @@ class SimExport:
             "finish_at": None if self.held else self.finish_at,
             "finished_at": self.finish_at if now >= self.finish_at else None,
             "polls": self.polls,
+            "first_answered_at": self.first_answered_at,
         }
 
 
