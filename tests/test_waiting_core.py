@@ -460,3 +460,14 @@ def test_counts_cover_the_whole_life_one_per_export() -> None:
             core.on_status(entry, status(entry.export_id, "Done"), float(round_))
     assert core.total == 6 and core.counts[OutcomeKind.DONE] == 6
     assert core.requests == 6 and core.entries == {} and core.callers == 0
+
+
+def test_finished_callers_do_not_pile_up_in_the_deadline_heap() -> None:
+    core, _ = scheduler()
+    for number in range(5000):
+        caller = Recorder(started=float(number), deadline=float(number) + 3600.0)
+        subscribe(core, caller, [number + 1], now=float(number))
+        (entry,) = take_all(core, float(number))
+        core.on_status(entry, status(number + 1, "Done"), float(number))
+    assert len(core._deadlines) <= 2000
+    assert core.next_deadline() == INF

@@ -32,7 +32,7 @@ from ..errors import (
     UnexpectedError,
 )
 from ..models import ExportId, ExportState, ExportStatus, parse_export_status
-from .outcomes import ExportOutcome, OutcomeKind, StateChange, WaiterEvent, kind_for_state
+from .outcomes import ExportOutcome, OutcomeKind, StateChange, WaiterEvent
 from .policy import PROBE_MAX_DELAY, PollPolicy, Schedule
 
 __all__ = ["OUTAGE_AFTER_FAILURES", "Caller", "DueQueue", "Entry", "Outage", "Scheduler"]
@@ -41,6 +41,11 @@ logger = logging.getLogger("qianfan_export_wait")
 
 OUTAGE_AFTER_FAILURES = 8
 """Transient failures in a row, with no answer between them, that make an outage."""
+
+_TERMINAL_KINDS: dict[ExportState | str, OutcomeKind] = {
+    ExportState.DONE: OutcomeKind.DONE,
+    ExportState.FAIL: OutcomeKind.FAILED,
+}
 
 _COMPACT_ABOVE = 10_000
 """With more entries than this, each keeps its last status marshalled (about 260 bytes
@@ -191,7 +196,8 @@ class DueQueue:
 
     def push(self, entry: Entry, due: float) -> None:
         """Queue ``entry`` for ``due`` (moving it if it was queued for another time)."""
-        key = self._key(due)
+        resolution = self._resolution
+        key = due if resolution <= 0.0 else float(floor(due / resolution))
         previous = entry.due
         entry.due = due
         if previous is not None and self._key(previous) == key:
@@ -211,8 +217,12 @@ class DueQueue:
     def pop(self, now: float) -> Entry | None:
         """The next entry due at or before ``now``, unqueued; ``None`` if there is none."""
         keys = self._keys
-        while keys and self._ready_time(keys[0]) <= now:
-            entry = self._pop_from(keys[0])
+        resolution = self._resolution
+        while keys:
+            key = keys[0]
+            if (key if resolution <= 0.0 else (key + 1.0) * resolution) > now:
+                return None
+            entry = self._pop_from(key)
             if entry is not None:
                 return entry
         return None
@@ -228,11 +238,14 @@ class DueQueue:
 
     def _pop_from(self, key: float) -> Entry | None:
         bucket = self._buckets[key]
+        resolution = self._resolution
         while bucket:
             entry = bucket.popleft()
             due = entry.due
             # Stale copies (moved, dropped, or popped already) are skipped here.
-            if due is not None and self._key(due) == key:
+            if due is not None and (
+                due == key if resolution <= 0.0 else floor(due / resolution) == key
+            ):
                 entry.due = None
                 if not bucket:
                     self._drop_bucket(key)
@@ -285,6 +298,7 @@ class Scheduler:
         self.poll_schedule = Schedule(policy.poll_strategy())
         self.retry_schedule = Schedule(policy.retry_strategy())
         self._deadlines: list[tuple[float, int, Caller]] = []
+        self._closed_deadlines = 0
         self._order = itertools.count()
         self.callers = 0
         self.proven = False
@@ -330,8 +344,7 @@ class Scheduler:
         """``caller`` stops waiting; return the entries in flight that nobody wants now."""
         if caller.closed:
             return []
-        caller.closed = True
-        self.callers -= 1
+        self._close(caller)
         abandoned = []
         for entry in caller.entries():
             if entry.has_caller(caller) and not entry.remove_caller(caller):
@@ -345,6 +358,7 @@ class Scheduler:
         deadlines = self._deadlines
         while deadlines and deadlines[0][2].closed:
             heapq.heappop(deadlines)
+            self._closed_deadlines -= 1
         return deadlines[0][0] if deadlines else inf
 
     def expire(self, now: float) -> None:
@@ -357,6 +371,7 @@ class Scheduler:
         while deadlines and deadlines[0][0] <= now:
             caller = heapq.heappop(deadlines)[2]
             if caller.closed:
+                self._closed_deadlines -= 1
                 continue
             for entry in list(caller.entries()):
                 if not entry.in_flight and entry.has_caller(caller):
@@ -406,15 +421,18 @@ class Scheduler:
 
     def on_status(self, entry: Entry, status: ExportStatus, now: float) -> None:
         """A status answer for ``entry``."""
-        self._answered(entry, now)
-        kind = kind_for_state(status.state)
-        if kind is not OutcomeKind.PENDING:
+        entry.in_flight = False
+        if entry.unavailable_since is not None or self.failures_in_row or not self.proven:
+            self._answered(entry, now)
+        state = status.state
+        kind = _TERMINAL_KINDS.get(state)
+        if kind is not None:
             self._remember(entry, status, terminal=True)
             self._finish(entry, kind, now)
             return
         previous = entry.state
         self._remember(entry, status)
-        if previous != status.state and self.notify is not None:
+        if previous != state and self.notify is not None:
             self.notify(
                 StateChange(
                     entry.export_id,
@@ -425,12 +443,13 @@ class Scheduler:
                     now - entry.started,
                 )
             )
-        if self._expire_callers_of(entry, now):
-            entry.attempt += 1
-            delay = self.poll_schedule.delay(
-                entry.attempt, started=entry.started, now=now, result=status
+        if entry.deadline > now or self._expire_callers_of(entry, now):
+            attempt = entry.attempt = entry.attempt + 1
+            due = now + self.poll_schedule.delay(
+                attempt, started=entry.started, now=now, result=status
             )
-            self._schedule(entry, now + delay)
+            deadline = entry.deadline
+            self.queue.push(entry, due if due < deadline else deadline)
 
     def on_throttled(self, entry: Entry, error: ThrottledError, now: float) -> None:
         """The server refused the poll for the account's rate limit."""
@@ -515,8 +534,7 @@ class Scheduler:
         self._deadlines.clear()
         for caller in callers.values():
             if not caller.closed:
-                caller.closed = True
-                self.callers -= 1
+                self._close(caller)
                 caller.abort(error)
 
     # -- what is known ---------------------------------------------------------------
@@ -559,6 +577,8 @@ class Scheduler:
         """The service answered (status, throttle or refusal): it is up, and the
         credentials work."""
         entry.in_flight = False
+        if entry.unavailable_since is None and not self.failures_in_row and self.proven:
+            return  # nothing to reset: the usual case
         entry.errors_in_row = 0
         entry.unavailable_since = None
         entry.last_error = None
@@ -693,9 +713,21 @@ class Scheduler:
     def _hand(self, caller: Caller, outcome: ExportOutcome) -> None:
         caller.waiting -= 1
         if caller.waiting <= 0 and not caller.closed:
-            caller.closed = True
-            self.callers -= 1
+            self._close(caller)
         caller.deliver(outcome)
+
+    def _close(self, caller: Caller) -> None:
+        caller.closed = True
+        self.callers -= 1
+        if caller.deadline < inf:
+            # Finished callers stay in the deadline heap until their deadline comes up;
+            # in a long-lived waiter that could be hours of them, so sweep now and then.
+            self._closed_deadlines += 1
+            deadlines = self._deadlines
+            if self._closed_deadlines > 1000 and self._closed_deadlines * 2 > len(deadlines):
+                deadlines[:] = [item for item in deadlines if not item[2].closed]
+                heapq.heapify(deadlines)
+                self._closed_deadlines = 0
 
     def _forget(self, entry: Entry, caller: Caller, kind: OutcomeKind) -> bool:
         """``caller`` has its outcome for ``entry``; drop the entry if nobody is left."""

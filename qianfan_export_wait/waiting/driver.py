@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from math import inf
 
@@ -30,38 +31,29 @@ Fetch = Callable[[ExportId], Awaitable[ExportStatus]]
 
 
 class _RateMeter:
-    """Requests sent per second over the last few seconds."""
+    """Requests sent per second lately, from a count sampled at most once a second."""
 
-    __slots__ = ("_counts", "_first", "_second")
+    __slots__ = ("_samples", "next_sample")
 
-    _WINDOW = 5
+    _WINDOW = 5.0
 
     def __init__(self) -> None:
-        self._counts = [0] * self._WINDOW
-        self._second = 0
-        self._first: float | None = None
+        self._samples: deque[tuple[float, int]] = deque(maxlen=8)
+        self.next_sample = -inf
 
-    def _advance(self, now: float) -> None:
-        second = int(now)
-        if second != self._second:
-            for step in range(self._second + 1, min(second, self._second + self._WINDOW) + 1):
-                self._counts[step % self._WINDOW] = 0
-            self._second = second
+    def sample(self, now: float, total: int) -> None:
+        """Note that ``total`` requests had been sent by ``now``."""
+        self._samples.append((now, total))
+        self.next_sample = now + 1.0
 
-    def add(self, now: float) -> None:
-        """Count one request sent at ``now``."""
-        if self._first is None:
-            self._first = now
-        self._advance(now)
-        self._counts[self._second % self._WINDOW] += 1
-
-    def rate(self, now: float) -> float:
-        """Requests per second lately."""
-        if self._first is None:
-            return 0.0
-        self._advance(now)
-        span = min(self._WINDOW - 1 + (now - int(now)), now - self._first)
-        return sum(self._counts) / span if span > 0.05 else 0.0
+    def rate(self, now: float, total: int) -> float:
+        """Requests per second over about the last five seconds."""
+        samples = self._samples
+        for when, count in samples:
+            if now - when <= self._WINDOW + 1.0:
+                span = now - when
+                return (total - count) / span if span > 0.5 else 0.0
+        return 0.0
 
 
 class Driver:
@@ -98,6 +90,7 @@ class Driver:
         self._held: tuple[float, int] | None = None
         self._closed = False
         self._meter = _RateMeter()
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
         self._logged_unexpected: set[type] = set()
 
     # -- control -----------------------------------------------------------------------
@@ -110,7 +103,7 @@ class Driver:
         dispatcher = self._dispatcher
         if dispatcher is None or dispatcher.done():
             if core.entries:
-                loop = asyncio.get_running_loop()
+                loop = self._loop = asyncio.get_running_loop()
                 if self._wakeup is None:
                     self._wakeup = asyncio.Event()
                 self._dispatcher = loop.create_task(self._dispatch())
@@ -135,7 +128,7 @@ class Driver:
 
     def request_rate(self) -> float:
         """Requests sent per second lately."""
-        return self._meter.rate(self._clock.now())
+        return self._meter.rate(self._clock.now(), self.core.requests)
 
     def cancel_polls(self, entries: Iterable[Entry]) -> list[asyncio.Task[None]]:
         """Cancel the polls in flight for ``entries``; return their tasks."""
@@ -175,25 +168,37 @@ class Driver:
         core = self.core
         clock = self._clock
         slack = self._slack
+        polls = self.polls
+        areserve = self._areserve
+        reserve = getattr(self._limiter, "reserve", None)
+        start_poll = self._start_poll
         try:
             while not self._closed:
                 now = clock.now()
-                room = len(self.polls) < self.limit
+                limit = self.max_in_flight if core.proven else 1
+                room = len(polls) < limit
                 ready = core.ready_at()
                 if room and ready <= now:
-                    held = self._held
-                    if held is None:
-                        if self._areserve is not None:
-                            reservation = await self._areserve(now)
-                        else:
-                            reservation = self._limiter.reserve(now)  # type: ignore[union-attr]
-                        held = self._held = (now + reservation.delay, reservation.ticket)
-                    if held[0] <= now:
+                    # Send what may go now, one rate-limiter slot each.
+                    while True:
+                        held = self._held
+                        if held is None:
+                            if areserve is not None:
+                                reservation = await areserve(now)
+                            else:
+                                reservation = reserve(now)  # type: ignore[misc]
+                            held = self._held = (now + reservation.delay, reservation.ticket)
+                        if held[0] > now:
+                            break
                         entry = core.take(now)
-                        if entry is not None:
-                            self._held = None
-                            self._start_poll(entry, held[1], now)
-                        continue
+                        if entry is None:
+                            break
+                        self._held = None
+                        start_poll(entry, held[1], now)
+                        if len(polls) >= limit or self._closed:
+                            break
+                    room = len(polls) < limit
+                    ready = core.ready_at()
                 # Nothing more may go now. Deadlines are looked at only here, so an export
                 # due at its deadline gets its last poll first (the Smithy rule).
                 core.expire(now)
@@ -256,10 +261,11 @@ class Driver:
     # -- polls -----------------------------------------------------------------------------
 
     def _start_poll(self, entry: Entry, ticket: int, now: float) -> None:
-        self._meter.add(now)
-        task = asyncio.get_running_loop().create_task(self._poll(entry, ticket))
-        self.polls[entry] = task
-        task.add_done_callback(self._poll_done)
+        meter = self._meter
+        if now >= meter.next_sample:
+            meter.sample(now, self.core.requests)
+        # _poll handles every exception itself, so no task can fail unseen.
+        self.polls[entry] = self._loop.create_task(self._poll(entry, ticket))
 
     async def _poll(self, entry: Entry, ticket: int) -> None:
         core = self.core
@@ -291,14 +297,13 @@ class Driver:
             raise
         except Exception as error:  # a wait strategy or the limiter raised on the answer
             self._log_unexpected(error, entry)
-            core.on_unexpected(entry, error, clock.now())
+            try:
+                core.on_unexpected(entry, error, clock.now())
+            except Exception as bug:  # pragma: no cover - a bug in the core itself
+                self._crash(bug, "handling an answer")
         finally:
             del self.polls[entry]
             self.kick()
-
-    def _poll_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._crash(task.exception(), "handling an answer")  # type: ignore[arg-type]
 
     def _log_unexpected(self, error: Exception, entry: Entry) -> None:
         # Once per kind with the traceback: a closed client fails every poll alike.

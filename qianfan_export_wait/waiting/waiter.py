@@ -118,6 +118,7 @@ class ExportHandle(Caller):
 
     def deliver(self, outcome: ExportOutcome) -> None:
         """Resolve the handle with ``outcome``."""
+        self._entry = None  # a handle kept for long keeps no export state alive
         if not self._future.done():
             self._future.set_result(outcome)
 
