@@ -28,6 +28,7 @@ from tenacity.wait import wait_base
 from yarl import URL
 
 from .auth import Credentials, canonical_time, sign
+from .download import Downloader, DownloadRecord, ProgressHook
 from .errors import (
     ApiError,
     AuthError,
@@ -276,6 +277,34 @@ class ExportStatusClient:
             self._headers = status_request_headers(self.credentials, self._host, second)
             self._signed_second = second
         return self._headers
+
+    async def download(
+        self,
+        status: ExportStatus,
+        dest_dir: str | os.PathLike[str],
+        *,
+        extract: bool = False,
+        bos_endpoint: str | None = None,
+        on_progress: ProgressHook | None = None,
+        **options: Any,
+    ) -> DownloadRecord:
+        """Fetch a Done export's file into ``dest_dir/<exportID>/`` and return its record
+        (path, bytes, sha256); raises a ``DownloadError`` subclass.
+
+        A ``Downloader`` on this client's session and credentials does the work; an
+        expired link is replaced by ``get_status``. ``options`` go to ``Downloader``.
+        """
+        async with Downloader(
+            dest_dir,
+            credentials=self.credentials,
+            session=self._ensure_session(),
+            refresh=self.get_status,
+            bos_endpoint=bos_endpoint,
+            extract=extract,
+            on_progress=on_progress,
+            **options,
+        ) as downloader:
+            return await downloader.download(status)
 
     async def get_status(self, export_id: ExportId) -> ExportStatus:
         """The current status of one export; raises an ``ApiError`` subclass on failure.
