@@ -37,7 +37,7 @@ class ExtractLimits:
 
     max_files: int = 10_000
     max_bytes: int = 4 * 1024**3
-    max_ratio: float = 200.0
+    max_ratio: float = 100.0
 
 
 def check_member_name(name: str) -> tuple[str, ...]:
@@ -57,13 +57,12 @@ def check_member_name(name: str) -> tuple[str, ...]:
 
 
 def _member_kind(info: zipfile.ZipInfo) -> str:
-    mode = info.external_attr >> 16
-    if info.is_dir():
-        return "dir"
-    if mode and not stat.S_ISREG(mode):
-        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-        raise UnsafeArchiveError(f"zip member {info.filename!r} is {kind}")
-    return "file"
+    file_type = stat.S_IFMT(info.external_attr >> 16)  # 0: made where types are not kept
+    if file_type == stat.S_IFLNK:
+        raise UnsafeArchiveError(f"zip member {info.filename!r} is a symbolic link")
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise UnsafeArchiveError(f"zip member {info.filename!r} is not a regular file")
+    return "dir" if info.is_dir() or file_type == stat.S_IFDIR else "file"
 
 
 def _check(members: list[zipfile.ZipInfo], limits: ExtractLimits) -> None:
