@@ -20,6 +20,7 @@ from typing import Any
 from . import (
     suite_acceptance,
     suite_client,
+    suite_download,
     suite_e2e,
     suite_lag,
     suite_scale,
@@ -36,6 +37,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "e2e": lambda args: suite_e2e.run(args.quick),
     "sdk": lambda args: suite_sdk.run(args.quick, args.sdk_python),
     "acceptance": lambda args: suite_acceptance.run(args.quick),
+    "download": lambda args: suite_download.run(args.quick),
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 

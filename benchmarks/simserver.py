@@ -12,7 +12,8 @@ its own exports right before it starts and read their true finish times afterwar
 * ``GET /_bench/finish?first=&last=`` -> ``{"finish_at": [...], "final_state": [...]}``:
   the simulator's ``time.monotonic()`` at which each became terminal (system-wide clock,
   so comparable with the waiter's).
-* ``POST /_bench/configure`` ``{"qps", "qps_window", "faults"}``: ``Simulator.configure``.
+* ``POST /_bench/configure`` ``{"qps", "qps_window", "faults", "file_sizes"}``:
+  ``Simulator.configure``.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ class SimProcess:
         slow_delay: float = 2.0,
         seed: int = 0,
         cpus: set[int] | None = None,
+        file_sizes: tuple[int, int] = (4 * 1024, 40 * 1024 * 1024),
     ) -> None:
         self.cpus = cpus
         self.config = {
+            "file_sizes": list(file_sizes),
             "qps": qps,
             "qps_window": qps_window,
             "faults": faults,
@@ -181,6 +184,7 @@ def _build_app(config: dict[str, Any]) -> Any:
             qps_window=config["qps_window"],
             faults=FaultRates.even(config["faults"]),
             slow_delay=config["slow_delay"],
+            file_sizes=tuple(config["file_sizes"]),
         ),
     )
 
@@ -218,7 +222,10 @@ def _build_app(config: dict[str, Any]) -> Any:
         )
 
     async def configure(request: web.Request) -> web.Response:
-        simulator.configure(**(await request.json()))
+        changes = await request.json()
+        if "file_sizes" in changes:
+            changes["file_sizes"] = tuple(changes["file_sizes"])
+        simulator.configure(**changes)
         return web.json_response({"ok": True})
 
     simulator.app.router.add_post("/_bench/add", add)
