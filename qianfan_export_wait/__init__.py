@@ -3,20 +3,28 @@ a rate-limited batch waiter on tenacity backoff, and a local simulator of the AP
 
 from .auth import Credentials
 from .client import ExportStatusClient
+from .download import Downloader, DownloadProgress, DownloadRecord
 from .errors import (
     ApiError,
     AuthError,
+    ChecksumError,
     ConfigurationError,
+    DownloadError,
+    DownloadSourceError,
     ExportFailedError,
     ExportTimeoutError,
     InvalidRequestError,
+    LinkExpiredError,
     MissingCredentialsError,
     QianfanError,
     ResponseFormatError,
     ThrottledError,
+    TransferError,
     TransientError,
+    UnsafeArchiveError,
     WaitError,
 )
+from .extract import ExtractLimits, safe_extract
 from .models import ExportId, ExportState, ExportStatus
 from .waiter import (
     ExportOutcome,
@@ -33,8 +41,14 @@ from .waiter import (
 __all__ = [
     "ApiError",
     "AuthError",
+    "ChecksumError",
     "ConfigurationError",
     "Credentials",
+    "DownloadError",
+    "DownloadProgress",
+    "DownloadRecord",
+    "DownloadSourceError",
+    "Downloader",
     "ExportFailedError",
     "ExportId",
     "ExportOutcome",
@@ -43,7 +57,9 @@ __all__ = [
     "ExportStatusClient",
     "ExportTimeoutError",
     "ExportWaiter",
+    "ExtractLimits",
     "InvalidRequestError",
+    "LinkExpiredError",
     "MissingCredentialsError",
     "OutcomeKind",
     "PollPolicy",
@@ -51,11 +67,14 @@ __all__ = [
     "ResponseFormatError",
     "StateChange",
     "ThrottledError",
+    "TransferError",
     "TransientError",
+    "UnsafeArchiveError",
     "WaitError",
     "WaitReport",
     "WaitReportError",
     "WaiterStats",
+    "safe_extract",
     "wait_for_exports",
 ]
 
