@@ -4,7 +4,6 @@ or an error. The only module that talks to the network."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from yarl import URL
 
 from .auth import Credentials, canonical_time, sign
 from .download import Downloader, DownloadRecord, ProgressHook
+from .download_rules import is_loopback_host
 from .errors import (
     ApiError,
     AuthError,
@@ -71,15 +71,6 @@ _SKEW_THRESHOLD_SECONDS = 30.0
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
     """Check an endpoint such as ``https://qianfan.baidubce.com`` and return it as a URL.
 
@@ -120,7 +111,7 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
         raise ConfigurationError(
             f"endpoint {text!r} has a path, query or fragment; expected only scheme://host[:port]"
         )
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise ConfigurationError(
             f"endpoint {text!r} uses plain http to a non-loopback host; use https "
             "(or allow insecure http explicitly)"
