@@ -20,6 +20,7 @@ from typing import Any
 from . import (
     suite_acceptance,
     suite_client,
+    suite_download,
     suite_e2e,
     suite_lag,
     suite_scale,
@@ -38,6 +39,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "sdk": lambda args: suite_sdk.run(args.quick, args.sdk_python),
     "acceptance": lambda args: suite_acceptance.run(args.quick),
     "service": lambda args: suite_service.run(args.quick),
+    "download": lambda args: suite_download.run(args.quick),
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 

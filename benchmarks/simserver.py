@@ -12,11 +12,12 @@ its own exports right before it starts and read their true finish times afterwar
 * ``GET /_bench/finish?first=&last=`` -> ``{"finish_at": [...], "final_state": [...]}``:
   the simulator's ``time.monotonic()`` at which each became terminal (system-wide clock,
   so comparable with the waiter's).
-* ``POST /_bench/configure`` ``{"qps", "qps_window", "faults"}``: ``Simulator.configure``.
 * ``POST /_bench/complete`` ``{"first", "last"}``: make those exports Done now.
 * ``POST /_bench/reset`` : zero the counters (``Simulator.reset_stats``).
 * ``GET /_bench/answers?first=&last=`` -> ``{"first_answered_at": [...]}``: when each
   export was first answered since the last reset.
+* ``POST /_bench/configure`` ``{"qps", "qps_window", "faults", "file_sizes"}``:
+  ``Simulator.configure`` (``faults``: a combined rate, or rates by kind).
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ class SimProcess:
         slow_delay: float = 2.0,
         seed: int = 0,
         cpus: set[int] | None = None,
+        file_sizes: tuple[int, int] = (4 * 1024, 40 * 1024 * 1024),
     ) -> None:
         self.cpus = cpus
         self.config = {
+            "file_sizes": list(file_sizes),
             "qps": qps,
             "qps_window": qps_window,
             "faults": faults,
@@ -206,6 +209,7 @@ def _build_app(config: dict[str, Any]) -> Any:
             qps_window=config["qps_window"],
             faults=FaultRates.even(config["faults"]),
             slow_delay=config["slow_delay"],
+            file_sizes=tuple(config["file_sizes"]),
         ),
     )
 
@@ -246,6 +250,8 @@ def _build_app(config: dict[str, Any]) -> Any:
         changes = await request.json()
         if isinstance(changes.get("faults"), dict):
             changes["faults"] = FaultRates(**changes["faults"])
+        if "file_sizes" in changes:
+            changes["file_sizes"] = tuple(changes["file_sizes"])
         simulator.configure(**changes)
         return web.json_response({"ok": True})
 

@@ -3,23 +3,31 @@ one long-lived rate-limited waiter on tenacity backoff, and a local simulator of
 
 from .auth import Credentials
 from .client import ExportStatusClient
+from .download import Downloader, DownloadProgress, DownloadRecord
 from .errors import (
     ApiError,
     AuthError,
+    ChecksumError,
     ConfigurationError,
+    DownloadError,
+    DownloadSourceError,
     ExportFailedError,
     ExportTimeoutError,
     InvalidRequestError,
+    LinkExpiredError,
     MissingCredentialsError,
     QianfanError,
     ResponseFormatError,
     ServiceUnavailableError,
     ThrottledError,
+    TransferError,
     TransientError,
     UnexpectedError,
+    UnsafeArchiveError,
     WaiterClosedError,
     WaitError,
 )
+from .extract import ExtractLimits, safe_extract
 from .models import ExportId, ExportState, ExportStatus
 from .ratelimit import (
     AdaptiveRateLimiter,
@@ -53,9 +61,15 @@ __all__ = [
     "ApiError",
     "AsyncRateLimiter",
     "AuthError",
+    "ChecksumError",
     "Clock",
     "ConfigurationError",
     "Credentials",
+    "DownloadError",
+    "DownloadProgress",
+    "DownloadRecord",
+    "DownloadSourceError",
+    "Downloader",
     "ExportFailedError",
     "ExportHandle",
     "ExportId",
@@ -65,8 +79,10 @@ __all__ = [
     "ExportStatusClient",
     "ExportTimeoutError",
     "ExportWaiter",
+    "ExtractLimits",
     "FixedRateLimiter",
     "InvalidRequestError",
+    "LinkExpiredError",
     "MissingCredentialsError",
     "MonotonicClock",
     "OutcomeKind",
@@ -80,8 +96,10 @@ __all__ = [
     "StateChange",
     "StatusClient",
     "ThrottledError",
+    "TransferError",
     "TransientError",
     "UnexpectedError",
+    "UnsafeArchiveError",
     "UpdateHook",
     "VirtualClock",
     "WaitError",
@@ -90,6 +108,7 @@ __all__ = [
     "WaiterClosedError",
     "WaiterEvent",
     "WaiterStats",
+    "safe_extract",
     "wait_for_exports",
 ]
 

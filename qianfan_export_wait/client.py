@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ from yarl import URL
 
 from ._checks import check_count
 from .auth import Credentials, canonical_time, sign
+from .download import Downloader, DownloadRecord, ProgressHook
+from .download_rules import is_loopback_host
 from .errors import (
     ApiError,
     AuthError,
@@ -74,15 +75,6 @@ DEFAULT_CONNECTION_LIMIT = 100
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
     """Check an endpoint such as ``https://qianfan.baidubce.com`` and return it as a URL.
 
@@ -123,7 +115,7 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
         raise ConfigurationError(
             f"endpoint {text!r} has a path, query or fragment; expected only scheme://host[:port]"
         )
-    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise ConfigurationError(
             f"endpoint {text!r} uses plain http to a non-loopback host; use https "
             "(or allow insecure http explicitly)"
@@ -360,6 +352,34 @@ class ExportStatusClient:
             self._headers = status_request_headers(self.credentials, self._host, second)
             self._signed_second = second
         return self._headers
+
+    async def download(
+        self,
+        status: ExportStatus,
+        dest_dir: str | os.PathLike[str],
+        *,
+        extract: bool = False,
+        bos_endpoint: str | None = None,
+        on_progress: ProgressHook | None = None,
+        **options: Any,
+    ) -> DownloadRecord:
+        """Fetch a Done export's file into ``dest_dir/<exportID>/`` and return its record
+        (path, bytes, sha256); raises a ``DownloadError`` subclass.
+
+        A ``Downloader`` on this client's session and credentials does the work; an
+        expired link is replaced by ``get_status``. ``options`` go to ``Downloader``.
+        """
+        async with Downloader(
+            dest_dir,
+            credentials=self.credentials,
+            session=self._ensure_session(),
+            refresh=self.get_status,
+            bos_endpoint=bos_endpoint,
+            extract=extract,
+            on_progress=on_progress,
+            **options,
+        ) as downloader:
+            return await downloader.download(status)
 
     async def get_status(self, export_id: ExportId) -> ExportStatus:
         """The current status of one export; raises an ``ApiError`` subclass on failure.

@@ -24,7 +24,18 @@
     │   └── ExportTimeoutError          the deadline passed before a terminal state
     ├── UnexpectedError                 not an API error (a strategy, a limiter, a closed
     │                                   client, a bug) ended an export; ``__cause__`` is it
-    └── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
+    ├── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
+    └── DownloadError                   a Done export's file could not be fetched or
+        │                               unpacked: export_id, reason, http_status
+        ├── DownloadSourceError         no usable location: not Done, no downloadUrl or
+        │                               bucket/key, an unsafe URL, HTTP 404, BOS said no
+        ├── TransferError               reset, short body, timeout, HTTP 5xx: resumed
+        │   └── LinkExpiredError        HTTP 403 or a past expiry on the link: the status
+        │                               is polled again for a fresh link, then retried
+        ├── ChecksumError               size, Content-MD5, ETag or sha256 do not match
+        │                               the bytes received; nothing is left on disk
+        └── UnsafeArchiveError          ``extract`` refused the zip: a path outside the
+                                        folder, a link, too many files or bytes
 
 Classification (:func:`classify_response`) looks at the body's ``error_code`` first (it may
 arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code`` (or, on a 4xx/5xx
@@ -45,17 +56,23 @@ from typing import Any
 __all__ = [
     "ApiError",
     "AuthError",
+    "ChecksumError",
     "ConfigurationError",
+    "DownloadError",
+    "DownloadSourceError",
     "ExportFailedError",
     "ExportTimeoutError",
     "InvalidRequestError",
+    "LinkExpiredError",
     "MissingCredentialsError",
     "QianfanError",
     "ResponseFormatError",
     "ServiceUnavailableError",
     "ThrottledError",
+    "TransferError",
     "TransientError",
     "UnexpectedError",
+    "UnsafeArchiveError",
     "WaitError",
     "WaiterClosedError",
     "classify_response",
@@ -196,6 +213,79 @@ class UnexpectedError(QianfanError):
 
 class WaiterClosedError(QianfanError, RuntimeError):
     """The waiter was closed while this call was still waiting, or is used after closing."""
+
+
+class DownloadError(QianfanError):
+    """A Done export's file could not be fetched, verified or unpacked.
+
+    ``reason`` is a short machine-readable word (``"checksum"``, ``"expired_link"``...);
+    ``to_dict()`` is the JSON object the CLI prints as ``download_error``.
+    """
+
+    reason = "download"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        export_id: int | str | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.export_id = export_id
+        self.http_status = http_status
+        self.code = code
+
+    def __str__(self) -> str:
+        where = f"export {self.export_id}: " if self.export_id is not None else ""
+        status = f" (HTTP {self.http_status})" if self.http_status is not None else ""
+        return f"{where}{self.message}{status}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, export_id={self.export_id!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"type", "reason", "message", "http_status", "code"}`` for a JSON line."""
+        return {
+            "type": type(self).__name__,
+            "reason": self.reason,
+            "message": self.message,
+            "http_status": self.http_status,
+            "code": self.code,
+        }
+
+
+class DownloadSourceError(DownloadError):
+    """The status names no usable file: not Done, no link or object, an unsafe URL, or
+    the storage answered that the file is not there or not ours to read."""
+
+    reason = "source"
+
+
+class TransferError(DownloadError):
+    """The transfer broke (reset, short body, timeout, HTTP 5xx): resumed and retried."""
+
+    reason = "transfer"
+
+
+class LinkExpiredError(TransferError):
+    """The download link answered HTTP 403 or has expired: ask the status for a new one."""
+
+    reason = "expired_link"
+
+
+class ChecksumError(DownloadError):
+    """The bytes received do not match ``Content-Length``, ``Content-MD5`` or the ETag."""
+
+    reason = "checksum"
+
+
+class UnsafeArchiveError(DownloadError):
+    """A zip was refused: a member outside the folder, a link, or too many files or bytes."""
+
+    reason = "unsafe_archive"
 
 
 def _as_int_code(code: object) -> int | str | None:

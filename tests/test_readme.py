@@ -32,6 +32,8 @@ def qianfan_env() -> Iterator[dict[str, str]]:
             "QIANFAN_ACCESS_KEY": credentials.access_key,
             "QIANFAN_SECRET_KEY": credentials.secret_key,
             "QIANFAN_CONSOLE_API_BASE_URL": base_url,
+            # Storage exports' files come from the simulator's BOS, like the status API.
+            "QIANFAN_BOS_ENDPOINT": base_url,
         }
 
 
@@ -48,13 +50,16 @@ def test_quickstart_block_holds_exactly_two_commands() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
-def test_readme_python_example_runs(index: int, qianfan_env: dict[str, str]) -> None:
+def test_readme_python_example_runs(
+    index: int, qianfan_env: dict[str, str], tmp_path: Path
+) -> None:
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", PYTHON_BLOCKS[index]],
         capture_output=True,
         text=True,
         timeout=120,
         env=qianfan_env,
+        cwd=tmp_path,  # where an example's relative folders (e.g. "exports") go
     )
     assert done.returncode == 0, done.stderr
     assert qianfan_env["QIANFAN_SECRET_KEY"] not in done.stdout + done.stderr

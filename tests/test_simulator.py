@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from hardening_support import RESULT_FIELDS
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 from qianfan_export_wait import (
     AuthError,
@@ -79,7 +80,11 @@ async def test_done_local_export_carries_download_url(fake: SimulatedQianfan) ->
         status = await client.get_status(export.export_id)
     assert status.state is ExportState.DONE
     assert status.export_type == "local"
-    assert status.download_url and status.download_url.endswith(status.export_path or "?")
+    # A presigned link on the simulator itself, ending in the exported file's name.
+    link = URL(status.download_url or "", encoded=True)
+    assert link.origin() == URL(fake.base_url)
+    assert link.path.endswith("/" + (status.export_path or "?").rpartition("/")[2])
+    assert link.query["authorization"].startswith("bce-auth-v1/")
     assert status.volume_id == ""
 
 

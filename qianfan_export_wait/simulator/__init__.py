@@ -12,22 +12,38 @@ It verifies every ``bce-auth-v1`` signature, answers like the real platform (HTT
 with ``error_code`` for limits and unknown ids, HTTP 401 with ``X-Bce-Error-Code`` for
 authentication), and injects seeded faults. ``GET /_sim/stats`` (``?exports=1`` for
 per-export records) reports what it saw.
+
+Done exports serve their files (``storage.py``): a presigned ``downloadUrl`` on the
+simulator itself for ``local`` exports, a signed BOS ``GetObject`` for ``storage`` ones,
+with their own faults (``DownloadFaultRates``).
 """
 
 from .app import STATS_PATH, Simulator
-from .config import FAULT_KINDS, FaultRates, SimulatorConfig
+from .config import (
+    DOWNLOAD_FAULT_KINDS,
+    FAULT_KINDS,
+    DownloadFaultRates,
+    FaultRates,
+    SimulatorConfig,
+)
 from .exports import SimExport, export_id_from_str, export_id_str_for
+from .files import FileDigest, SimFile
 from .runner import run_simulator
-from .stats import OUTCOMES, SimulatorStats
+from .stats import FILE_OUTCOMES, OUTCOMES, SimulatorStats
 from .verify import AuthFailure, verify_authorization
 
 __all__ = [
+    "DOWNLOAD_FAULT_KINDS",
     "FAULT_KINDS",
+    "FILE_OUTCOMES",
     "OUTCOMES",
     "STATS_PATH",
     "AuthFailure",
+    "DownloadFaultRates",
     "FaultRates",
+    "FileDigest",
     "SimExport",
+    "SimFile",
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",

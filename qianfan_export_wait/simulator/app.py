@@ -14,11 +14,9 @@ import itertools
 import json
 import math
 import random
-import socket
-import struct
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any
 
@@ -28,8 +26,10 @@ from ..auth import Credentials
 from ..client import EXPORT_STATUS_PATH
 from .config import FaultRates, SimulatorConfig
 from .exports import DONE, EXPORT_TYPES, FAIL, ExportTable, ExportType, SimExport
+from .files import SimFile
 from .limits import FaultPicker, QpsWindow
 from .stats import SimulatorStats
+from .storage import FileServer, reset_connection
 from .verify import AuthFailure, verify_authorization
 
 __all__ = ["STATS_PATH", "Simulator"]
@@ -48,18 +48,6 @@ def _json_body(payload: Mapping[str, Any]) -> bytes:
 
 def _json_response(payload: Mapping[str, Any], *, status: int = 200) -> web.Response:
     return web.Response(body=_json_body(payload), status=status, content_type="application/json")
-
-
-def _reset_connection(request: web.Request) -> None:
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        # Linger 0 turns the close into a TCP RST, as a crashed gateway would send.
-        with suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 class Simulator:
@@ -90,6 +78,9 @@ class Simulator:
             self._config.faults, random.Random(f"{self._config.seed}:faults")
         )
         self._limiter = self._make_limiter(self._config)
+        self._storage = FileServer(
+            self._table, self._stats, lambda: self._config, self.wall_time, credentials
+        )
         log_id_start = random.Random(f"{self._config.seed}:log-ids").randrange(10**9, 4 * 10**9)
         self._log_ids = itertools.count(log_id_start)
         self._app: web.Application | None = None
@@ -125,6 +116,7 @@ class Simulator:
             self._faults.set_rates(new.faults)
         if (new.qps, new.qps_window) != (old.qps, old.qps_window):
             self._limiter = self._make_limiter(new)
+        self._storage.reconfigure(old, new)
         return new
 
     @staticmethod
@@ -207,6 +199,10 @@ class Simulator:
         """The export's state now, as the API would spell it."""
         return self._table.get(export_id).state_at(self._clock())
 
+    def file_of(self, export_id: int | str) -> SimFile:
+        """The file a Done export serves: its name, size, bytes and ``digest()``."""
+        return self._storage.file_of(self._table.get(export_id))
+
     @property
     def exports(self) -> Mapping[int, SimExport]:
         """All exports by int id (read-only view)."""
@@ -236,6 +232,7 @@ class Simulator:
             app = web.Application(client_max_size=_MAX_BODY_BYTES)
             app.router.add_post(EXPORT_STATUS_PATH, self._handle_status)
             app.router.add_get(STATS_PATH, self._handle_stats)
+            self._storage.add_routes(app)
             app.on_response_prepare.append(self._stamp_date)
             self._app = app
         return self._app
@@ -314,7 +311,7 @@ class Simulator:
         fault = self._faults.draw()
         if fault == "reset":
             stats.record(fault)
-            _reset_connection(request)
+            reset_connection(request)
             return web.Response(status=500)
         if fault == "http_500":
             stats.record(fault)
@@ -330,7 +327,15 @@ class Simulator:
             payload = self._error_payload(INVALID_PARAM_CODE, "param invalid")
         else:
             outcome = "ok"
-            payload = {"log_id": self._next_log_id(), "result": export.result_at(self._clock())}
+            now = self._clock()
+            download_url = ""
+            if export.export_type == "local" and export.state_at(now) == DONE:
+                origin = f"{request.scheme}://{request.host}"
+                download_url = self._storage.download_url(origin, request.host, export)
+            payload = {
+                "log_id": self._next_log_id(),
+                "result": export.result_at(now, download_url),
+            }
         body = _json_body(payload)
         if fault == "truncated":
             stats.record(fault)

@@ -8,10 +8,20 @@ from typing import Literal
 
 from ..errors import ConfigurationError
 
-__all__ = ["FAULT_KINDS", "FaultRates", "QpsWindowKind", "SimulatorConfig"]
+__all__ = [
+    "DOWNLOAD_FAULT_KINDS",
+    "FAULT_KINDS",
+    "DownloadFaultRates",
+    "FaultRates",
+    "QpsWindowKind",
+    "SimulatorConfig",
+]
 
 FAULT_KINDS = ("http_500", "reset", "truncated", "code_336100", "slow")
 """The injectable faults, in the order one random draw is mapped onto them."""
+
+DOWNLOAD_FAULT_KINDS = ("reset", "short_body", "forbidden", "wrong_md5", "slow")
+"""The faults a file download can meet, in the order one draw is mapped onto them."""
 
 QpsWindowKind = Literal["sliding", "fixed"]
 
@@ -64,6 +74,48 @@ class FaultRates:
 
 
 @dataclass(frozen=True, slots=True)
+class DownloadFaultRates:
+    """Probability of each fault per file request (local link or BOS ``GetObject``).
+
+    ``reset``: half the body, then the connection is aborted (RST); ``short_body``: half
+    the body under the full ``Content-Length``, then a clean close; ``forbidden``: HTTP 403
+    ``AccessDenied`` for a local export's link (as an expired or revoked link answers; a
+    BOS request is served normally); ``wrong_md5``: one byte of the body flipped, so the
+    ``Content-MD5`` and ETag no longer match what arrives; ``slow``: the body spread over
+    ``SimulatorConfig.slow_body_delay`` seconds. The rates must add up to at most 1.
+    """
+
+    reset: float = 0.0
+    short_body: float = 0.0
+    forbidden: float = 0.0
+    wrong_md5: float = 0.0
+    slow: float = 0.0
+
+    def __post_init__(self) -> None:
+        for kind in DOWNLOAD_FAULT_KINDS:
+            _check_number(f"download fault rate {kind}", getattr(self, kind), low=0.0, high=1.0)
+        if self.total > 1.0 + 1e-9:
+            raise ConfigurationError(
+                f"download fault rates add up to {self.total:g}; at most 1 allowed"
+            )
+
+    @classmethod
+    def even(cls, total: float) -> DownloadFaultRates:
+        """A combined rate ``total`` split evenly across the five kinds."""
+        share = _check_number("combined download fault rate", total, low=0.0, high=1.0)
+        return cls(**dict.fromkeys(DOWNLOAD_FAULT_KINDS, share / len(DOWNLOAD_FAULT_KINDS)))
+
+    @property
+    def total(self) -> float:
+        """The probability that a file request meets some fault."""
+        return sum(self.as_dict().values())
+
+    def as_dict(self) -> dict[str, float]:
+        """The rates by fault kind."""
+        return {kind: float(getattr(self, kind)) for kind in DOWNLOAD_FAULT_KINDS}
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorConfig:
     """Everything about the simulator but its exports and credentials.
 
@@ -76,6 +128,11 @@ class SimulatorConfig:
     ``clock_skew`` shifts the simulator's wall clock (signature window and ``Date``
     header) by that many seconds. ``max_future_seconds`` is how far a signature's
     timestamp may lie ahead of the simulator's clock.
+
+    Files of Done exports: ``file_sizes`` is the (low, high) range their sizes are drawn
+    from, log-uniform and seeded per export (equal bounds: every file that size);
+    ``download_faults`` the faults of file requests; ``slow_body_delay`` how long a slow
+    body takes; ``link_ttl`` how many seconds a local export's ``downloadUrl`` stays valid.
     """
 
     seed: int = 0
@@ -86,6 +143,10 @@ class SimulatorConfig:
     clock_skew: float = 0.0
     qps_window: QpsWindowKind = "sliding"
     max_future_seconds: float = 300.0
+    file_sizes: tuple[int, int] = (4 * 1024, 40 * 1024 * 1024)
+    download_faults: DownloadFaultRates = field(default_factory=DownloadFaultRates)
+    slow_body_delay: float = 1.0
+    link_ttl: int = 1800
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -103,6 +164,22 @@ class SimulatorConfig:
                 f"qps_window must be 'sliding' or 'fixed', got {self.qps_window!r}"
             )
         _check_number("max_future_seconds", self.max_future_seconds, low=0.0)
+        low, high = self.file_sizes
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (low, high)) or not (
+            1 <= low <= high < 2**32 - 2**16
+        ):
+            raise ConfigurationError(
+                "file_sizes must be two ints with 1 <= low <= high < 4 GiB, "
+                f"got {self.file_sizes!r}"
+            )
+        if not isinstance(self.download_faults, DownloadFaultRates):
+            raise ConfigurationError(
+                f"download_faults must be a DownloadFaultRates, got {self.download_faults!r}"
+            )
+        _check_number("slow_body_delay", self.slow_body_delay, low=0.0, high=3600.0)
+        if isinstance(self.link_ttl, bool) or not isinstance(self.link_ttl, int):
+            raise ConfigurationError(f"link_ttl must be an int of seconds, got {self.link_ttl!r}")
+        _check_number("link_ttl", self.link_ttl, low=1, high=7 * 86400)
 
     def as_dict(self) -> dict[str, object]:
         """The configuration as a JSON-able dict."""

@@ -14,9 +14,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from ..models import ExportState
+from .files import FileKind, file_kind_for
 
 __all__ = [
     "EXPORT_TYPES",
+    "FILES_PREFIX",
+    "VOLUME_ID",
     "ExportTable",
     "ExportType",
     "SimExport",
@@ -44,9 +47,9 @@ _OFFSET = 0x2545F4914F6CDD1D % _MODULUS
 _EXPORT_STR_RE = re.compile(r"amemt-[0-9a-z]{12}")
 _MAX_EXPORT_ID = 2**63 - 1
 _RESULT_ID_BASE = 300
-_VOLUME_ID = "modelrepo-simulated"
+VOLUME_ID = "modelrepo-simulated"
 _EXPORT_DIR = "qianfan_modelrepo_offline/workspace/model_eval_result_export"
-_DOWNLOAD_BASE = "https://qianfan-simulated.bj.bcebos.com/"
+FILES_PREFIX = "/_files/"
 
 
 def _base36(number: int, digits: int) -> str:
@@ -132,9 +135,24 @@ class SimExport:
         return "ame-" + export_id_str_for(self.result_id)[6:14]
 
     @property
+    def file_kind(self) -> FileKind:
+        """``zip`` for every third export, else ``csv``."""
+        return file_kind_for(self.export_id)
+
+    @property
+    def file_name(self) -> str:
+        """The exported file's name, the last part of ``export_path``."""
+        return f"simulated_{self.result_id}_{self.export_id}.{self.file_kind}"
+
+    @property
     def export_path(self) -> str:
         """Where the exported file lands, without the bucket name."""
-        return f"{_EXPORT_DIR}/simulated_{self.result_id}_{self.export_id}.csv"
+        return f"{_EXPORT_DIR}/{self.file_name}"
+
+    @property
+    def file_path(self) -> str:
+        """The simulator's own path serving a local export's file (before the presign query)."""
+        return f"{FILES_PREFIX}{self.export_id}/{self.file_name}"
 
     @property
     def held(self) -> bool:
@@ -159,8 +177,9 @@ class SimExport:
         """The monotonic time the export became terminal, or ``None`` if it has not yet."""
         return self.finish_at if self._clock() >= self.finish_at else None
 
-    def result_at(self, now: float) -> dict[str, Any]:
-        """The ``result`` object the API returns at monotonic time ``now``."""
+    def result_at(self, now: float, download_url: str = "") -> dict[str, Any]:
+        """The ``result`` object the API returns at monotonic time ``now``; a Done local
+        export carries ``download_url``."""
         state = self.state_at(now)
         local = self.export_type == "local"
         return {
@@ -170,9 +189,9 @@ class SimExport:
             "exportIDStr": self.export_id_str,
             "state": state,
             "exportType": self.export_type,
-            "volumeId": "" if local else _VOLUME_ID,
+            "volumeId": "" if local else VOLUME_ID,
             "exportPath": self.export_path,
-            "downloadUrl": _DOWNLOAD_BASE + self.export_path if local and state == DONE else "",
+            "downloadUrl": download_url if local and state == DONE else "",
         }
 
     def summary_at(self, now: float) -> dict[str, Any]:
@@ -260,6 +279,15 @@ class ExportTable:
             self._overflow_strs[export.export_id_str] = export_id
         self._next_id = max(self._next_id, export_id + 1)
         return export
+
+    def find_by_file(self, file_name: str) -> SimExport | None:
+        """The export whose ``file_name`` is ``file_name``, or ``None``."""
+        stem, _, _ = file_name.rpartition(".")
+        _, _, id_text = stem.rpartition("_")
+        if not (id_text.isascii() and id_text.isdigit()) or len(id_text) > 19:
+            return None
+        export = self._by_id.get(int(id_text))
+        return export if export is not None and export.file_name == file_name else None
 
     def find(self, key: object) -> SimExport | None:
         """The export an API ``exportID`` value names: an int id or an ``amemt-`` string.

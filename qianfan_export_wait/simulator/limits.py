@@ -7,7 +7,7 @@ import math
 import random
 from collections import deque
 
-from .config import FAULT_KINDS, FaultRates, QpsWindowKind
+from .config import DownloadFaultRates, FaultRates, QpsWindowKind
 
 __all__ = ["FaultPicker", "QpsWindow", "RequestRateMeter"]
 
@@ -87,17 +87,16 @@ class FaultPicker:
 
     __slots__ = ("_bounds", "_rng")
 
-    def __init__(self, rates: FaultRates, rng: random.Random) -> None:
+    def __init__(self, rates: FaultRates | DownloadFaultRates, rng: random.Random) -> None:
         self._rng = rng
         self._bounds: list[tuple[float, str]] = []
         self.set_rates(rates)
 
-    def set_rates(self, rates: FaultRates) -> None:
+    def set_rates(self, rates: FaultRates | DownloadFaultRates) -> None:
         """Use new rates from the next draw on."""
         bounds = []
         upper = 0.0
-        for kind in FAULT_KINDS:
-            rate = getattr(rates, kind)
+        for kind, rate in rates.as_dict().items():
             if rate > 0:
                 upper += rate
                 bounds.append((upper, kind))

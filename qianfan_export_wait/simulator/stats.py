@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from .config import FAULT_KINDS
+from .config import DOWNLOAD_FAULT_KINDS, FAULT_KINDS
 from .exports import ExportTable, SimExport
 from .limits import RequestRateMeter
 
-__all__ = ["OUTCOMES", "SimulatorStats"]
+__all__ = ["FILE_OUTCOMES", "OUTCOMES", "SimulatorStats"]
 
 OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS)
 """Every request to the status endpoint ends in exactly one of these.
@@ -17,6 +18,25 @@ OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS)
 ``ok``: a status answer; ``throttled``: code 18; ``auth_failed``: HTTP 401;
 ``invalid``: code 500001 (unknown or malformed id); the fault kinds as in ``FaultRates``
 (``slow`` counts a delayed request whatever its answer was).
+"""
+
+FILE_OUTCOMES = (
+    "full",
+    "partial",
+    "precondition_failed",
+    "unsatisfiable",
+    "expired",
+    "auth_failed",
+    "not_found",
+    *DOWNLOAD_FAULT_KINDS,
+)
+"""Every file request ends in exactly one of these.
+
+``full``: HTTP 200 with the whole file; ``partial``: HTTP 206 for a ``Range``;
+``precondition_failed``: HTTP 412, ``If-Match`` named another ETag; ``unsatisfiable``:
+HTTP 416; ``expired``: HTTP 403, the link's signature has expired; ``auth_failed``:
+HTTP 403, a bad signature (link or BOS); ``not_found``: HTTP 404; the fault kinds as in
+``DownloadFaultRates`` (``slow`` counts a slow body whatever its answer was).
 """
 
 
@@ -27,9 +47,16 @@ class SimulatorStats:
         "_clock",
         "_meter",
         "_table",
+        "file_bytes_sent",
+        "file_requests_by_export",
+        "file_requests_by_outcome",
+        "files_in_flight",
         "in_flight",
+        "peak_files_in_flight",
         "peak_in_flight",
         "requests_by_outcome",
+        "requests_by_outcome",
+        "resumed_with_if_match",
     )
 
     def __init__(self, table: ExportTable, clock: Callable[[], float]) -> None:
@@ -39,16 +66,28 @@ class SimulatorStats:
         self._meter = RequestRateMeter()
         self.in_flight = 0
         self.peak_in_flight = 0
+        self._reset_files()
+
+    def _reset_files(self) -> None:
+        self.file_requests_by_outcome: dict[str, int] = dict.fromkeys(FILE_OUTCOMES, 0)
+        self.file_requests_by_export: Counter[int] = Counter()
+        self.file_bytes_sent = 0
+        self.files_in_flight = 0
+        self.peak_files_in_flight = 0
+        self.resumed_with_if_match = 0
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.requests_by_outcome.items() if v)
         return f"SimulatorStats(total_requests={self.total_requests}, {counts or 'no requests'})"
 
     def reset(self) -> None:
-        """Zero every counter, including the per-export poll counts."""
+        """Zero every counter, including the per-export poll and file request counts."""
         self.requests_by_outcome = dict.fromkeys(OUTCOMES, 0)
         self._meter = RequestRateMeter()
         self.peak_in_flight = self.in_flight
+        in_flight = self.files_in_flight
+        self._reset_files()
+        self.files_in_flight = in_flight
         for export in self._table:
             export.polls = 0
             export.first_answered_at = None
@@ -73,6 +112,27 @@ class SimulatorStats:
     def record(self, outcome: str) -> None:
         """Count one request's outcome."""
         self.requests_by_outcome[outcome] += 1
+
+    def record_file(self, outcome: str, export_id: int | None) -> None:
+        """Count one file request's outcome, for ``export_id`` when it named one."""
+        self.file_requests_by_outcome[outcome] += 1
+        if export_id is not None:
+            self.file_requests_by_export[export_id] += 1
+
+    def file_started(self) -> None:
+        """A file body starts streaming (for the peak of concurrent file responses)."""
+        self.files_in_flight += 1
+        self.peak_files_in_flight = max(self.peak_files_in_flight, self.files_in_flight)
+
+    def file_ended(self, bytes_sent: int) -> None:
+        """A file body stopped streaming after ``bytes_sent`` bytes."""
+        self.files_in_flight -= 1
+        self.file_bytes_sent += bytes_sent
+
+    @property
+    def total_file_requests(self) -> int:
+        """Requests for files (local links and BOS) so far."""
+        return sum(self.file_requests_by_outcome.values())
 
     @property
     def total_requests(self) -> int:
@@ -123,6 +183,13 @@ class SimulatorStats:
                 "total_polls": sum(polls),
                 "max_polls": max(polls, default=0),
             },
+        }
+        summary["files"] = {
+            "total_requests": self.total_file_requests,
+            "requests_by_outcome": dict(self.file_requests_by_outcome),
+            "bytes_sent": self.file_bytes_sent,
+            "peak_in_flight": self.peak_files_in_flight,
+            "resumed_with_if_match": self.resumed_with_if_match,
         }
         if include_exports:
             summary["export_records"] = [export.summary_at(now) for export in self._table]
