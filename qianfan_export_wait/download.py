@@ -288,6 +288,7 @@ class _Job:
 
     status: ExportStatus
     source: Source
+    refresh: Refresh | None
     needs_refresh: bool = False
 
 
@@ -394,23 +395,30 @@ class Downloader:
         dest_dir: str | os.PathLike[str] | None = None,
         *,
         extract: bool | None = None,
+        refresh: Refresh | None = None,
     ) -> DownloadRecord:
         """Fetch ``status``'s file into ``dest_dir/<exportID>/`` (default: the downloader's
-        folder) and return its record; raises a ``DownloadError`` subclass."""
+        folder) and return its record; raises a ``DownloadError`` subclass. ``refresh``
+        replaces the downloader's own for this file."""
         folder = Path(dest_dir) if dest_dir is not None else self.dest_dir
         if folder is None:
             raise ConfigurationError("no destination folder: pass dest_dir")
         try:
             async with self._slots:
                 return await self._download(
-                    status, folder, self.extract if extract is None else extract
+                    status,
+                    folder,
+                    self.extract if extract is None else extract,
+                    refresh or self._refresh,
                 )
         except DownloadError as error:
             if error.export_id is None:
                 error.export_id = status.export_id
             raise
 
-    async def _download(self, status: ExportStatus, folder: Path, extract: bool) -> DownloadRecord:
+    async def _download(
+        self, status: ExportStatus, folder: Path, extract: bool, refresh: Refresh | None
+    ) -> DownloadRecord:
         source = source_for(status, allow_insecure_http=self._allow_insecure_http)
         name = file_name_for(source, status.export_id)
         export_folder = folder / export_dir_name(status.export_id)
@@ -424,17 +432,22 @@ class Downloader:
                 size, sha256 = await asyncio.to_thread(_sha256_of, final)
                 record = DownloadRecord(status.export_id, str(final), size, sha256, fetched=False)
             else:
-                record = await self._fetch(_Job(status, source), export_folder, name, final)
+                job = _Job(status, source, refresh)
+                record = await self._fetch(job, export_folder, name, final)
             if extract:
                 unpacked = await asyncio.to_thread(_extract_if_zip, final, self._extract_limits)
                 if unpacked is not None:
                     record = replace(record, extracted_to=str(unpacked))
         return record
 
-    def _is_retryable(self, error: BaseException) -> bool:
-        if isinstance(error, LinkExpiredError):
-            return self._refresh is not None
-        return isinstance(error, (TransferError, ChecksumError))
+    @staticmethod
+    def _retryable(job: _Job) -> Callable[[BaseException], bool]:
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, LinkExpiredError):
+                return job.refresh is not None
+            return isinstance(error, (TransferError, ChecksumError))
+
+        return retryable
 
     async def _fetch(
         self, job: _Job, export_folder: Path, name: str, final: Path
@@ -444,7 +457,7 @@ class Downloader:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._retry_wait,
-            retry=retry_if_exception(self._is_retryable),
+            retry=retry_if_exception(self._retryable(job)),
             reraise=True,
         )
         try:
@@ -462,7 +475,7 @@ class Downloader:
 
     async def _attempt(self, job: _Job, partial: _PartialFile) -> None:
         if job.needs_refresh:
-            job.status = await self._refreshed(job.status)
+            job.status = await self._refreshed(job)
             job.source = source_for(job.status, allow_insecure_http=self._allow_insecure_http)
             job.needs_refresh = False
         url, headers = self._request_for(job, partial.offset)
@@ -539,11 +552,11 @@ class Downloader:
         )
         return url, headers
 
-    async def _refreshed(self, status: ExportStatus) -> ExportStatus:
-        if self._refresh is None:  # pragma: no cover - not retried without refresh
+    async def _refreshed(self, job: _Job) -> ExportStatus:
+        if job.refresh is None:  # pragma: no cover - not retried without refresh
             raise LinkExpiredError("the link expired and no refresh was given")
         try:
-            return await self._refresh(status.export_id)
+            return await job.refresh(job.status.export_id)
         except (TransientError, ThrottledError) as exc:
             raise TransferError(f"could not poll for a fresh link yet: {exc}") from None
         except (ApiError, QianfanError, ValueError) as exc:

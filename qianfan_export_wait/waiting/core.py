@@ -21,10 +21,12 @@ import marshal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from math import floor, inf
+from typing import TYPE_CHECKING
 
 from ..errors import (
     ApiError,
     AuthError,
+    DownloadError,
     QianfanError,
     ServiceUnavailableError,
     ThrottledError,
@@ -34,6 +36,9 @@ from ..errors import (
 from ..models import ExportId, ExportState, ExportStatus, parse_export_status
 from .outcomes import ExportOutcome, OutcomeKind, StateChange, WaiterEvent
 from .policy import PROBE_MAX_DELAY, PollPolicy, Schedule
+
+if TYPE_CHECKING:
+    from ..download import DownloadRecord
 
 __all__ = ["OUTAGE_AFTER_FAILURES", "Caller", "DueQueue", "Entry", "Outage", "Scheduler"]
 
@@ -301,6 +306,8 @@ class Scheduler:
         self._closed_deadlines = 0
         self._order = itertools.count()
         self.callers = 0
+        # Whether a Done export waits for its file before its outcome (a downloader).
+        self.downloads = False
         self.proven = False
         self.auth_error: AuthError | None = None
         self.outage: Outage | None = None
@@ -419,8 +426,9 @@ class Scheduler:
 
     # -- answers ---------------------------------------------------------------------
 
-    def on_status(self, entry: Entry, status: ExportStatus, now: float) -> None:
-        """A status answer for ``entry``."""
+    def on_status(self, entry: Entry, status: ExportStatus, now: float) -> bool:
+        """A status answer for ``entry``. Returns ``True`` when it is ``Done`` and waits
+        for its file (with ``downloads`` on): report that with ``on_downloaded``."""
         entry.in_flight = False
         if entry.unavailable_since is not None or self.failures_in_row or not self.proven:
             self._answered(entry, now)
@@ -428,8 +436,11 @@ class Scheduler:
         kind = _TERMINAL_KINDS.get(state)
         if kind is not None:
             self._remember(entry, status, terminal=True)
+            if kind is OutcomeKind.DONE and self.downloads:
+                entry.in_flight = True  # no deadline ends it now: the file is coming
+                return True
             self._finish(entry, kind, now)
-            return
+            return False
         previous = entry.state
         self._remember(entry, status)
         if previous != state and self.notify is not None:
@@ -450,6 +461,20 @@ class Scheduler:
             )
             deadline = entry.deadline
             self.queue.push(entry, due if due < deadline else deadline)
+        return False
+
+    def on_downloaded(
+        self,
+        entry: Entry,
+        now: float,
+        file: DownloadRecord | None = None,
+        error: DownloadError | None = None,
+    ) -> None:
+        """The file of a ``Done`` export was fetched (``file``), or could not be (``error``):
+        the export's outcome is ``done`` either way."""
+        entry.in_flight = False
+        if entry.callers is not None:
+            self._finish(entry, OutcomeKind.DONE, now, file=file, download_error=error)
 
     def on_throttled(self, entry: Entry, error: ThrottledError, now: float) -> None:
         """The server refused the poll for the account's rate limit."""
@@ -681,14 +706,28 @@ class Scheduler:
         return entry.callers is not None
 
     def _finish(
-        self, entry: Entry, kind: OutcomeKind, now: float, error: QianfanError | None = None
+        self,
+        entry: Entry,
+        kind: OutcomeKind,
+        now: float,
+        error: QianfanError | None = None,
+        *,
+        file: DownloadRecord | None = None,
+        download_error: DownloadError | None = None,
     ) -> None:
         """``entry`` has its final outcome: give it to every caller and drop the entry."""
         status = self.last_status(entry)
         first: ExportOutcome | None = None
         for caller in entry.caller_list():
             outcome = ExportOutcome(
-                entry.export_id, kind, status, error, entry.polls, now - caller.started
+                entry.export_id,
+                kind,
+                status,
+                error,
+                entry.polls,
+                now - caller.started,
+                file,
+                download_error,
             )
             first = first or outcome
             self._hand(caller, outcome)

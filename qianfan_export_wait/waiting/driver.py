@@ -10,15 +10,20 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from math import inf
+from typing import TYPE_CHECKING
 
 from ..errors import (
     ApiError,
     AuthError,
+    DownloadError,
     ThrottledError,
     TransientError,
     UnexpectedError,
 )
 from ..models import ExportId, ExportStatus
+
+if TYPE_CHECKING:
+    from ..download import Downloader
 from ..ratelimit import AsyncRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Entry, Scheduler
@@ -69,10 +74,14 @@ class Driver:
         clock: Clock,
         max_in_flight: int,
         describe_client: Callable[[], str],
+        downloader: Downloader | None = None,
     ) -> None:
         self.core = core
         self.max_in_flight = max_in_flight
         self.polls: dict[Entry, asyncio.Task[None]] = {}
+        self.downloads: dict[Entry, asyncio.Task[None]] = {}
+        self._downloader = downloader
+        core.downloads = downloader is not None
         self._fetch = fetch
         self._limiter = limiter
         self._areserve = getattr(limiter, "areserve", None)
@@ -131,10 +140,10 @@ class Driver:
         return self._meter.rate(self._clock.now(), self.core.requests)
 
     def cancel_polls(self, entries: Iterable[Entry]) -> list[asyncio.Task[None]]:
-        """Cancel the polls in flight for ``entries``; return their tasks."""
+        """Cancel the polls and downloads in flight for ``entries``; return their tasks."""
         tasks = []
         for entry in entries:
-            task = self.polls.get(entry)
+            task = self.polls.get(entry) or self.downloads.get(entry)
             if task is not None:
                 task.cancel()
                 tasks.append(task)
@@ -153,7 +162,7 @@ class Driver:
     async def aclose(self, error: BaseException) -> None:
         """Stop for good: cancel every task, end every caller's wait with ``error``."""
         self._closed = True
-        tasks = list(self.polls.values())
+        tasks = [*self.polls.values(), *self.downloads.values()]
         if self._dispatcher is not None and not self._dispatcher.done():
             tasks.append(self._dispatcher)
         for task in tasks:
@@ -292,7 +301,8 @@ class Driver:
             else:
                 now = clock.now()
                 self._limiter.on_success(now, ticket)
-                core.on_status(entry, status, now)
+                if core.on_status(entry, status, now):
+                    self._start_download(entry, status)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a wait strategy or the limiter raised on the answer
@@ -304,6 +314,59 @@ class Driver:
         finally:
             del self.polls[entry]
             self.kick()
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def _start_download(self, entry: Entry, status: ExportStatus) -> None:
+        self.downloads[entry] = self._loop.create_task(self._download(entry, status))
+
+    async def _download(self, entry: Entry, status: ExportStatus) -> None:
+        core = self.core
+        clock = self._clock
+        downloader = self._downloader
+        assert downloader is not None
+        try:
+            try:
+                record = await downloader.download(status, refresh=self.fetch_now)
+            except DownloadError as error:
+                logger.warning(
+                    "export %r is Done, but its file was not fetched: %s", entry.export_id, error
+                )
+                core.on_downloaded(entry, clock.now(), error=error)
+            else:
+                core.on_downloaded(entry, clock.now(), file=record)
+        except asyncio.CancelledError:
+            entry.in_flight = False
+            raise
+        except Exception as error:  # a bug in the downloader: the export is Done anyway
+            self._log_unexpected(error, entry)
+            failed = DownloadError(
+                f"{type(error).__name__} while downloading: {error}", export_id=entry.export_id
+            )
+            core.on_downloaded(entry, clock.now(), error=failed)
+        finally:
+            del self.downloads[entry]
+            self.kick()
+
+    async def fetch_now(self, export_id: ExportId) -> ExportStatus:
+        """One status request outside the schedule (a fresh download link), within the
+        rate limit; its errors are raised."""
+        clock = self._clock
+        now = clock.now()
+        if self._areserve is not None:
+            reservation = await self._areserve(now)
+        else:
+            reservation = self._limiter.reserve(now)  # type: ignore[union-attr]
+        if reservation.delay > 0:
+            await clock.sleep(reservation.delay)
+        self.core.requests += 1
+        try:
+            status = await self._fetch(export_id)
+        except ThrottledError as error:
+            self._limiter.on_throttle(clock.now(), reservation.ticket, error.retry_after)
+            raise
+        self._limiter.on_success(clock.now(), reservation.ticket)
+        return status
 
     def _log_unexpected(self, error: Exception, entry: Entry) -> None:
         # Once per kind with the traceback: a closed client fails every poll alike.

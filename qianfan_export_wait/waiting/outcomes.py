@@ -6,9 +6,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..errors import AuthError, QianfanError, ServiceUnavailableError
+from ..errors import AuthError, DownloadError, QianfanError, ServiceUnavailableError
 from ..models import ExportId, ExportState, ExportStatus
+
+if TYPE_CHECKING:
+    from ..download import DownloadRecord
 
 __all__ = [
     "ExportOutcome",
@@ -51,7 +55,9 @@ class ExportOutcome:
     """The end of waiting for one export, with the last status seen and what it cost.
 
     ``error`` is set for ``error`` outcomes, and for a ``timeout`` that came while the
-    service gave no answer (a ``ServiceUnavailableError``).
+    service gave no answer (a ``ServiceUnavailableError``). With a waiter's ``downloader``,
+    a ``done`` outcome carries its ``file``, or the ``download_error`` that kept it from
+    being fetched (the outcome stays ``done``).
     """
 
     export_id: ExportId
@@ -60,6 +66,8 @@ class ExportOutcome:
     error: QianfanError | None
     polls: int
     elapsed: float
+    file: DownloadRecord | None = None
+    download_error: DownloadError | None = None
 
     @property
     def ok(self) -> bool:
@@ -97,7 +105,8 @@ class WaiterStats:
 
     ``total``, the outcome counts, ``requests``, ``throttled`` and ``retries`` count over
     the waiter's life, one per export waited on (callers sharing an export share it);
-    ``pending``, ``in_flight``, ``callers`` and ``unavailable_for`` describe now.
+    ``pending``, ``in_flight``, ``callers``, ``downloading`` and ``unavailable_for``
+    describe now.
     ``rate`` is the limiter's allowance; ``request_rate`` the requests actually sent per
     second lately.
     """
@@ -118,6 +127,7 @@ class WaiterStats:
     request_rate: float = 0.0
     max_in_flight: int = 0
     unavailable_for: float | None = None
+    downloading: int = 0
 
     @property
     def finished(self) -> int:

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from .._checks import check_count, check_number
+from ..download import Downloader
 from ..errors import (
     ConfigurationError,
     ExportFailedError,
@@ -356,6 +357,11 @@ class ExportWaiter:
     called with a ``StateChange`` for every state change and an ``ExportOutcome`` for
     every final outcome.
 
+    With a ``downloader`` (a ``Downloader``, used as ``async with`` by its owner), each
+    export's file is fetched as it reaches ``Done``, at most the downloader's
+    ``max_concurrency`` at once and outside the status API's rate limit, and its outcome
+    (still ``done``) carries ``file`` or ``download_error``.
+
     An authentication failure costs one request: every caller gets the ``AuthError``
     and later calls raise it. An exception that is not an API error ends the exports it
     touched as ``error`` carrying ``UnexpectedError``; nothing hangs.
@@ -371,6 +377,7 @@ class ExportWaiter:
         on_update: UpdateHook | None = None,
         clock: Clock | None = None,
         limiter: RateLimiter | AsyncRateLimiter | None = None,
+        downloader: Downloader | None = None,
     ) -> None:
         check_count("max_in_flight", max_in_flight)
         check_number("qps", qps, unit="requests per second", allow_none=True)
@@ -403,7 +410,9 @@ class ExportWaiter:
             clock=self.clock,
             max_in_flight=allowed,
             describe_client=self._describe_client,
+            downloader=downloader,
         )
+        self.downloader = downloader
         self._closed = False
 
     def __repr__(self) -> str:
@@ -484,6 +493,7 @@ class ExportWaiter:
             request_rate=self._driver.request_rate(),
             max_in_flight=self._driver.max_in_flight,
             unavailable_for=core.unavailable_for(self.clock.now()),
+            downloading=len(self._driver.downloads),
         )
 
     # -- entry points ------------------------------------------------------------------
