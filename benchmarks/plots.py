@@ -23,8 +23,21 @@ def write_plots(document: dict[str, Any], folder: Path) -> list[Path]:
 
     lag = suites.get("lag")
     if lag and lag["status"] == "ok":
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        for point in lag["series"]["points"]:
+        figure, axes = plt.subplots(figsize=(7.5, 4.8))
+        points = lag["series"]["points"]
+        budget = sorted(
+            (p for p in points if p["schedule"].startswith("budget-")),
+            key=lambda p: p["requests_per_export"],
+        )
+        if budget:
+            axes.plot(
+                [p["requests_per_export"] for p in budget],
+                [p["lag_p99_s"] for p in budget],
+                color="tab:green",
+                label="budget sweep, p99 (several budgets)",
+                zorder=1,
+            )
+        for point in points:
             x = point["requests_per_export"]
             axes.plot([x, x], [point["lag_p50_s"], point["lag_p99_s"]], color="0.7", zorder=1)
             axes.scatter([x], [point["lag_p50_s"]], marker="o", zorder=2)
@@ -34,7 +47,10 @@ def write_plots(document: dict[str, Any], folder: Path) -> list[Path]:
                 (x, point["lag_p99_s"]),
                 textcoords="offset points",
                 xytext=(5, 5),
+                fontsize="small",
             )
+        if budget:
+            axes.legend(loc="upper right", fontsize="small")
         axes.set_xlabel("requests per export")
         axes.set_ylabel("detection lag, s (o p50, ^ p99)")
         axes.set_title(f"Detection lag against polls (time scale {lag['metrics']['time_scale']:g})")

@@ -8,31 +8,50 @@ each watched by its own schedule (and its own client and limiter):
 * ``smithy``: the Smithy waiter schedule, jittered exponential from 2 s to 120 s
   (``tenacity.wait_random_exponential``);
 * ``sdk-loop``: the official SDK's way, one request at a time over the pending ids, then
-  2 s of sleep between rounds.
+  2 s of sleep between rounds;
+* ``budget-B``: the round-robin sweep at a budget of ``B`` requests per second
+  (``PollPolicy(budget=B)``, ``min_delay`` 2 s), at several budgets: the frontier of
+  detection lag against requests spent.
 
 Every delay is multiplied by the run's time scale (1 in full runs, 0.1 with ``--quick``,
-where the finish times are spread over 12 s instead of 120 s).
+where the finish times are spread over 12 s instead of 120 s), and every budget divided
+by it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
 
 from tenacity import wait_fixed, wait_random_exponential
 
 from qianfan_export_wait.waiter import PollPolicy
 
-from .common import SuiteResult, make_client, summarize_lags
+from .common import SuiteResult, Target, make_client, summarize_lags
 from .simserver import SimProcess
 from .tracking import score, wait_and_record
 
 SEED = 11
 
 
+BUDGETS = (8.0, 15.0, 29.0, 45.0, 70.0)
+"""Requests per second for the budget sweeps (before time scaling)."""
+BUDGET_TARGET = ("default", 3.0)
+"""At the default's requests per export, the budget sweep's p99 lag: at most a third."""
+
+
 def policies(scale: float) -> dict[str, PollPolicy]:
-    """The three waiter schedules, with delays multiplied by ``scale``."""
+    """The waiter schedules, with delays multiplied by ``scale``."""
+    budgets = {
+        f"budget-{budget:g}": PollPolicy(
+            min_delay=2.0 * scale, max_delay=60.0 * scale, timeout=None, budget=budget / scale
+        )
+        for budget in BUDGETS
+    }
     return {
+        **budgets,
         "default": PollPolicy(min_delay=2.0 * scale, max_delay=60.0 * scale, timeout=None),
         "fixed": PollPolicy(
             min_delay=5.0 * scale,
@@ -84,7 +103,7 @@ async def run(quick: bool) -> SuiteResult:
     async with SimProcess() as sim:
         groups = {
             name: await sim.add(count, max_seconds=spread, fail_ratio=0.1, seed=SEED)
-            for name in ("default", "fixed", "smithy", "sdk-loop")
+            for name in [*policies(scale), "sdk-loop"]
         }
         jobs = {
             name: asyncio.ensure_future(wait_and_record(sim.base_url, groups[name], policy))
@@ -110,8 +129,40 @@ async def run(quick: bool) -> SuiteResult:
         result.metrics["sdk-loop"] = row
         points.append({"schedule": "sdk-loop", **row})
     result.series["points"] = points
+    _budget_target(result)
     result.notes.append(
         f"delays scaled by {scale:g}; lag = when the waiter saw the final state minus when "
         "the simulator made it final (same system-wide monotonic clock)"
     )
     return result
+
+
+def _budget_target(result: SuiteResult) -> None:
+    """The budget sweep against the default schedule, at the default's requests per
+    export: interpolate the budget frontier there and compare p99 lags."""
+    default = result.metrics["default"]
+    frontier = sorted(
+        (row["requests_per_export"], row["lag_p99_s"])
+        for name, row in result.metrics.items()
+        if isinstance(row, dict) and name.startswith("budget-")
+    )
+    spend = default["requests_per_export"]
+    lag = math.nan
+    for (x0, y0), (x1, y1) in itertools.pairwise(frontier):
+        if x0 <= spend <= x1:
+            lag = y0 if x1 == x0 else y0 + (y1 - y0) * (spend - x0) / (x1 - x0)
+            break
+    result.metrics["budget_at_default_spend"] = {
+        "requests_per_export": spend,
+        "lag_p99_s": round(lag, 3),
+        "default_lag_p99_s": default["lag_p99_s"],
+    }
+    result.targets.append(
+        Target(
+            f"budget sweep p99 lag at the default's {spend:g} requests per export, "
+            "over the default's p99 lag",
+            round(lag / default["lag_p99_s"], 3) if default["lag_p99_s"] else math.nan,
+            1.0 / BUDGET_TARGET[1],
+            "x",
+        )
+    )

@@ -11,7 +11,7 @@ import os
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -28,6 +28,7 @@ from tenacity.wait import wait_base
 from yarl import URL
 
 from ._checks import check_count
+from ._json import loads as json_loads
 from .auth import Credentials, canonical_time, sign
 from .download import Downloader, DownloadRecord, ProgressHook
 from .download_rules import is_loopback_host
@@ -155,6 +156,42 @@ def host_header(url: URL) -> str:
     if ":" in host:
         host = f"[{host}]"
     return host if url.is_default_port() else f"{host}:{url.port}"
+
+
+def _string_id_body(export_id: ExportId) -> bytes:
+    return json.dumps({"exportID": export_id}, ensure_ascii=False).encode("utf-8")
+
+
+def _parse_success(payload: bytes, export_id: ExportId) -> ExportStatus | None:
+    """The status in a normal answer's body, or ``None`` when the body needs a closer look
+    (not JSON, an error code, another shape or another export): ``_interpret`` then says
+    what is wrong."""
+    try:
+        decoded = json_loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if type(decoded) is not dict or "error_code" in decoded:
+        return None
+    try:
+        record = parse_export_status(decoded)
+    except ResponseFormatError:
+        return None
+    return record if record.matches(export_id) else None
+
+
+def _transport_error(exc: BaseException, client: ExportStatusClient) -> ApiError | None:
+    """What a failed exchange amounts to (``None``: not a transport failure)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return TransientError(
+            f"no complete answer within the request timeout ({client.request_timeout:g} s)"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return AuthError(f"TLS verification failed for {client._host}: {type(exc).__name__}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ResponseFormatError(f"response body was cut off: {exc}")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return TransientError(f"connection failed: {type(exc).__name__}: {exc}")
+    return None
 
 
 class _Slots:
@@ -381,19 +418,107 @@ class ExportStatusClient:
         ) as downloader:
             return await downloader.download(status)
 
-    async def get_status(self, export_id: ExportId) -> ExportStatus:
-        """The current status of one export; raises an ``ApiError`` subclass on failure.
+    def get_status(self, export_id: ExportId) -> Coroutine[Any, Any, ExportStatus]:
+        """The current status of one export: ``await client.get_status(export_id)``;
+        raises an ``ApiError`` subclass on failure (a bad id: ``ValueError`` at once).
 
         ``TransientError`` is retried up to ``max_attempts`` in all; other errors are not.
         """
-        export_id = validate_export_id(export_id)
+        return self._fetch(validate_export_id(export_id), self.max_attempts)
+
+    def fetch_once(self, export_id: ExportId) -> Coroutine[Any, Any, ExportStatus]:
+        """One request, no transient retry (the waiter schedules its own); ``export_id``
+        must already be valid.
+
+        On ``RequestExpired`` it signs again and resends: with the offset another request
+        learnt meanwhile, if any, else with one learnt from this answer's ``Date``.
+        """
+        return self._fetch(export_id, 1)
+
+    async def _fetch(self, export_id: ExportId, attempts: int) -> ExportStatus:
         try:
-            return await self.fetch_once(export_id)
+            # One coroutine from here to the socket: on the usual path (HTTP 200 with a sized,
+            # well-formed body) nothing else is awaited, called twice or classified.
+            stats = self.stats
+            resends = 0
+            while True:
+                slots = self._slots
+                if slots.used < slots.capacity:
+                    slots.used += 1
+                else:
+                    await slots.take()
+                stats.requests += 1
+                signed_with = self._clock_offset
+                session = self._session or self._ensure_session()
+                try:
+                    async with session.post(
+                        self._url,
+                        data=b'{"exportID":%d}' % export_id
+                        if type(export_id) is int
+                        else _string_id_body(export_id),
+                        headers=self._signed_headers(),
+                        timeout=self._timeout,
+                        allow_redirects=False,
+                    ) as response:
+                        status = response.status
+                        headers = response.headers
+                        length = response.content_length
+                        if (
+                            status == 200
+                            and length is not None
+                            and length <= MAX_RESPONSE_BYTES
+                            and "Content-Encoding" not in headers
+                            and "X-Bce-Error-Code" not in headers
+                        ):
+                            payload = await response.read()
+                            record = _parse_success(payload, export_id)
+                            if record is not None:
+                                stats.succeeded += 1
+                                return record
+                        else:
+                            payload = await self._read_body(response)
+                except ApiError as error:  # from _read_body: too large
+                    stats.transient_errors += isinstance(error, TransientError)
+                    raise
+                except Exception as exc:
+                    failure = _transport_error(exc, self)
+                    if failure is None:
+                        raise
+                    stats.transient_errors += isinstance(failure, TransientError)
+                    raise failure from None
+                finally:
+                    slots.give_back()
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "POST %s exportID=%r -> HTTP %d", self._url.path, export_id, status
+                    )
+                try:
+                    record = self._interpret(export_id, status, payload, headers)
+                except ThrottledError:
+                    stats.throttled += 1
+                    raise
+                except TransientError:
+                    stats.transient_errors += 1
+                    raise
+                except AuthError as error:
+                    resends += 1
+                    if error.bce_error_code != "RequestExpired" or resends > _MAX_RESIGNS:
+                        raise
+                    if self._clock_offset == signed_with:
+                        if not self._learn_clock_offset(error):
+                            raise
+                        stats.clock_resyncs += 1
+                    continue
+                stats.succeeded += 1
+                return record
         except TransientError:
-            if self.max_attempts == 1:
+            if attempts <= 1:
                 raise
+        return await self._retry(export_id, attempts - 1)
+
+    async def _retry(self, export_id: ExportId, attempts: int) -> ExportStatus:
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts - 1),
+            stop=stop_after_attempt(attempts),
             wait=self._retry_wait,
             retry=retry_if_exception_type(TransientError),
             reraise=True,
@@ -401,29 +526,8 @@ class ExportStatusClient:
         async for attempt in retrying:
             with attempt:
                 self.stats.retries += 1
-                return await self.fetch_once(export_id)
+                return await self._fetch(export_id, 1)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    async def fetch_once(self, export_id: ExportId) -> ExportStatus:
-        """One request, no transient retry (the waiter schedules its own); ``export_id``
-        must already be valid.
-
-        On ``RequestExpired`` it signs again and resends: with the offset another request
-        learnt meanwhile, if any, else with one learnt from this answer's ``Date``.
-        """
-        resends = 0
-        while True:
-            signed_with = self._clock_offset
-            try:
-                return await self._request(export_id)
-            except AuthError as error:
-                resends += 1
-                if error.bce_error_code != "RequestExpired" or resends > _MAX_RESIGNS:
-                    raise
-                if self._clock_offset == signed_with:
-                    if not self._learn_clock_offset(error):
-                        raise
-                    self.stats.clock_resyncs += 1
 
     def _learn_clock_offset(self, error: AuthError) -> bool:
         if error.bce_error_code != "RequestExpired" or error.server_date is None:
@@ -438,72 +542,6 @@ class ExportStatusClient:
         self._clock_offset = offset
         self._signed_second = None
         return True
-
-    async def _request(self, export_id: ExportId) -> ExportStatus:
-        """One exchange, counted in ``stats`` by how it ended (the one place that counts)."""
-        self.stats.requests += 1
-        try:
-            status = await self._exchange(export_id)
-        except ThrottledError:
-            self.stats.throttled += 1
-            raise
-        except TransientError:
-            self.stats.transient_errors += 1
-            raise
-        self.stats.succeeded += 1
-        return status
-
-    async def _exchange(self, export_id: ExportId) -> ExportStatus:
-        slots = self._slots
-        if slots.used < slots.capacity:
-            slots.used += 1
-        else:
-            await slots.take()
-        try:
-            return await self._exchange_on_a_connection(export_id)
-        finally:
-            slots.give_back()
-
-    async def _exchange_on_a_connection(self, export_id: ExportId) -> ExportStatus:
-        session = self._session or self._ensure_session()
-        body = (
-            b'{"exportID":%d}' % export_id
-            if isinstance(export_id, int)
-            else (json.dumps({"exportID": export_id}, ensure_ascii=False).encode("utf-8"))
-        )
-        started = time.monotonic()
-        try:
-            async with session.post(
-                self._url,
-                data=body,
-                headers=self._signed_headers(),
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                payload = await self._read_body(response)
-                headers = response.headers
-        except asyncio.TimeoutError:
-            raise TransientError(
-                f"no complete answer within the request timeout ({self.request_timeout:g} s)"
-            ) from None
-        except aiohttp.ClientSSLError as exc:
-            raise AuthError(
-                f"TLS verification failed for {self._host}: {type(exc).__name__}"
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise ResponseFormatError(f"response body was cut off: {exc}") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransientError(f"connection failed: {type(exc).__name__}: {exc}") from None
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "POST %s exportID=%r -> HTTP %d in %.1f ms",
-                self._url.path,
-                export_id,
-                status,
-                (time.monotonic() - started) * 1000,
-            )
-        return self._interpret(export_id, status, payload, headers)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         length = response.content_length
@@ -533,7 +571,7 @@ class ExportStatusClient:
         decode_problem: str | None = None
         if payload:
             try:
-                decoded = json.loads(payload)
+                decoded = json_loads(payload)
             except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 decode_problem = f"response body is not JSON ({type(exc).__name__})"
         body = decoded if isinstance(decoded, dict) else None

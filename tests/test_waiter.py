@@ -452,3 +452,41 @@ def test_default_strategy_draws_as_tenacitys_fixed_plus_random_exponential(
         random.seed(attempt)
         assert ours(state) == pytest.approx(expected, rel=1e-12)
         assert low <= ours(state) <= high
+
+
+# --- the budget sweep ---------------------------------------------------------------------------
+
+
+async def test_a_budget_polls_the_pending_exports_in_turn_at_that_rate() -> None:
+    policy = PollPolicy(min_delay=1, max_delay=60, timeout=30, budget=2)
+    waiter, client, _ = make_waiter({i: ["Pending"] for i in range(1, 11)}, policy=policy)
+    await waiter.wait_all(range(1, 11))
+    times = [when for when, _ in client.calls]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap == pytest.approx(0.5) for gap in gaps)  # 2 requests a second, no burst
+    order = [export_id for _, export_id in client.calls]
+    assert order[:30] == [*range(1, 11)] * 3  # round robin
+    assert client.times_for(1)[:3] == pytest.approx([0, 5, 10])  # 10 pending / 2 per s
+
+
+async def test_the_budget_sweep_speeds_up_as_exports_finish() -> None:
+    script: dict[int | str, list[Answer]] = {i: ["Pending"] * i + ["Done"] for i in range(1, 9)}
+    policy = PollPolicy(min_delay=0.1, max_delay=60, timeout=100, budget=1)
+    waiter, client, _ = make_waiter(script, policy=policy)
+    await waiter.wait_all(range(1, 9))
+    gaps = [b - a for a, b in itertools.pairwise(client.times_for(8))]
+    assert gaps[0] == pytest.approx(8) and gaps[-1] == pytest.approx(1)
+    assert gaps == sorted(gaps, reverse=True)
+
+
+async def test_the_budget_sweep_never_polls_an_export_more_often_than_min_delay() -> None:
+    policy = PollPolicy(min_delay=3, max_delay=60, timeout=20, budget=100)
+    waiter, client, _ = make_waiter({1: ["Pending"], 2: ["Pending"]}, policy=policy)
+    await waiter.wait_all([1, 2])
+    gaps = [b - a for a, b in itertools.pairwise(client.times_for(1))]
+    assert min(gaps[:-1]) >= 3 - 1e-9  # the last one is the Smithy poll at the deadline
+
+
+def test_a_budget_and_a_wait_strategy_are_exclusive() -> None:
+    with pytest.raises(ConfigurationError, match="budget"):
+        PollPolicy(budget=5, wait=wait_fixed(1))

@@ -97,6 +97,8 @@ class Driver:
         self._wake_on_ready = False
         self._wake_on_slot = False
         self._held: tuple[float, int] | None = None
+        # With a poll budget: the next turn of the round-robin sweep.
+        self._paced_at = -inf
         self._closed = False
         self._meter = _RateMeter()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
@@ -181,15 +183,19 @@ class Driver:
         areserve = self._areserve
         reserve = getattr(self._limiter, "reserve", None)
         start_poll = self._start_poll
+        budget = core.policy.budget
+        pace = 1.0 / budget if budget else 0.0
         try:
             while not self._closed:
                 now = clock.now()
                 limit = self.max_in_flight if core.proven else 1
                 room = len(polls) < limit
                 ready = core.ready_at()
-                if room and ready <= now:
+                if room and ready <= now and self._paced_at <= now:
                     # Send what may go now, one rate-limiter slot each.
                     while True:
+                        if self._paced_at > now:
+                            break
                         held = self._held
                         if held is None:
                             if areserve is not None:
@@ -204,6 +210,11 @@ class Driver:
                             break
                         self._held = None
                         start_poll(entry, held[1], now)
+                        if pace:
+                            # The sweep's turns: one every 1/budget s, catching up on
+                            # at most one turn missed by a late wake-up.
+                            paced_at = self._paced_at
+                            self._paced_at = (paced_at if paced_at > now - pace else now) + pace
                         if len(polls) >= limit or self._closed:
                             break
                     room = len(polls) < limit
@@ -218,6 +229,9 @@ class Driver:
                     await self._sleep(deadline, on_slot=True)
                 elif ready > now:
                     await self._sleep(ready if ready < deadline else deadline, on_ready=True)
+                elif self._paced_at > now:
+                    paced_at = self._paced_at
+                    await self._sleep(paced_at if paced_at < deadline else deadline)
                 else:
                     slot = self._held[0] if self._held is not None else now
                     await self._sleep(slot if slot < deadline else deadline)

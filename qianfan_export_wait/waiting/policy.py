@@ -47,6 +47,11 @@ class PollPolicy:
     or an outage, before it ends as an ``error`` carrying ``ServiceUnavailableError``.
     ``max_consecutive_errors`` is deprecated: it ends an export after that many transient
     errors in a row, as the first release did.
+
+    ``budget`` (requests per second) polls by a round-robin sweep instead of a schedule
+    per export: the pending exports take turns, one poll every ``1/budget`` seconds, so
+    each is polled every ``pending / budget`` seconds, never more often than
+    ``min_delay``; the sweep speeds up as exports finish. The rate limiter still applies.
     """
 
     min_delay: float = DEFAULT_MIN_DELAY
@@ -56,12 +61,18 @@ class PollPolicy:
     retry_wait: wait_base | None = None
     max_consecutive_errors: int | None = None
     max_unavailable: float | None = DEFAULT_MAX_UNAVAILABLE
+    budget: float | None = None
 
     def __post_init__(self) -> None:
         check_number("min_delay", self.min_delay)
         check_number("max_delay", self.max_delay)
         check_number("timeout", self.timeout, allow_none=True)
         check_number("max_unavailable", self.max_unavailable, allow_none=True)
+        check_number("budget", self.budget, unit="requests per second", allow_none=True)
+        if self.budget is not None and self.wait is not None:
+            raise ConfigurationError(
+                "budget= replaces the poll schedule; pass budget= or wait=, not both"
+            )
         if self.max_delay < self.min_delay:
             raise ConfigurationError(
                 f"max_delay ({self.max_delay}) must be >= min_delay ({self.min_delay})"
@@ -82,9 +93,12 @@ class PollPolicy:
             )
 
     def poll_strategy(self) -> wait_base:
-        """The wait strategy between polls of one export."""
+        """The wait strategy between polls of one export (with a ``budget``: at least
+        ``min_delay``, the rest is the sweep's pacing)."""
         if self.wait is not None:
             return self.wait
+        if self.budget is not None:
+            return wait_fixed(self.min_delay)
         return _jittered_exponential(self.min_delay, self.max_delay)
 
     def retry_strategy(self) -> wait_base:
