@@ -79,6 +79,9 @@ class Driver:
         self.core = core
         self.max_in_flight = max_in_flight
         self.polls: dict[Entry, asyncio.Task[None]] = {}
+        # Workers run the polls, each handed the next one when it is done with its last.
+        self._workers: set[asyncio.Task[None]] = set()
+        self._idle: list[asyncio.Future[tuple[Entry, int] | None]] = []
         self.downloads: dict[Entry, asyncio.Task[None]] = {}
         self._downloader = downloader
         core.downloads = downloader is not None
@@ -152,19 +155,23 @@ class Driver:
         return tasks
 
     async def settle(self, tasks: Iterable[asyncio.Task[None]]) -> None:
-        """Wait for ``tasks`` to end, and for the dispatcher too if no work is left."""
+        """Wait for ``tasks`` to end, and for the dispatcher and workers too if no work
+        is left."""
         waits = set(tasks)
-        dispatcher = self._dispatcher
-        if not self.core.entries and dispatcher is not None and not dispatcher.done():
-            self.kick()
-            waits.add(dispatcher)
+        if not self.core.entries:
+            dispatcher = self._dispatcher
+            if dispatcher is not None and not dispatcher.done():
+                self.kick()
+                waits.add(dispatcher)
+            self._release_workers()
+            waits.update(self._workers)
         if waits:
             await asyncio.wait(waits)
 
     async def aclose(self, error: BaseException) -> None:
         """Stop for good: cancel every task, end every caller's wait with ``error``."""
         self._closed = True
-        tasks = [*self.polls.values(), *self.downloads.values()]
+        tasks = [*self._workers, *self.downloads.values()]
         if self._dispatcher is not None and not self._dispatcher.done():
             tasks.append(self._dispatcher)
         for task in tasks:
@@ -223,6 +230,7 @@ class Driver:
                 # due at its deadline gets its last poll first (the Smithy rule).
                 core.expire(now)
                 if not core.entries:
+                    self._release_workers()
                     return
                 deadline = core.next_deadline() + slack
                 if not room:
@@ -287,47 +295,88 @@ class Driver:
         meter = self._meter
         if now >= meter.next_sample:
             meter.sample(now, self.core.requests)
-        # _poll handles every exception itself, so no task can fail unseen.
-        self.polls[entry] = self._loop.create_task(self._poll(entry, ticket))
+        idle = self._idle
+        if idle:
+            # A worker that finished its last poll takes this one: no task per poll.
+            idle.pop().set_result((entry, ticket))
+        else:
+            worker = self._loop.create_task(self._work(entry, ticket))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
 
-    async def _poll(self, entry: Entry, ticket: int) -> None:
-        core = self.core
-        clock = self._clock
-        try:
+    async def _work(self, entry: Entry, ticket: int) -> None:
+        """A worker: polls one export, then waits to be handed the next. It handles every
+        exception of a poll itself, so none fails unseen; a cancelled poll ends it."""
+        task = asyncio.current_task()
+        assert task is not None
+        polls = self.polls
+        fetch = self._fetch
+        loop = self._loop
+        idle = self._idle
+        while True:
+            polls[entry] = task
             try:
-                status = await self._fetch(entry.export_id)
-            except ThrottledError as error:
-                now = clock.now()
+                status = await fetch(entry.export_id)
+            except asyncio.CancelledError:
+                self.core.on_cancelled(entry)
+                raise
+            except Exception as error:
+                self._on_failure(entry, ticket, error)
+            else:
+                self._on_status(entry, ticket, status)
+            finally:
+                del polls[entry]
+            self.kick()
+            if self._closed or not self.core.entries:
+                return
+            turn: asyncio.Future[tuple[Entry, int] | None] = loop.create_future()
+            idle.append(turn)
+            job = await turn
+            if job is None:
+                return
+            entry, ticket = job
+
+    def _release_workers(self) -> None:
+        """Let the idle workers end (no work is left)."""
+        idle, self._idle = self._idle, []
+        for turn in idle:
+            if not turn.done():
+                turn.set_result(None)
+
+    def _on_status(self, entry: Entry, ticket: int, status: ExportStatus) -> None:
+        core = self.core
+        now = self._clock.now()
+        try:
+            self._limiter.on_success(now, ticket)
+            if core.on_status(entry, status, now):
+                self._start_download(entry, status)
+        except Exception as error:  # a wait strategy or the limiter raised on the answer
+            self._unexpected(entry, error)
+
+    def _on_failure(self, entry: Entry, ticket: int, error: Exception) -> None:
+        core = self.core
+        now = self._clock.now()
+        try:
+            if isinstance(error, ThrottledError):
                 self._limiter.on_throttle(now, ticket, error.retry_after)
                 core.on_throttled(entry, error, now)
-            except TransientError as error:
-                core.on_transient(entry, error, clock.now())
-            except AuthError as error:
+            elif isinstance(error, TransientError):
+                core.on_transient(entry, error, now)
+            elif isinstance(error, AuthError):
                 self._on_auth_error(entry, error)
-            except ApiError as error:
-                core.on_rejected(entry, error, clock.now())
-            except asyncio.CancelledError:
-                core.on_cancelled(entry)
-                raise
-            except Exception as error:  # a closed client, a bug in a custom client
-                self._log_unexpected(error, entry)
-                core.on_unexpected(entry, error, clock.now())
-            else:
-                now = clock.now()
-                self._limiter.on_success(now, ticket)
-                if core.on_status(entry, status, now):
-                    self._start_download(entry, status)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # a wait strategy or the limiter raised on the answer
-            self._log_unexpected(error, entry)
-            try:
-                core.on_unexpected(entry, error, clock.now())
-            except Exception as bug:  # pragma: no cover - a bug in the core itself
-                self._crash(bug, "handling an answer")
-        finally:
-            del self.polls[entry]
-            self.kick()
+            elif isinstance(error, ApiError):
+                core.on_rejected(entry, error, now)
+            else:  # a closed client, a bug in a custom client
+                self._unexpected(entry, error)
+        except Exception as bug:  # a strategy or the limiter raised on the error
+            self._unexpected(entry, bug)
+
+    def _unexpected(self, entry: Entry, error: Exception) -> None:
+        self._log_unexpected(error, entry)
+        try:
+            self.core.on_unexpected(entry, error, self._clock.now())
+        except Exception as bug:  # pragma: no cover - a bug in the core itself
+            self._crash(bug, "handling an answer")
 
     # -- downloads -------------------------------------------------------------------------
 
