@@ -10,7 +10,8 @@ reload after a restart or ``FLUSHALL`` (``NOSCRIPT``) is one ``SCRIPT LOAD``:
 * ``adaptive``: the same at the shared rate, after growing it as
   :class:`~qianfan_export_wait.ratelimit.AdaptiveRateLimiter` does (slow start, approach,
   probe), while some replica was held back by the limiter and successes are reported.
-  Sends are counted in 50 ms buckets, so a throttle can read what the fleet got through.
+  Sends are counted in 50 ms buckets by slot time (a ring of three seconds, as slots may be
+  booked ahead), so a throttle can read what the fleet got through in the last second.
 * ``throttle``: a replica saw throttled answers. Honour ``Retry-After``; in adaptive mode
   estimate the server's limit from the fleet's accepted requests in the last second, cut
   the shared rate once per batch of requests booked at the old rate, and hold every
@@ -32,15 +33,18 @@ __all__ = [
     "BUCKETS",
     "BUCKET_US",
     "FLEET_SCRIPT",
+    "RING",
     "AdaptiveParams",
     "FleetModel",
     "Hint",
     "fallback_rate",
+    "fixed_interval_us",
     "fleet_key",
 ]
 
 BUCKET_US = 50_000
 BUCKETS = 20  # 20 x 50 ms: the last second
+RING = 60  # buckets kept: slots booked up to two seconds ahead never land on the last second
 _SECOND = 1_000_000.0
 
 
@@ -99,7 +103,7 @@ class Hint:
 
 
 def _fmt(value: float) -> str:
-    return "%.17g" % value  # noqa: UP031 -- the script formats numbers the same way
+    return repr(float(value))  # the shortest text that reads back as the same double
 
 
 def fleet_key(access_key: str) -> str:
@@ -109,6 +113,12 @@ def fleet_key(access_key: str) -> str:
     """
     digest = hashlib.sha256(access_key.encode("utf-8")).hexdigest()[:16]
     return f"qianfan-export-wait:{{{digest}}}"
+
+
+def fixed_interval_us(qps: float) -> float:
+    """The spacing of fixed-rate slots: a microsecond over ``1/qps``, so the rounding of
+    times near 1.7e15 us (a quarter of a microsecond) never fits ``qps + 1`` in a second."""
+    return _SECOND / qps + 1.0
 
 
 def fallback_rate(shared_rate: float, live_replicas: int) -> float:
@@ -127,7 +137,7 @@ if not now then
 end
 local ttl = tonumber(ARGV[3])
 local state, replicas = KEYS[1], KEYS[2]
-local BUCKET, BUCKETS, SECOND = 50000, 20, 1000000
+local BUCKET, BUCKETS, RING, SECOND = 50000, 20, 60, 1000000
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -169,7 +179,7 @@ end
 
 local function bump(prefix, at, n)
   local idx = math.floor(at / BUCKET)
-  local k = idx % BUCKETS
+  local k = idx % RING
   if tonumber(redis.call('HGET', state, prefix .. 'e' .. k)) == idx then
     redis.call('HINCRBY', state, prefix .. 'c' .. k, n)
   else
@@ -241,7 +251,7 @@ if op == 'throttle' then
   local newest = math.floor(now / BUCKET)
   local sent, throttled, oldest = 0, 0, nil
   for idx = newest - BUCKETS + 1, newest do
-    local k = idx % BUCKETS
+    local k = idx % RING
     local e = redis.call('HMGET', state, 'se' .. k, 'sc' .. k, 'te' .. k, 'tc' .. k)
     if tonumber(e[1]) == idx and tonumber(e[2]) > 0 then
       sent = sent + tonumber(e[2])
@@ -320,7 +330,7 @@ class FleetModel:
 
     def _bump(self, prefix: str, at: float, count: float) -> None:
         idx = math.floor(at / BUCKET_US)
-        k = idx % BUCKETS
+        k = idx % RING
         if self.fields.get(f"{prefix}e{k}") == idx:
             self.fields[f"{prefix}c{k}"] += count
         else:
@@ -391,7 +401,7 @@ class FleetModel:
         sent = throttled = 0.0
         oldest: int | None = None
         for idx in range(newest - BUCKETS + 1, newest + 1):
-            k = idx % BUCKETS
+            k = idx % RING
             if self.fields.get(f"se{k}") == idx and self.fields[f"sc{k}"] > 0:
                 sent += self.fields[f"sc{k}"]
                 if oldest is None:

@@ -30,7 +30,14 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._fleet import FLEET_SCRIPT, AdaptiveParams, Hint, fallback_rate, fleet_key
+from ._fleet import (
+    FLEET_SCRIPT,
+    AdaptiveParams,
+    Hint,
+    fallback_rate,
+    fixed_interval_us,
+    fleet_key,
+)
 from .errors import ConfigurationError
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, Reservation
 
@@ -237,9 +244,9 @@ class RedisRateLimiter:
     async def _reserve_shared(self) -> Reservation:
         hint = self._hint
         if self.qps is not None:
-            interval_us = (1.0 + 1e-9) * 1e6 / self.qps
+            interval_us = fixed_interval_us(self.qps)
             reply = await self._call(
-                ["fixed", "", self._state_ttl_ms, "%.17g" % interval_us, str(hint.seq)]  # noqa: UP031
+                ["fixed", "", self._state_ttl_ms, repr(interval_us), str(hint.seq)]
             )
             seq = int(reply[1])
             self._hint = Hint(rate=self.qps, seq=seq)
@@ -276,9 +283,9 @@ class RedisRateLimiter:
                 "",
                 self._state_ttl_ms,
                 *hint.args(),
-                "%.17g" % p.initial_rate,  # noqa: UP031
-                "%.17g" % p.min_rate,  # noqa: UP031
-                "%.17g" % p.decrease_factor,  # noqa: UP031
+                repr(p.initial_rate),
+                repr(p.min_rate),
+                repr(p.decrease_factor),
                 "fixed" if self.qps is not None else "adaptive",
                 str(len(throttles)),
                 str(max(ticket for ticket, _ in throttles)),
@@ -421,6 +428,7 @@ def limiter_from_url(
         from redis.asyncio import Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
     except ImportError:
         raise ConfigurationError(f"a Redis URL needs the redis package: {INSTALL_HINT}") from None
     hidden = _url_secrets(url)
@@ -429,7 +437,9 @@ def limiter_from_url(
             url,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
+            # One immediate retry on a dropped connection (a restarted server closes the
+            # pooled ones), none on a timeout: a hung server costs one timeout, not several.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             health_check_interval=0,
         )
     except ValueError as exc:

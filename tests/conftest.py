@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from redis_support import RedisServer, require_redis_server
 
 from qianfan_export_wait.auth import Credentials
 
@@ -14,3 +17,14 @@ TEST_SECRET_KEY = "SKTESTSECRETdo-not-leak-7f3a9c1e"
 def credentials() -> Credentials:
     """A fixed AK/SK pair; its secret key is distinctive so leak checks can grep for it."""
     return Credentials(TEST_ACCESS_KEY, TEST_SECRET_KEY)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free port of 127.0.0.1, persistence off (tests/redis_support.py)."""
+    server = RedisServer(require_redis_server())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
