@@ -223,9 +223,14 @@ class Simulator:
         """Start counting afresh (e.g. between the phases of a benchmark)."""
         self._stats.reset()
 
-    def stats_dict(self, *, include_exports: bool = False) -> dict[str, Any]:
-        """The statistics as JSON-able data, as served at ``GET /_sim/stats``."""
-        return self._stats.as_dict(include_exports=include_exports)
+    def stats_dict(
+        self, *, include_exports: bool = False, include_requests: bool = False
+    ) -> dict[str, Any]:
+        """The statistics as JSON-able data, as served at ``GET /_sim/stats``
+        (``?exports=1``, ``?requests=1`` for the optional parts)."""
+        return self._stats.as_dict(
+            include_exports=include_exports, include_requests=include_requests
+        )
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -342,5 +347,9 @@ class Simulator:
         return self._table.find(payload["exportID"])
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        include_exports = request.query.get("exports", "") not in ("", "0", "false")
-        return _json_response(self.stats_dict(include_exports=include_exports))
+        def wanted(name: str) -> bool:
+            return request.query.get(name, "") not in ("", "0", "false")
+
+        return _json_response(
+            self.stats_dict(include_exports=wanted("exports"), include_requests=wanted("requests"))
+        )

@@ -21,15 +21,25 @@ OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS)
 
 
 class SimulatorStats:
-    """Live counters. ``polls_by_export`` counts status answers delivered per export."""
+    """Live counters. ``polls_by_export`` counts status answers delivered per export.
 
-    __slots__ = ("_clock", "_meter", "_table", "requests_by_outcome")
+    ``request_log``: ``None``, or after :meth:`keep_request_log` a ``(time, outcome)`` pair
+    per request as its outcome is counted (the simulator's clock), for measuring rates in
+    any window afterwards.
+    """
+
+    __slots__ = ("_clock", "_meter", "_table", "request_log", "requests_by_outcome")
 
     def __init__(self, table: ExportTable, clock: Callable[[], float]) -> None:
         self.requests_by_outcome: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.request_log: list[tuple[float, str]] | None = None
         self._table = table
         self._clock = clock
         self._meter = RequestRateMeter()
+
+    def keep_request_log(self, enabled: bool = True) -> None:
+        """Start (or stop and drop) logging each request's time and outcome."""
+        self.request_log = [] if enabled else None
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.requests_by_outcome.items() if v)
@@ -39,6 +49,8 @@ class SimulatorStats:
         """Zero every counter, including the per-export poll counts."""
         self.requests_by_outcome = dict.fromkeys(OUTCOMES, 0)
         self._meter = RequestRateMeter()
+        if self.request_log is not None:
+            self.request_log = []
         for export in self._table:
             export.polls = 0
 
@@ -49,6 +61,8 @@ class SimulatorStats:
     def record(self, outcome: str) -> None:
         """Count one request's outcome."""
         self.requests_by_outcome[outcome] += 1
+        if self.request_log is not None:
+            self.request_log.append((self._clock(), outcome))
 
     @property
     def total_requests(self) -> int:
@@ -73,8 +87,12 @@ class SimulatorStats:
             export.export_id: export.finish_at for export in self._table if export.finish_at <= now
         }
 
-    def as_dict(self, *, include_exports: bool = False) -> dict[str, Any]:
-        """A JSON-able summary; per-export records only with ``include_exports``."""
+    def as_dict(
+        self, *, include_exports: bool = False, include_requests: bool = False
+    ) -> dict[str, Any]:
+        """A JSON-able summary; per-export records only with ``include_exports``, the
+        request log (``[[time, outcome], ...]``, empty unless kept) with
+        ``include_requests``."""
         now = self._clock()
         polls = [export.polls for export in self._table]
         summary: dict[str, Any] = {
@@ -92,4 +110,6 @@ class SimulatorStats:
         }
         if include_exports:
             summary["export_records"] = [export.summary_at(now) for export in self._table]
+        if include_requests:
+            summary["request_log"] = [list(entry) for entry in self.request_log or ()]
         return summary
