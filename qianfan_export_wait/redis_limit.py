@@ -26,6 +26,7 @@ import logging
 import math
 import secrets
 import sys
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -155,6 +156,7 @@ class RedisRateLimiter:
         )
         self._timeout = timeout
         self._heartbeat_interval = heartbeat_interval
+        self._replica_ttl = replica_ttl
         self._replica_ttl_us = str(round(replica_ttl * 1e6))
         self._state_ttl_ms = str(round(state_ttl * 1000))
         self._early_tolerance = early_tolerance
@@ -164,6 +166,7 @@ class RedisRateLimiter:
         self._member = secrets.token_hex(8)
         self._hint = Hint(rate=self.qps)
         self._live = 1
+        self._live_at = -math.inf
         self._successes = 0
         self._throttles: list[tuple[int, float]] = []
         self._report_wanted = asyncio.Event()
@@ -193,7 +196,8 @@ class RedisRateLimiter:
 
     @property
     def live_replicas(self) -> int:
-        """Replicas whose heartbeat Redis saw lately (this one included), as last read."""
+        """Replicas whose heartbeat Redis saw lately (this one included): the highest
+        count read within the last ``replica_ttl``."""
         return self._live
 
     @property
@@ -303,7 +307,11 @@ class RedisRateLimiter:
         except self._errors as exc:
             self._enter_fallback(exc)
             return
-        self._live = max(1, int(reply[0]))
+        # The highest count of the last replica_ttl: a replica that just joined, or beat
+        # first after a restart emptied the set, has not seen the others yet.
+        live, now = max(1, int(reply[0])), time.monotonic()
+        if live >= self._live or now - self._live_at > self._replica_ttl:
+            self._live, self._live_at = live, now
         if self.qps is None and reply[1]:
             hint = self._hint
             self._hint = Hint(float(reply[1]), hint.ceiling, hint.seq)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -82,7 +83,13 @@ async def test_processes_sharing_redis_stay_within_one_qps_through_restart_stop_
         for ids in groups
     ]
     outputs = [asyncio.ensure_future(process.communicate()) for process in processes]
-    await asyncio.sleep(2.0)
+    # Mid-run: once every replica has beaten and read the others' heartbeats.
+    replicas = fleet_key(ACCESS_KEY) + ":replicas"
+    deadline = time.monotonic() + 30
+    while redis_server.command("ZCARD", replicas) != b":3\r\n":
+        assert time.monotonic() < deadline, "the replicas never all joined"
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.2)
     await asyncio.to_thread(redis_server.restart)  # keys and scripts gone
     await asyncio.sleep(2.0)
     await asyncio.to_thread(redis_server.stop)  # unreachable: local fallback

@@ -158,7 +158,7 @@ async def test_a_throttle_seen_by_one_replica_lowers_the_rate_of_another(
 async def test_live_replicas_count_every_heartbeat_and_forget_a_replica_that_left(
     redis_server: RedisServer,
 ) -> None:
-    async with limiter(redis_server, heartbeat_interval=0.05) as staying:
+    async with limiter(redis_server, heartbeat_interval=0.05, replica_ttl=0.5) as staying:
         async with limiter(redis_server) as leaving:
             await wait_until(lambda: staying.live_replicas == 2)
             assert leaving.live_replicas >= 1
