@@ -21,6 +21,7 @@ from . import (
     suite_acceptance,
     suite_client,
     suite_e2e,
+    suite_fleet,
     suite_lag,
     suite_scale,
     suite_sdk,
@@ -36,6 +37,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "e2e": lambda args: suite_e2e.run(args.quick),
     "sdk": lambda args: suite_sdk.run(args.quick, args.sdk_python),
     "acceptance": lambda args: suite_acceptance.run(args.quick),
+    "fleet": lambda args: suite_fleet.run(args.quick, args.sdk_python),
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 
@@ -56,7 +58,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--sdk-python",
         default=os.environ.get("QIANFAN_BENCH_SDK_PYTHON"),
         metavar="PATH",
-        help="interpreter with the official qianfan SDK for the sdk suite "
+        help="interpreter with the official qianfan SDK for the sdk and fleet suites "
         "(default: $QIANFAN_BENCH_SDK_PYTHON, else this one)",
     )
     return parser.parse_args(argv)

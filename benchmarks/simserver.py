@@ -13,6 +13,8 @@ its own exports right before it starts and read their true finish times afterwar
   the simulator's ``time.monotonic()`` at which each became terminal (system-wide clock,
   so comparable with the waiter's).
 * ``POST /_bench/configure`` ``{"qps", "qps_window", "faults"}``: ``Simulator.configure``.
+
+``log_requests=True`` keeps the simulator's request log (``stats(requests=True)``).
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ class SimProcess:
         slow_delay: float = 2.0,
         seed: int = 0,
         cpus: set[int] | None = None,
+        log_requests: bool = False,
     ) -> None:
         self.cpus = cpus
         self.config = {
+            "log_requests": log_requests,
             "qps": qps,
             "qps_window": qps_window,
             "faults": faults,
@@ -159,9 +163,10 @@ class SimProcess:
         """``Simulator.configure`` in the child."""
         await self._call("POST", "/_bench/configure", json=changes)
 
-    async def stats(self) -> dict[str, Any]:
-        """``GET /_sim/stats``."""
-        result: dict[str, Any] = await self._call("GET", "/_sim/stats")
+    async def stats(self, *, requests: bool = False) -> dict[str, Any]:
+        """``GET /_sim/stats`` (``requests``: with the request log)."""
+        params = {"requests": "1"} if requests else {}
+        result: dict[str, Any] = await self._call("GET", "/_sim/stats", params=params)
         return result
 
 
@@ -221,6 +226,8 @@ def _build_app(config: dict[str, Any]) -> Any:
         simulator.configure(**(await request.json()))
         return web.json_response({"ok": True})
 
+    if config.get("log_requests"):
+        simulator.stats.keep_request_log()
     simulator.app.router.add_post("/_bench/add", add)
     simulator.app.router.add_get("/_bench/finish", finish)
     simulator.app.router.add_post("/_bench/configure", configure)

@@ -16,7 +16,9 @@ reload after a restart or ``FLUSHALL`` (``NOSCRIPT``) is one ``SCRIPT LOAD``:
   estimate the server's limit from the fleet's accepted requests in the last second, cut
   the shared rate once per batch of requests booked at the old rate, and hold every
   replica until that second has room again.
-* ``heartbeat`` / ``leave``: a replica's entry in the live set (score: last beat).
+* ``heartbeat`` / ``leave``: a replica's entry in the live set (score: last beat). Every
+  reservation's reply also carries the live set's size, so a replica's view of the fleet
+  is as fresh as its last call.
 
 When the hash is gone (first use, ``FLUSHALL``, a restart without persistence) the script
 rebuilds it from the caller's last view (rate, ceiling, ticket), so losing Redis's memory
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "AdaptiveParams",
     "FleetModel",
     "Hint",
+    "booked_share",
     "fallback_rate",
     "fixed_interval_us",
     "fleet_key",
@@ -121,11 +125,21 @@ def fixed_interval_us(qps: float) -> float:
     return _SECOND / qps + 1.0
 
 
-def fallback_rate(shared_rate: float, live_replicas: int) -> float:
-    """A replica's local rate while Redis is unreachable: its share of the last shared rate."""
+def fallback_rate(shared_rate: float, live_replicas: int, booked_share: float = 1.0) -> float:
+    """A replica's local rate while Redis is unreachable: the last shared rate over the live
+    replicas, or less if the replica was booking a smaller share of the fleet's slots (a
+    replica that has just joined may not have seen the others' heartbeats yet)."""
     if not shared_rate > 0 or math.isinf(shared_rate):
         raise ValueError(f"shared_rate must be a finite number > 0, got {shared_rate!r}")
-    return shared_rate / max(1, live_replicas)
+    return shared_rate * min(1.0 / max(1, live_replicas), max(booked_share, 0.0) or 1.0)
+
+
+def booked_share(own_tickets: Sequence[int]) -> float:
+    """The share of the fleet's slots a replica booked, from its own recent tickets (the
+    fleet's tickets are one sequence): 1 when it cannot tell."""
+    if len(own_tickets) < 2 or own_tickets[-1] <= own_tickets[0]:
+        return 1.0
+    return (len(own_tickets) - 1) / (own_tickets[-1] - own_tickets[0])
 
 
 FLEET_SCRIPT = r"""
@@ -158,7 +172,7 @@ if op == 'fixed' then
   local slot = math.max(tonumber(f[1]) or now, now)
   redis.call('HSET', state, 'tat', fmt(slot + tonumber(ARGV[4])), 'seq', seq)
   redis.call('PEXPIRE', state, ttl)
-  return {fmt(slot - now), seq}
+  return {fmt(slot - now), seq, redis.call('ZCARD', replicas)}
 end
 
 -- adaptive and throttle: ARGV[4..6] the caller's hint (rate, ceiling, seq)
@@ -199,7 +213,7 @@ end
 local function reply(delay)
   local ceil = ''
   if s.ceil then ceil = fmt(s.ceil) end
-  return {fmt(delay), s.seq, fmt(s.rate), ceil}
+  return {fmt(delay), s.seq, fmt(s.rate), ceil, redis.call('ZCARD', replicas)}
 end
 
 if op == 'adaptive' then

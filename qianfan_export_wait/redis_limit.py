@@ -21,6 +21,7 @@ heartbeat gets through again. Importing this module does not import ``redis``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -35,6 +36,7 @@ from ._fleet import (
     FLEET_SCRIPT,
     AdaptiveParams,
     Hint,
+    booked_share,
     fallback_rate,
     fixed_interval_us,
     fleet_key,
@@ -166,6 +168,7 @@ class RedisRateLimiter:
         self._member = secrets.token_hex(8)
         self._hint = Hint(rate=self.qps)
         self._live = 1
+        self._own_tickets: collections.deque[int] = collections.deque(maxlen=20)
         self._live_at = -math.inf
         self._successes = 0
         self._throttles: list[tuple[int, float]] = []
@@ -254,6 +257,8 @@ class RedisRateLimiter:
             )
             seq = int(reply[1])
             self._hint = Hint(rate=self.qps, seq=seq)
+            self._saw_replicas(reply[2])
+            self._booked(seq)
             return Reservation(float(reply[0]) / 1e6, seq)
         successes, self._successes = self._successes, 0
         try:
@@ -272,6 +277,8 @@ class RedisRateLimiter:
             raise
         seq = int(reply[1])
         self._hint = Hint(float(reply[2]), float(reply[3]) if reply[3] else None, seq)
+        self._saw_replicas(reply[4])
+        self._booked(seq)
         delay = float(reply[0]) / 1e6
         return Reservation(0.0 if delay < self._early_tolerance else delay, seq)
 
@@ -307,17 +314,26 @@ class RedisRateLimiter:
         except self._errors as exc:
             self._enter_fallback(exc)
             return
-        # The highest count of the last replica_ttl: a replica that just joined, or beat
-        # first after a restart emptied the set, has not seen the others yet.
-        live, now = max(1, int(reply[0])), time.monotonic()
-        if live >= self._live or now - self._live_at > self._replica_ttl:
-            self._live, self._live_at = live, now
+        self._saw_replicas(reply[0])
         if self.qps is None and reply[1]:
             hint = self._hint
             self._hint = Hint(float(reply[1]), hint.ceiling, hint.seq)
         if self._fallback is not None:
             self._fallback = None
-            logger.warning("fleet rate limit: Redis at %s answers again; shared limit", self._name)
+            logger.info("fleet rate limit: Redis at %s answers again; shared limit", self._name)
+
+    def _saw_replicas(self, count: int | bytes) -> None:
+        # The highest count of the last replica_ttl: a replica that just joined, or beat
+        # first after a restart emptied the set, has not seen the others yet.
+        live, now = max(1, int(count)), time.monotonic()
+        if live >= self._live or now - self._live_at > self._replica_ttl:
+            self._live, self._live_at = live, now
+
+    def _booked(self, ticket: int) -> None:
+        own = self._own_tickets
+        if own and ticket <= own[-1]:  # the state was rebuilt: the sequence started over
+            own.clear()
+        own.append(ticket)
 
     # ------------------------------------------------------------------ fallback
 
@@ -325,7 +341,7 @@ class RedisRateLimiter:
         if self._fallback is not None:
             return self._fallback
         shared = self.qps if self.qps is not None else self.rate
-        share = fallback_rate(shared, self._live)
+        share = fallback_rate(shared, self._live, booked_share(self._own_tickets))
         if self.qps is not None:
             self._fallback = FixedRateLimiter(share)
         else:

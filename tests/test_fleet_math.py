@@ -14,6 +14,7 @@ from test_ratelimit import max_in_any_second
 from qianfan_export_wait._fleet import (
     FleetModel,
     Hint,
+    booked_share,
     fallback_rate,
     fixed_interval_us,
     fleet_key,
@@ -46,6 +47,15 @@ def test_fallback_rate_is_the_shared_rate_over_the_live_replicas(
     rate: float, live: int, share: float
 ) -> None:
     assert fallback_rate(rate, live) == share
+
+
+def test_fallback_rate_is_smaller_when_the_replica_booked_a_smaller_share() -> None:
+    # It had not seen the others' heartbeats yet, but its tickets were one in four.
+    assert fallback_rate(60, 1, booked_share([1, 5, 9, 13])) == 15
+
+
+def test_booked_share_is_one_when_it_cannot_tell() -> None:
+    assert booked_share([]) == booked_share([7]) == booked_share([9, 3]) == 1.0
 
 
 @pytest.mark.parametrize("rate", [0.0, -1.0, float("nan"), float("inf")])
