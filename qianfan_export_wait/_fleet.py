@@ -15,7 +15,9 @@ reload after a restart or ``FLUSHALL`` (``NOSCRIPT``) is one ``SCRIPT LOAD``:
 * ``throttle``: a replica saw throttled answers. Honour ``Retry-After``; in adaptive mode
   estimate the server's limit from the fleet's accepted requests in the last second, cut
   the shared rate once per batch of requests booked at the old rate, and hold every
-  replica until that second has room again.
+  replica until that second has room again. A request booked after a cut and throttled
+  all the same means the server's window is still full (a fixed window that slow start
+  overran): then every replica holds until a second after that cut.
 * ``heartbeat`` / ``leave``: a replica's entry in the live set (score: last beat). Every
   reservation's reply also carries the live set's size, so a replica's view of the fleet
   is as fresh as its last call.
@@ -276,6 +278,9 @@ if op == 'throttle' then
   local accepted = math.max(0, sent - throttled)
   if accepted > 0 then s.tat = math.max(s.tat, oldest * BUCKET + SECOND) end
   if tonumber(ARGV[12]) > s.cut_seq then
+    -- Booked after a cut less than a second ago and still throttled: the server's window
+    -- is full. Hold until a second after that cut, when any one-second window has turned.
+    if now - s.cut_at < SECOND then s.tat = math.max(s.tat, s.cut_at + SECOND) end
     local reading = accepted
     if accepted == 0 then reading = s.rate * decrease end
     local measured = math.max(reading, min_rate)
@@ -426,6 +431,8 @@ class FleetModel:
         if accepted > 0 and oldest is not None:
             s["tat"] = max(_f(s["tat"]), oldest * BUCKET_US + _SECOND)
         if max_ticket > _f(s["cut_seq"]):
+            if now - _f(s["cut_at"]) < _SECOND:
+                s["tat"] = max(_f(s["tat"]), _f(s["cut_at"]) + _SECOND)
             reading = accepted if accepted != 0 else _f(s["rate"]) * p.decrease_factor
             measured = max(reading, p.min_rate)
             ceil = s["ceil"]

@@ -174,6 +174,9 @@ class RedisRateLimiter:
         self._throttles: list[tuple[int, float]] = []
         self._report_wanted = asyncio.Event()
         self._fallback: RateLimiter | None = None
+        self._returning: RateLimiter | None = None
+        self._returning_until = -math.inf
+        self._last_slot: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -214,9 +217,19 @@ class RedisRateLimiter:
         fallback = self._fallback
         if fallback is None:
             try:
-                return await self._reserve_shared()
+                reservation = await self._reserve_shared()
             except self._errors as exc:
                 fallback = self._enter_fallback(exc)
+            else:
+                self._last_slot = now + reservation.delay
+                returning = self._returning
+                if returning is not None and time.monotonic() < self._returning_until:
+                    # Replicas come back from a fallback one heartbeat apart: until they all
+                    # have, keep to the local share as well as to the fleet's schedule.
+                    local = returning.reserve(now).delay
+                    return Reservation(max(reservation.delay, local), reservation.ticket)
+                self._returning = None
+                return reservation
         reservation = fallback.reserve(now)
         # Negative tickets are the fallback's, so a late answer finds its own limiter.
         return Reservation(reservation.delay, -reservation.ticket)
@@ -319,7 +332,8 @@ class RedisRateLimiter:
             hint = self._hint
             self._hint = Hint(float(reply[1]), hint.ceiling, hint.seq)
         if self._fallback is not None:
-            self._fallback = None
+            self._returning, self._fallback = self._fallback, None
+            self._returning_until = time.monotonic() + 2 * self._heartbeat_interval
             logger.info("fleet rate limit: Redis at %s answers again; shared limit", self._name)
 
     def _saw_replicas(self, count: int | bytes) -> None:
@@ -348,6 +362,9 @@ class RedisRateLimiter:
             self._fallback = AdaptiveRateLimiter(
                 initial_rate=share, min_rate=min(self.params.min_rate, share), max_rate=share
             )
+        if self._last_slot is not None:
+            # The slot last booked on Redis is this replica's: the local schedule starts there.
+            self._fallback.reserve(self._last_slot)
         self.fallbacks += 1
         logger.warning(
             "fleet rate limit: Redis at %s did not answer (%s); this replica sends at most "

@@ -209,6 +209,16 @@ def test_throttles_of_one_batch_cut_the_shared_rate_once() -> None:
     assert {rate for rate, _ in later} == {first[0]}
 
 
+def test_a_request_booked_after_a_cut_and_still_throttled_holds_all_a_second_past_the_cut() -> None:
+    model = FleetModel()
+    first = model.adaptive(EPOCH, 0)[1]
+    model.throttle(EPOCH + 10_000, 1, first)  # the cut
+    after_cut = model.adaptive(EPOCH + 20_000, 0)[1]
+    model.throttle(EPOCH + 30_000, 1, after_cut)  # the window is still full
+    delay = model.adaptive(EPOCH + 40_000, 0)[0]
+    assert EPOCH + 40_000 + delay >= EPOCH + 10_000 + SECOND
+
+
 def test_the_shared_rate_does_not_grow_without_reported_successes() -> None:
     model = FleetModel()
     now = EPOCH

@@ -255,6 +255,32 @@ async def test_a_hung_redis_costs_one_timeout_then_the_fallback_answers_at_once(
     assert second < 0.05  # no Redis call at all in the fallback
 
 
+async def test_a_fallback_starts_after_the_slot_last_booked_on_redis(
+    redis_server: RedisServer,
+) -> None:
+    async with limiter(redis_server, qps=10) as replica:
+        assert (await replica.areserve(0.0)).delay == pytest.approx(0.0, abs=0.05)
+        redis_server.stop()
+        fallback = await replica.areserve(0.0)
+    assert fallback.ticket < 0
+    assert fallback.delay == pytest.approx(0.1)  # not a second send at 0.0
+
+
+async def test_back_from_a_fallback_a_replica_keeps_to_its_local_share_for_a_while(
+    redis_server: RedisServer,
+) -> None:
+    async with limiter(redis_server, qps=10, heartbeat_interval=0.05) as replica:
+        async with limiter(redis_server, qps=10):
+            await wait_until(lambda: replica.live_replicas == 2)
+            redis_server.stop()
+            await replica.areserve(0.0)
+            redis_server.start()
+            await wait_until(lambda: replica.shared)
+            delays = [(await replica.areserve(10.0)).delay for _ in range(3)]
+    # The fleet's schedule alone would allow 0, 0.1, 0.2; the local share is 5/s.
+    assert delays == pytest.approx([0.0, 0.2, 0.4], abs=0.05)
+
+
 async def test_throttles_during_a_fallback_slow_the_local_limiter(
     redis_server: RedisServer,
 ) -> None:
