@@ -221,14 +221,15 @@ class RedisRateLimiter:
             except self._errors as exc:
                 fallback = self._enter_fallback(exc)
             else:
-                self._last_slot = now + reservation.delay
                 returning = self._returning
                 if returning is not None and time.monotonic() < self._returning_until:
                     # Replicas come back from a fallback one heartbeat apart: until they all
                     # have, keep to the local share as well as to the fleet's schedule.
                     local = returning.reserve(now).delay
-                    return Reservation(max(reservation.delay, local), reservation.ticket)
-                self._returning = None
+                    reservation = Reservation(max(reservation.delay, local), reservation.ticket)
+                else:
+                    self._returning = None
+                self._last_slot = now + reservation.delay
                 return reservation
         reservation = fallback.reserve(now)
         # Negative tickets are the fallback's, so a late answer finds its own limiter.
