@@ -20,7 +20,7 @@ reload after a restart or ``FLUSHALL`` (``NOSCRIPT``) is one ``SCRIPT LOAD``:
   overran): then every replica holds until a second after that cut.
 * ``heartbeat`` / ``leave``: a replica's entry in the live set (score: last beat). Every
   reservation's reply also carries the live set's size, so a replica's view of the fleet
-  is as fresh as its last call.
+  is as fresh as its last call, and how long ago the state was last rebuilt.
 
 When the hash is gone (first use, ``FLUSHALL``, a restart without persistence) the script
 rebuilds it from the caller's last view (rate, ceiling, ticket), so losing Redis's memory
@@ -169,20 +169,25 @@ if op == 'leave' then
 end
 
 if op == 'fixed' then
-  local f = redis.call('HMGET', state, 'tat', 'seq')
+  local f = redis.call('HMGET', state, 'tat', 'seq', 'rebuilt_at')
   local seq = (tonumber(f[2]) or tonumber(ARGV[5])) + 1
   local slot = math.max(tonumber(f[1]) or now, now)
-  redis.call('HSET', state, 'tat', fmt(slot + tonumber(ARGV[4])), 'seq', seq)
+  local rebuilt_at = tonumber(f[3]) or 0
+  if not f[1] then rebuilt_at = now end
+  redis.call('HSET', state, 'tat', fmt(slot + tonumber(ARGV[4])), 'seq', seq,
+             'rebuilt_at', fmt(rebuilt_at))
   redis.call('PEXPIRE', state, ttl)
-  return {fmt(slot - now), seq, redis.call('ZCARD', replicas)}
+  return {fmt(slot - now), seq, redis.call('ZCARD', replicas), fmt(now - rebuilt_at)}
 end
 
 -- adaptive and throttle: ARGV[4..6] the caller's hint (rate, ceiling, seq)
 local names = {'tat', 'seq', 'rate', 'ceil', 'grow_at', 'blocked_at', 'success_at',
-               'cut_at', 'cut_seq'}
+               'cut_at', 'cut_seq', 'rebuilt_at'}
 local f = redis.call('HMGET', state, unpack(names))
 local s = {}
 for i, name in ipairs(names) do s[name] = tonumber(f[i]) end
+if not s.tat then s.rebuilt_at = now end
+s.rebuilt_at = s.rebuilt_at or 0
 if not s.rate then
   s.rate = tonumber(ARGV[4]) or tonumber(ARGV[7])
   s.ceil = tonumber(ARGV[5])
@@ -206,7 +211,8 @@ end
 local function save()
   redis.call('HSET', state, 'tat', fmt(s.tat), 'seq', s.seq, 'rate', fmt(s.rate),
              'grow_at', fmt(s.grow_at), 'blocked_at', fmt(s.blocked_at),
-             'success_at', fmt(s.success_at), 'cut_at', fmt(s.cut_at), 'cut_seq', s.cut_seq)
+             'success_at', fmt(s.success_at), 'cut_at', fmt(s.cut_at), 'cut_seq', s.cut_seq,
+             'rebuilt_at', fmt(s.rebuilt_at))
   if s.ceil then redis.call('HSET', state, 'ceil', fmt(s.ceil))
   else redis.call('HDEL', state, 'ceil') end
   redis.call('PEXPIRE', state, ttl)
@@ -215,7 +221,8 @@ end
 local function reply(delay)
   local ceil = ''
   if s.ceil then ceil = fmt(s.ceil) end
-  return {fmt(delay), s.seq, fmt(s.rate), ceil, redis.call('ZCARD', replicas)}
+  return {fmt(delay), s.seq, fmt(s.rate), ceil, redis.call('ZCARD', replicas),
+          fmt(now - s.rebuilt_at)}
 end
 
 if op == 'adaptive' then
@@ -259,7 +266,7 @@ if op == 'throttle' then
   local retry_after = tonumber(ARGV[13])
   if retry_after > 0 then s.tat = math.max(s.tat, now + retry_after) end
   if ARGV[10] == 'fixed' then
-    redis.call('HSET', state, 'tat', fmt(s.tat))
+    redis.call('HSET', state, 'tat', fmt(s.tat), 'rebuilt_at', fmt(s.rebuilt_at))
     redis.call('PEXPIRE', state, ttl)
     return {fmt(0), s.seq, '', ''}
   end
@@ -310,6 +317,7 @@ class FleetModel:
         fields = self.fields
         seq = int(fields.get("seq", hint_seq)) + 1
         slot = max(fields.get("tat", now), now)
+        fields["rebuilt_at"] = fields.get("rebuilt_at", 0.0) if "tat" in fields else now
         fields["tat"] = slot + interval
         fields["seq"] = seq
         return slot - now, seq
@@ -328,8 +336,13 @@ class FleetModel:
                 "success_at",
                 "cut_at",
                 "cut_seq",
+                "rebuilt_at",
             )
         }
+        if state["tat"] is None:
+            state["rebuilt_at"] = now
+        if state["rebuilt_at"] is None:
+            state["rebuilt_at"] = 0.0
         if state["rate"] is None:
             state["rate"] = hint.rate if hint.rate is not None else self.params.initial_rate
             state["ceil"] = hint.ceiling
@@ -414,6 +427,7 @@ class FleetModel:
             s["tat"] = max(_f(s["tat"]), now + retry_after)
         if not adaptive:
             self.fields["tat"] = _f(s["tat"])
+            self.fields["rebuilt_at"] = _f(s["rebuilt_at"])
             return _f(s["rate"]), s["ceil"]
         self._bump("t", now, count)
         newest = math.floor(now / BUCKET_US)

@@ -273,6 +273,7 @@ class RedisRateLimiter:
             self._hint = Hint(rate=self.qps, seq=seq)
             self._saw_replicas(reply[2])
             self._booked(seq)
+            self._rebuilt(float(reply[3]) / 1e6)
             return Reservation(float(reply[0]) / 1e6, seq)
         successes, self._successes = self._successes, 0
         try:
@@ -293,6 +294,7 @@ class RedisRateLimiter:
         self._hint = Hint(float(reply[2]), float(reply[3]) if reply[3] else None, seq)
         self._saw_replicas(reply[4])
         self._booked(seq)
+        self._rebuilt(float(reply[5]) / 1e6)
         delay = float(reply[0]) / 1e6
         return Reservation(0.0 if delay < self._early_tolerance else delay, seq)
 
@@ -352,17 +354,34 @@ class RedisRateLimiter:
 
     # ------------------------------------------------------------------ fallback
 
+    def _local_share(self) -> tuple[float, RateLimiter]:
+        """This replica's share of the last shared rate, and a local limiter at it."""
+        shared = self.qps if self.qps is not None else self.rate
+        share = fallback_rate(shared, self._live, booked_share(self._own_tickets))
+        if self.qps is not None:
+            return share, FixedRateLimiter(share)
+        return share, AdaptiveRateLimiter(
+            initial_rate=share, min_rate=min(self.params.min_rate, share), max_rate=share
+        )
+
+    def _rebuilt(self, seconds_ago: float) -> None:
+        # Redis lost the state lately (a restart, FLUSHALL): other replicas may still send
+        # their local share until their next heartbeat, so every replica keeps to its own
+        # share until two heartbeats after the rebuild.
+        caution = 2 * self._heartbeat_interval - seconds_ago
+        if caution <= 0:
+            return
+        if self._returning is None:
+            self._returning = self._local_share()[1]
+            if self._last_slot is not None:
+                self._returning.reserve(self._last_slot)
+        self._returning_until = max(self._returning_until, time.monotonic() + caution)
+
     def _enter_fallback(self, exc: BaseException) -> RateLimiter:
         if self._fallback is not None:
             return self._fallback
         shared = self.qps if self.qps is not None else self.rate
-        share = fallback_rate(shared, self._live, booked_share(self._own_tickets))
-        if self.qps is not None:
-            self._fallback = FixedRateLimiter(share)
-        else:
-            self._fallback = AdaptiveRateLimiter(
-                initial_rate=share, min_rate=min(self.params.min_rate, share), max_rate=share
-            )
+        share, self._fallback = self._local_share()
         if self._last_slot is not None:
             # The slot last booked on Redis is this replica's: the local schedule starts there.
             self._fallback.reserve(self._last_slot)
