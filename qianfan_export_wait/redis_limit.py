@@ -91,6 +91,12 @@ def _url_secrets(url: str) -> tuple[str, ...]:
     return tuple(sorted(values, key=len, reverse=True))
 
 
+def _scrub(text: str, hidden: Sequence[str]) -> str:
+    for secret in hidden:
+        text = text.replace(secret, "***")
+    return text
+
+
 async def _bounded(awaitable: Awaitable[_T], timeout: float) -> _T:
     if sys.version_info >= (3, 11):
         async with asyncio.timeout(timeout):
@@ -399,9 +405,7 @@ class RedisRateLimiter:
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return _scrub(text, self._secrets)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -504,10 +508,7 @@ def limiter_from_url(
             health_check_interval=0,
         )
     except ValueError as exc:
-        message = str(exc)
-        for secret in hidden:
-            message = message.replace(secret, "***")
-        raise ConfigurationError(f"bad Redis URL {shown!r}: {message}") from None
+        raise ConfigurationError(f"bad Redis URL {shown!r}: {_scrub(str(exc), hidden)}") from None
     return RedisRateLimiter(
         client,
         access_key=access_key,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest_asyncio
 from hardening_support import ACCESS_KEY, CLI, SECRET_KEY, cli_env, run_cli, unused_port
 from redis_support import RedisServer
+from test_ratelimit import max_in_any_second
 
 from qianfan_export_wait import Credentials
 from qianfan_export_wait._fleet import fleet_key
@@ -61,16 +62,6 @@ def wait_args(fake: SimulatedQianfan, ids: list[int], *extra: str) -> list[str]:
     ]
 
 
-def most_in_any_second(times: list[float]) -> int:
-    times = sorted(times)
-    most = start = 0
-    for end, at in enumerate(times):
-        while times[start] <= at - 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 async def test_processes_sharing_redis_stay_within_one_qps_through_restart_stop_and_a_kill(
     fake: SimulatedQianfan, redis_server: RedisServer
 ) -> None:
@@ -110,7 +101,7 @@ async def test_processes_sharing_redis_stay_within_one_qps_through_restart_stop_
     assert processes[2].returncode == -signal.SIGKILL
     assert fake.stats.requests_by_outcome["throttled"] == 0
     sent = [at for at, _ in fake.stats.request_log or ()]
-    assert most_in_any_second(sent) <= LIMIT
+    assert max_in_any_second(sent) <= LIMIT
 
 
 async def test_processes_sharing_redis_without_qps_adapt_together_and_finish(
