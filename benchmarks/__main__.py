@@ -22,6 +22,7 @@ from . import (
     suite_client,
     suite_download,
     suite_e2e,
+    suite_fleet,
     suite_lag,
     suite_scale,
     suite_sdk,
@@ -40,6 +41,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "acceptance": lambda args: suite_acceptance.run(args.quick),
     "service": lambda args: suite_service.run(args.quick),
     "download": lambda args: suite_download.run(args.quick),
+    "fleet": lambda args: suite_fleet.run(args.quick, args.sdk_python),
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 
@@ -60,7 +62,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--sdk-python",
         default=os.environ.get("QIANFAN_BENCH_SDK_PYTHON"),
         metavar="PATH",
-        help="interpreter with the official qianfan SDK for the sdk suite "
+        help="interpreter with the official qianfan SDK for the sdk and fleet suites "
         "(default: $QIANFAN_BENCH_SDK_PYTHON, else this one)",
     )
     return parser.parse_args(argv)

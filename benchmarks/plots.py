@@ -77,6 +77,35 @@ def write_plots(document: dict[str, Any], folder: Path) -> list[Path]:
         figure.tight_layout()
         written.append(_save(figure, folder / "throttle.png", plt))
 
+    fleet = suites.get("fleet")
+    if fleet and fleet["status"] == "ok":
+        cases = list(fleet["series"])
+        setup = fleet["metrics"]["setup"]
+        figure, axes_list = plt.subplots(
+            len(cases), 1, figsize=(8, 2.4 * len(cases)), squeeze=False
+        )
+        for axes, case in zip(axes_list[:, 0], cases, strict=True):
+            series = fleet["series"][case]
+            figures = fleet["metrics"][case]
+            axes.plot(series["t"], series["sent"], label="sent / s", drawstyle="steps-post")
+            axes.plot(series["t"], series["accepted"], label="accepted / s", drawstyle="steps-post")
+            axes.axhline(setup["server_limit"], color="red", linestyle="--", label="limit")
+            axes.axhline(setup["qps"], color="0.5", linestyle=":", label="--qps")
+            for at, action in series["events"]:
+                axes.axvline(at, color="black", linewidth=0.8)
+                axes.annotate(action, (at, 5), rotation=90, fontsize="x-small")
+            axes.set_ylim(0, setup["server_limit"] * 2)
+            axes.set_title(
+                f"{case}: worst 1-s window {figures['worst_1s_window']}, "
+                f"{figures['throttled']} throttled",
+                fontsize="small",
+            )
+            axes.set_ylabel("requests / s")
+            axes.legend(loc="upper right", fontsize="x-small", ncol=4)
+        axes_list[-1, 0].set_xlabel("seconds (the simulator's, whole seconds of its window)")
+        figure.tight_layout()
+        written.append(_save(figure, folder / "fleet.png", plt))
+
     client = suites.get("client")
     if client and client["status"] == "ok":
         figure, axes = plt.subplots(figsize=(6, 3.5))

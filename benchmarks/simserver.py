@@ -3,7 +3,7 @@
 Parent side: ``async with SimProcess(qps=20) as sim:`` starts ``python -m
 benchmarks.simserver`` on a free port of 127.0.0.1, and kills it on every way out
 (including the parent dying: the child watches its parent's pid). Child side: the
-library's ``Simulator`` app plus three benchmark-only routes, so each measured run can add
+library's ``Simulator`` app plus a few benchmark-only routes, so each measured run can add
 its own exports right before it starts and read their true finish times afterwards:
 
 * ``POST /_bench/add`` ``{"n", "max_seconds", "fail_ratio", "seed", "held"}``
@@ -18,6 +18,8 @@ its own exports right before it starts and read their true finish times afterwar
   export was first answered since the last reset.
 * ``POST /_bench/configure`` ``{"qps", "qps_window", "faults", "file_sizes"}``:
   ``Simulator.configure`` (``faults``: a combined rate, or rates by kind).
+
+``log_requests=True`` keeps the simulator's request log (``stats(requests=True)``).
 """
 
 from __future__ import annotations
@@ -56,10 +58,12 @@ class SimProcess:
         seed: int = 0,
         cpus: set[int] | None = None,
         file_sizes: tuple[int, int] = (4 * 1024, 40 * 1024 * 1024),
+        log_requests: bool = False,
     ) -> None:
         self.cpus = cpus
         self.config = {
             "file_sizes": list(file_sizes),
+            "log_requests": log_requests,
             "qps": qps,
             "qps_window": qps_window,
             "faults": faults,
@@ -187,9 +191,10 @@ class SimProcess:
             if first + offset in wanted
         }
 
-    async def stats(self) -> dict[str, Any]:
-        """``GET /_sim/stats``."""
-        result: dict[str, Any] = await self._call("GET", "/_sim/stats")
+    async def stats(self, *, requests: bool = False) -> dict[str, Any]:
+        """``GET /_sim/stats`` (``requests``: with the request log)."""
+        params = {"requests": "1"} if requests else {}
+        result: dict[str, Any] = await self._call("GET", "/_sim/stats", params=params)
         return result
 
 
@@ -280,6 +285,8 @@ def _build_app(config: dict[str, Any]) -> Any:
     simulator.app.router.add_post("/_bench/complete", complete)
     simulator.app.router.add_post("/_bench/reset", reset)
     simulator.app.router.add_get("/_bench/answers", answers)
+    if config.get("log_requests"):
+        simulator.stats.keep_request_log()
     simulator.app.router.add_post("/_bench/add", add)
     simulator.app.router.add_get("/_bench/finish", finish)
     simulator.app.router.add_post("/_bench/configure", configure)

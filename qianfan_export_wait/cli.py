@@ -30,6 +30,7 @@ from .auth import Credentials
 from .client import BASE_URL_ENV, ExportStatusClient
 from .errors import ApiError, AuthError, ConfigurationError, QianfanError
 from .models import ExportId, ExportStatus, validate_export_id
+from .redis_limit import REDIS_URL_ENV, fleet_limiter
 from .waiter import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_IN_FLIGHT,
@@ -234,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="give up on an export after S seconds with no answer from the service "
         "(connection refused, 5xx, timeouts); exit code 69 (default: %(default)g)",
+    )
+    wait.add_argument(
+        "--redis-url",
+        default=os.environ.get(REDIS_URL_ENV),
+        metavar="URL",
+        help="share the rate limit with every process of this account through Redis "
+        f"(default: ${REDIS_URL_ENV}; needs the redis extra)",
     )
     wait.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_connection_options(wait)
@@ -562,12 +570,21 @@ async def _wait(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
         max_unavailable=args.max_unavailable,
     )
     async with _make_client(args) as client:
-        waiter = ExportWaiter(client, policy=policy, max_in_flight=args.max_in_flight, qps=args.qps)
-        progress = Progress(len(unique), not args.no_progress, sys.stderr)
-        async with waiter:
-            counts, auth_failed, unavailable = await run_wait(
-                waiter, unique, out, progress=progress
+        async with fleet_limiter(
+            args.redis_url, access_key=client.credentials.access_key, qps=args.qps
+        ) as limiter:
+            waiter = ExportWaiter(
+                client,
+                policy=policy,
+                max_in_flight=args.max_in_flight,
+                qps=args.qps,
+                limiter=limiter,
             )
+            progress = Progress(len(unique), not args.no_progress, sys.stderr)
+            async with waiter:
+                counts, auth_failed, unavailable = await run_wait(
+                    waiter, unique, out, progress=progress
+                )
     return _exit_code(counts, auth_failed, unavailable)
 
 

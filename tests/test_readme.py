@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_support import RedisServer
 
+from qianfan_export_wait.redis_limit import REDIS_URL_ENV
 from qianfan_export_wait.simulator import Simulator, SimulatorConfig
 from qianfan_export_wait.testing import generate_credentials, serve_in_thread
 
@@ -26,15 +29,26 @@ def qianfan_env() -> Iterator[dict[str, str]]:
     credentials = generate_credentials()
     simulator = Simulator(credentials, SimulatorConfig(seed=3))
     simulator.add_exports(120, max_seconds=1.0, fail_ratio=0.0)
-    with serve_in_thread(simulator) as base_url:
-        yield {
-            **os.environ,
-            "QIANFAN_ACCESS_KEY": credentials.access_key,
-            "QIANFAN_SECRET_KEY": credentials.secret_key,
-            "QIANFAN_CONSOLE_API_BASE_URL": base_url,
-            # Storage exports' files come from the simulator's BOS, like the status API.
-            "QIANFAN_BOS_ENDPOINT": base_url,
-        }
+    # The "Many replicas" example shares its limit through a real Redis when there is one
+    # (CI installs it); without one it shows the fallback instead, and still runs.
+    binary = shutil.which("redis-server")
+    redis = RedisServer(binary) if binary else None
+    if redis is not None:
+        redis.start()
+    try:
+        with serve_in_thread(simulator) as base_url:
+            yield {
+                **os.environ,
+                "QIANFAN_ACCESS_KEY": credentials.access_key,
+                "QIANFAN_SECRET_KEY": credentials.secret_key,
+                "QIANFAN_CONSOLE_API_BASE_URL": base_url,
+                REDIS_URL_ENV: redis.url if redis else "redis://127.0.0.1:1/0",
+                # Storage exports' files come from the simulator's BOS, like the status API.
+                "QIANFAN_BOS_ENDPOINT": base_url,
+            }
+    finally:
+        if redis is not None:
+            redis.stop()
 
 
 def test_readme_has_python_examples() -> None:

@@ -466,6 +466,20 @@ async def test_stats_endpoint_lists_exports_when_asked(
     assert record["state"] == "Done"
 
 
+async def test_stats_endpoint_serves_the_request_log_when_asked(
+    fake: SimulatedQianfan, session: aiohttp.ClientSession
+) -> None:
+    fake.add_export(finish_after=0)
+    fake.stats.keep_request_log()
+    async with fake.client(max_attempts=1) as client:
+        await client.get_status(1)
+    async with session.get(fake.base_url + "/_sim/stats?requests=1") as response:
+        stats = await response.json()
+    ((at, outcome),) = stats["request_log"]
+    assert outcome == "ok"
+    assert at <= stats["monotonic_now"]
+
+
 async def test_log_ids_are_digit_strings_that_differ(
     fake: SimulatedQianfan, session: aiohttp.ClientSession
 ) -> None:

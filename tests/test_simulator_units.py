@@ -170,6 +170,34 @@ def test_reset_stats_zeroes_outcomes_and_polls(sim: Simulator) -> None:
     assert (sim.stats.total_requests, sim.stats.polls_by_export) == (0, {})
 
 
+def test_request_log_is_off_unless_asked_for(sim: Simulator) -> None:
+    sim.stats.record("ok")
+    assert sim.stats.request_log is None
+    assert sim.stats_dict(include_requests=True)["request_log"] == []
+
+
+def test_request_log_keeps_each_outcome_with_the_simulator_time(
+    sim: Simulator, clock: FakeClock
+) -> None:
+    sim.stats.keep_request_log()
+    sim.stats.record("ok")
+    clock.now += 0.25
+    sim.stats.record("throttled")
+    start = clock()
+    assert sim.stats_dict(include_requests=True)["request_log"] == [
+        [start - 0.25, "ok"],
+        [start, "throttled"],
+    ]
+
+
+def test_reset_stats_empties_a_kept_request_log_and_keeps_logging(sim: Simulator) -> None:
+    sim.stats.keep_request_log()
+    sim.stats.record("ok")
+    sim.reset_stats()
+    sim.stats.record("throttled")
+    assert [outcome for _, outcome in sim.stats.request_log or ()] == ["throttled"]
+
+
 # -- ids ------------------------------------------------------------------------------
 
 

@@ -219,9 +219,14 @@ class Simulator:
         """Start counting afresh (e.g. between the phases of a benchmark)."""
         self._stats.reset()
 
-    def stats_dict(self, *, include_exports: bool = False) -> dict[str, Any]:
-        """The statistics as JSON-able data, as served at ``GET /_sim/stats``."""
-        return self._stats.as_dict(include_exports=include_exports)
+    def stats_dict(
+        self, *, include_exports: bool = False, include_requests: bool = False
+    ) -> dict[str, Any]:
+        """The statistics as JSON-able data, as served at ``GET /_sim/stats``
+        (``?exports=1``, ``?requests=1`` for the optional parts)."""
+        return self._stats.as_dict(
+            include_exports=include_exports, include_requests=include_requests
+        )
 
     # -- HTTP ----------------------------------------------------------------------
 
@@ -287,6 +292,10 @@ class Simulator:
         stats.record_arrival()
         try:
             return await self._answer_status(request, stats)
+        except ConnectionResetError:
+            # The client went away before its body arrived (it cancelled the request):
+            # there is nobody to answer, and nothing worth a traceback in the log.
+            return web.Response(status=499)
         finally:
             stats.record_departure()
 
@@ -355,5 +364,9 @@ class Simulator:
         return self._table.find(payload["exportID"])
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
-        include_exports = request.query.get("exports", "") not in ("", "0", "false")
-        return _json_response(self.stats_dict(include_exports=include_exports))
+        def wanted(name: str) -> bool:
+            return request.query.get(name, "") not in ("", "0", "false")
+
+        return _json_response(
+            self.stats_dict(include_exports=wanted("exports"), include_requests=wanted("requests"))
+        )

@@ -41,7 +41,12 @@ HTTP 403, a bad signature (link or BOS); ``not_found``: HTTP 404; the fault kind
 
 
 class SimulatorStats:
-    """Live counters. ``polls_by_export`` counts status answers delivered per export."""
+    """Live counters. ``polls_by_export`` counts status answers delivered per export.
+
+    ``request_log``: ``None``, or after :meth:`keep_request_log` a ``(time, outcome)`` pair
+    per request as its outcome is counted (the simulator's clock), for measuring rates in
+    any window afterwards.
+    """
 
     __slots__ = (
         "_clock",
@@ -54,13 +59,14 @@ class SimulatorStats:
         "in_flight",
         "peak_files_in_flight",
         "peak_in_flight",
-        "requests_by_outcome",
+        "request_log",
         "requests_by_outcome",
         "resumed_with_if_match",
     )
 
     def __init__(self, table: ExportTable, clock: Callable[[], float]) -> None:
         self.requests_by_outcome: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.request_log: list[tuple[float, str]] | None = None
         self._table = table
         self._clock = clock
         self._meter = RequestRateMeter()
@@ -76,6 +82,10 @@ class SimulatorStats:
         self.peak_files_in_flight = 0
         self.resumed_with_if_match = 0
 
+    def keep_request_log(self, enabled: bool = True) -> None:
+        """Start (or stop and drop) logging each request's time and outcome."""
+        self.request_log = [] if enabled else None
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.requests_by_outcome.items() if v)
         return f"SimulatorStats(total_requests={self.total_requests}, {counts or 'no requests'})"
@@ -88,6 +98,8 @@ class SimulatorStats:
         in_flight = self.files_in_flight
         self._reset_files()
         self.files_in_flight = in_flight
+        if self.request_log is not None:
+            self.request_log = []
         for export in self._table:
             export.polls = 0
             export.first_answered_at = None
@@ -112,6 +124,8 @@ class SimulatorStats:
     def record(self, outcome: str) -> None:
         """Count one request's outcome."""
         self.requests_by_outcome[outcome] += 1
+        if self.request_log is not None:
+            self.request_log.append((self._clock(), outcome))
 
     def record_file(self, outcome: str, export_id: int | None) -> None:
         """Count one file request's outcome, for ``export_id`` when it named one."""
@@ -166,8 +180,12 @@ class SimulatorStats:
             export.export_id: export.finish_at for export in self._table if export.finish_at <= now
         }
 
-    def as_dict(self, *, include_exports: bool = False) -> dict[str, Any]:
-        """A JSON-able summary; per-export records only with ``include_exports``."""
+    def as_dict(
+        self, *, include_exports: bool = False, include_requests: bool = False
+    ) -> dict[str, Any]:
+        """A JSON-able summary; per-export records only with ``include_exports``, the
+        request log (``[[time, outcome], ...]``, empty unless kept) with
+        ``include_requests``."""
         now = self._clock()
         polls = [export.polls for export in self._table]
         summary: dict[str, Any] = {
@@ -193,4 +211,6 @@ class SimulatorStats:
         }
         if include_exports:
             summary["export_records"] = [export.summary_at(now) for export in self._table]
+        if include_requests:
+            summary["request_log"] = [list(entry) for entry in self.request_log or ()]
         return summary
