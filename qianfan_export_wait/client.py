@@ -27,7 +27,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 from yarl import URL
 
-from ._checks import check_count
+from ._checks import check_count, check_number
 from .auth import Credentials, canonical_time, sign
 from .download import Downloader, DownloadRecord, ProgressHook
 from .download_rules import is_loopback_host
@@ -39,6 +39,7 @@ from .errors import (
     ThrottledError,
     TransientError,
     classify_response,
+    tls_error,
 )
 from .models import (
     ExportId,
@@ -117,8 +118,8 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
         )
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise ConfigurationError(
-            f"endpoint {text!r} uses plain http to a non-loopback host; use https "
-            "(or allow insecure http explicitly)"
+            f"endpoint {text!r} uses plain http to a non-loopback host; use https, or allow "
+            "it with --insecure-http (allow_insecure_http=True in Python)"
         )
     return url.with_path("/")
 
@@ -250,12 +251,8 @@ class ExportStatusClient:
             raise ConfigurationError(
                 f"credentials must be a Credentials, got {type(credentials).__name__}"
             )
-        if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)):
-            raise ConfigurationError(f"request_timeout must be a number, got {request_timeout!r}")
-        if not request_timeout > 0:
-            raise ConfigurationError(f"request_timeout must be > 0 seconds, got {request_timeout}")
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        check_number("request_timeout", request_timeout)
+        check_count("max_attempts", max_attempts)
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -488,9 +485,8 @@ class ExportStatusClient:
                 f"no complete answer within the request timeout ({self.request_timeout:g} s)"
             ) from None
         except aiohttp.ClientSSLError as exc:
-            raise AuthError(
-                f"TLS verification failed for {self._host}: {type(exc).__name__}"
-            ) from None
+            cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
+            raise tls_error(self._host, cause) from None
         except aiohttp.ClientPayloadError as exc:
             raise ResponseFormatError(f"response body was cut off: {exc}") from None
         except (aiohttp.ClientError, OSError) as exc:

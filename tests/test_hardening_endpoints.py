@@ -32,6 +32,7 @@ from qianfan_export_wait import (
     ExportWaiter,
     OutcomeKind,
     PollPolicy,
+    TlsError,
 )
 from qianfan_export_wait.client import EXPORT_STATUS_PATH, validate_base_url
 from qianfan_export_wait.testing import simulated_qianfan
@@ -82,15 +83,44 @@ async def https_server(self_signed: tuple[Path, Path]) -> AsyncIterator[Recordin
         await runner.cleanup()
 
 
-async def test_self_signed_certificate_is_refused_by_default(
+async def tls_failure(base_url: str, trusted: Path | None = None) -> TlsError:
+    """The error a client meets at ``base_url`` (one attempt), trusting ``trusted``."""
+    context = ssl.create_default_context(cafile=None if trusted is None else str(trusted))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        client = ExportStatusClient(CREDENTIALS, base_url=base_url, max_attempts=1, session=session)
+        with pytest.raises(TlsError) as caught:
+            await client.get_status(96)
+    return caught.value
+
+
+async def test_self_signed_certificate_is_refused_as_untrusted_and_nothing_is_sent(
     https_server: RecordingServer,
 ) -> None:
-    async with ExportStatusClient(
-        CREDENTIALS, base_url=https_server.base_url, max_attempts=1
-    ) as client:
-        with pytest.raises(ApiError, match="TLS verification failed"):
-            await client.get_status(96)
+    error = await tls_failure(https_server.base_url)
+    assert error.problem == "untrusted_certificate"
+    assert "not trusted (self-signed certificate)" in str(error)
+    assert "SSL_CERT_FILE" in str(error)
     assert https_server.received == []
+
+
+async def test_certificate_for_another_name_is_refused_as_a_hostname_mismatch(
+    https_server: RecordingServer, self_signed: tuple[Path, Path]
+) -> None:
+    # The certificate is for IP 127.0.0.1 only: reached as "localhost", it names another host.
+    localhost = https_server.base_url.replace("127.0.0.1", "localhost")
+    error = await tls_failure(localhost, trusted=self_signed[0])
+    assert error.problem == "hostname_mismatch"
+    assert "certificate is for another host name" in str(error)
+    assert https_server.received == []
+
+
+async def test_https_to_a_plain_http_port_is_refused_as_not_tls() -> None:
+    async with recording_server() as plain:
+        error = await tls_failure(plain.base_url.replace("http://", "https://"))
+        assert plain.received == []
+    assert error.problem == "not_tls"
+    assert "does not speak TLS" in str(error)
+    assert "authentication" not in str(error)
 
 
 async def test_self_signed_server_answers_a_client_that_trusts_its_certificate(
@@ -109,8 +139,8 @@ async def test_cli_refuses_a_self_signed_certificate_and_sends_nothing(
     https_server: RecordingServer,
 ) -> None:
     run = await run_cli("status", "96", "--endpoint", https_server.base_url)
-    assert run.code != 0
-    assert "TLS verification failed" in run.stdout
+    assert run.code == 77
+    assert "certificate is not trusted" in run.records[0]["error"]["message"]
     assert https_server.received == []
 
 
