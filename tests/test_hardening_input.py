@@ -61,7 +61,8 @@ async def refused(fake: SimulatedQianfan, *args: str, **options: Any) -> str:
         pytest.param("   ", "empty", id="blank"),
         pytest.param(LONG_ID, "longer than 128", id="10000-characters"),
         pytest.param("amemt-1\nx", "control characters", id="newline"),
-        pytest.param(" amemt-1", "whitespace", id="leading-space"),
+        pytest.param("007", "leading zeros; write 7", id="leading-zeros"),
+        pytest.param("9" * 30, "from 1 to 9223372036854775807", id="thirty-digits"),
     ],
 )
 @pytest.mark.parametrize("verb", ["status", "wait"])
