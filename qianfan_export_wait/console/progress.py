@@ -64,10 +64,11 @@ def format_bytes(count: int) -> str:
 
 
 def render_bar(snapshot: ProgressSnapshot, width: int, *, unicode: bool = True) -> str:
-    """The live line for a terminal ``width`` columns wide, never longer than
-    ``width - 1`` (so the cursor never wraps): count, failures, errors, the real request
-    rate, throttles, bytes when downloading, elapsed time, and a bar in the space left.
-    Less important fields go first when the terminal is narrow."""
+    """The live line for a terminal ``width`` columns wide, at most ``width - 3`` long (so
+    neither the cursor nor the terminal's ``^C`` echo wraps it onto a line the next
+    redraw would not clear): count, failures, errors, the real request rate, throttles,
+    bytes when downloading, elapsed time, and a bar in the space left. Less important
+    fields go first when the terminal is narrow."""
     fields = [
         (0, f"{snapshot.finished}/{snapshot.total}"),
         (1, f"failed {snapshot.failed}"),
@@ -81,7 +82,7 @@ def render_bar(snapshot: ProgressSnapshot, width: int, *, unicode: bool = True) 
         ),
         (0, format_seconds(snapshot.elapsed)),
     ]
-    room = max(width - 1, 1)
+    room = max(width - 3, 1)
     wanted = [(rank, text) for rank, text in fields if text]
     shown = wanted
     for least in (3, 2, 1):
