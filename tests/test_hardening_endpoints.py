@@ -26,7 +26,6 @@ from hardening_support import (
 
 from qianfan_export_wait import (
     ApiError,
-    ConfigurationError,
     Credentials,
     ExportStatusClient,
     ExportWaiter,
@@ -34,7 +33,7 @@ from qianfan_export_wait import (
     PollPolicy,
     TlsError,
 )
-from qianfan_export_wait.client import EXPORT_STATUS_PATH, validate_base_url
+from qianfan_export_wait.client import EXPORT_STATUS_PATH
 from qianfan_export_wait.testing import simulated_qianfan
 
 CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
@@ -185,29 +184,6 @@ async def test_cli_refuses_a_bad_ca_bundle_naming_the_flag_before_any_request(
 
 
 # --- plain http -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "endpoint", ["http://10.0.0.1:8080", "http://qianfan.baidubce.com", "http://0.0.0.0:80"]
-)
-def test_plain_http_to_a_non_loopback_host_is_refused(endpoint: str) -> None:
-    with pytest.raises(ConfigurationError, match="plain http"):
-        validate_base_url(endpoint)
-
-
-@pytest.mark.parametrize(
-    "endpoint",
-    ["http://127.0.0.1:1", "http://127.8.9.10:1", "http://localhost:1", "http://[::1]:1"],
-)
-def test_plain_http_to_loopback_is_accepted(endpoint: str) -> None:
-    assert validate_base_url(endpoint).scheme == "http"
-
-
-def test_plain_http_to_a_non_loopback_host_is_accepted_only_when_allowed() -> None:
-    client = ExportStatusClient(
-        CREDENTIALS, base_url="http://10.0.0.1:8080", allow_insecure_http=True
-    )
-    assert client.base_url == "http://10.0.0.1:8080"
 
 
 async def test_cli_refuses_plain_http_to_a_non_loopback_host_naming_the_flag_that_allows_it() -> (

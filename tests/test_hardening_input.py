@@ -337,23 +337,6 @@ def test_credentials_from_an_incomplete_environment_are_refused(environ: dict[st
         Credentials.from_env(environ)
 
 
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        "qianfan.baidubce.com",
-        "127.0.0.1:8080",
-        "https://qianfan.baidubce.com/v1",
-        "https://ak:sk@qianfan.baidubce.com",
-        "ftp://qianfan.baidubce.com",
-        "http://qianfan.baidubce.com",
-        "",
-    ],
-)
-def test_library_refuses_a_bad_endpoint(endpoint: str) -> None:
-    with pytest.raises(ConfigurationError):
-        ExportStatusClient(Credentials("ak", "sk"), base_url=endpoint)
-
-
 @pytest.mark.parametrize("seconds", [0, -1, -0.5, float("nan"), True, "10", None])
 def test_library_refuses_a_bad_request_timeout(seconds: Any) -> None:
     with pytest.raises(ConfigurationError):
