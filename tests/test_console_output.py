@@ -65,6 +65,19 @@ async def test_a_reader_that_stops_reading_never_blocks_the_event_loop(
         assert writer.backlog > 0
 
 
+async def test_drain_gives_up_once_the_reader_has_taken_nothing_for_the_stall_time(
+    pipe: tuple[int, int],
+) -> None:
+    _, write_end = pipe
+    with os.fdopen(os.dup(write_end), "w") as stdout:
+        writer = LineWriter(stdout).start()
+        for _ in range(1000):
+            writer.write("z" * 1000)
+        started = time.monotonic()
+        assert not await writer.drain(stall=0.3)
+        assert 0.3 <= time.monotonic() - started < 5
+
+
 async def test_room_waits_while_the_backlog_is_high_and_returns_once_it_shrinks(
     pipe: tuple[int, int],
 ) -> None:

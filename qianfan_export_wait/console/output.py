@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TextIO
@@ -82,18 +84,44 @@ class LineWriter:
             self._queue.append(line)
             self._condition.notify()
 
-    async def room(self) -> None:
-        """Wait until the backlog is below ``high_water``."""
-        await self._wait_until(self.high_water - 1)
+    async def room(self, *, deadline: float | None = None, stall: float | None = None) -> bool:
+        """Wait until the backlog is below ``high_water``; see ``drain`` for the rest."""
+        return await self._settle(self.high_water - 1, deadline, stall)
 
-    async def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every line is written, at most ``timeout`` seconds; return whether
-        they all were (``False`` after a failure or at the timeout)."""
-        try:
-            await asyncio.wait_for(self._wait_until(0), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return self.error is None and self.backlog == 0
+    async def drain(
+        self,
+        timeout: float | None = None,
+        *,
+        deadline: float | None = None,
+        stall: float | None = None,
+    ) -> bool:
+        """Wait until every line is written; return whether they all were. ``False``
+        after a failure, after ``timeout`` seconds or at ``deadline`` (a
+        ``time.monotonic()``), or once no line has been written for ``stall`` seconds (a
+        reader that stopped reading)."""
+        if timeout is not None:
+            deadline = min(deadline or math.inf, time.monotonic() + timeout)
+        return await self._settle(0, deadline, stall)
+
+    async def _settle(self, most: int, deadline: float | None, stall: float | None) -> bool:
+        written = self.written
+        moved_at = time.monotonic()
+        while True:
+            now = time.monotonic()
+            limit = math.inf if deadline is None else deadline - now
+            if stall is not None:
+                limit = min(limit, moved_at + stall - now)
+            if limit <= 0:
+                return False
+            try:
+                await asyncio.wait_for(
+                    self._wait_until(most), None if limit == math.inf else min(limit, 0.25)
+                )
+            except asyncio.TimeoutError:
+                if self.written != written:
+                    written, moved_at = self.written, time.monotonic()
+                continue
+            return self.error is None and self.backlog <= most
 
     def close(self) -> None:
         """Let the thread end once the queue is empty."""

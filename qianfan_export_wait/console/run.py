@@ -32,9 +32,14 @@ __all__ = ["OUTPUT_GRACE", "DownloaderFactory", "WaitPlan", "run_status", "run_w
 
 logger = logging.getLogger("qianfan_export_wait")
 
-OUTPUT_GRACE = 2.0
-"""Seconds after SIGINT/SIGTERM allowed for printing what is known, so that the command
-ends within 3 s even when nobody reads stdout."""
+OUTPUT_GRACE = 2.3
+"""Seconds after SIGINT/SIGTERM allowed for printing what is known (a few hundred
+thousand pending lines, when stdout keeps up), so that the command ends within 3 s even
+when nobody reads stdout."""
+
+OUTPUT_STALL = 1.0
+"""After a signal, seconds stdout may take no line at all before the run stops waiting
+for it (a reader that stopped reading)."""
 
 _REFRESH_SECONDS = 0.2
 
@@ -84,20 +89,27 @@ class _Run:
 
     async def finish(self, pending: Iterable[tuple[ExportId, dict[str, Any]]]) -> None:
         """Print every line still held, with ``pending``'s, then wait for stdout: without
-        end on a normal finish, until the grace period's end after a signal."""
+        end on a normal finish; after a signal, until the grace period ends or stdout has
+        taken nothing for ``OUTPUT_STALL`` seconds."""
         lines = self.console.lines
         interrupt = self.interrupt
         if interrupt.code is not None and not interrupt.by_signal:
             lines.close()
             return  # stdout is gone: nothing more can be printed
-        deadline = None if interrupt.at is None else interrupt.at + OUTPUT_GRACE
+        deadline = stall = None
+        if interrupt.at is not None:
+            deadline, stall = interrupt.at + OUTPUT_GRACE, OUTPUT_STALL
         rendered = ((export_id, json_line(record)) for export_id, record in pending)
         try:
+            written = True
             for line in self.printer.remaining(rendered):
                 lines.write(line)
-                if lines.backlog >= lines.high_water and not await _within(lines.room(), deadline):
+                if lines.backlog >= lines.high_water and not await lines.room(
+                    deadline=deadline, stall=stall
+                ):
+                    written = False
                     break
-            written = await _within(lines.drain(), deadline)
+            written = written and await lines.drain(deadline=deadline, stall=stall)
         except asyncio.CancelledError:
             if interrupt.code is None:
                 raise
@@ -106,8 +118,9 @@ class _Run:
         lines.close()
         if not written and lines.error is None:
             self.console.say(
-                "qianfan-export-wait: stdout is not being read; "
-                f"{self.tally.total - lines.written} lines were not written"
+                "qianfan-export-wait: stdout did not take every line in time; "
+                f"{self.tally.total - lines.written} of {self.tally.total} lines were not "
+                "written"
             )
 
     def end(self, snapshot: ProgressSnapshot) -> None:
@@ -123,23 +136,6 @@ class _Run:
             console.say(f"qianfan-export-wait: {reason}")
         if console.summary:
             console.say(f"qianfan-export-wait: {summary_line(snapshot, interrupted=reason)}")
-
-
-async def _within(awaitable: Any, deadline: float | None) -> bool:
-    """Await ``awaitable`` (a ``room()``/``drain()``) until ``deadline``; whether it was
-    done in time."""
-    if deadline is None:
-        result = await awaitable
-        return result is not False
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        awaitable.close()
-        return False
-    try:
-        result = await asyncio.wait_for(awaitable, remaining)
-    except asyncio.TimeoutError:
-        return False
-    return result is not False
 
 
 DownloaderFactory = Callable[[ProgressHook], Downloader]
@@ -201,13 +197,13 @@ async def _wait(
             if interrupt.code is None:
                 raise
             interrupt.acknowledge()
-        pending: list[ExportOutcome] = []
+        pending: Iterable[ExportOutcome] = ()
         if interrupt.code is not None:
             if stage is not None:
                 await stage.cancel()  # each download still going reports itself
             if interrupt.by_signal:
-                pending = stream.unfinished()
-                tally.pending += len(pending)
+                tally.pending = tally.total - tally.finished
+                pending = stream.iter_unfinished()  # one at a time: memory stays flat
         await run.finish((outcome.export_id, record_for(outcome)) for outcome in pending)
     finally:
         refresher.cancel()
