@@ -262,9 +262,9 @@ def _verb(
 
 _IDS_HELP = "exportID (digits: 1 to 2**63-1, no leading zeros) or exportIDStr (amemt-...)"
 _CREDENTIALS_EPILOG = (
-    "Credentials come from QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY, the endpoint from\n"
-    f"{BASE_URL_ENV}; SSL_CERT_FILE names a PEM file of CA certificates to\n"
-    "trust instead of the system's."
+    "Credentials come from QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY, the endpoint\n"
+    f"from {BASE_URL_ENV}; SSL_CERT_FILE names a PEM file of CA\n"
+    "certificates to trust instead of the system's."
 )
 
 
