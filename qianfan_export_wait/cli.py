@@ -641,6 +641,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     except (UsageError, ConfigurationError) as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    except KeyboardInterrupt:  # Ctrl-C while reading the ids: nothing was sent
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return ExitCode.SIGINT
     try:
         return run_interruptible(job)
     except BrokenPipeError:  # stdout closed while the demo printed its table
