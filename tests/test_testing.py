@@ -148,7 +148,7 @@ async def test_fast_policy_waits_about_as_long_as_the_exports_take() -> None:
             report = await ExportWaiter(client, policy=fast_policy()).wait_all(range(1, 21))
             elapsed = time.monotonic() - started
     assert report.ok
-    assert elapsed < 1.5  # the default policy's first wait alone is 2 s
+    assert elapsed < 1.9  # the default policy's first wait alone is 2 s
 
 
 def test_fast_policy_takes_changes() -> None:
