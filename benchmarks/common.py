@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qianfan_export_wait import ExportStatusClient
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 
 __all__ = [
     "LoopLagProbe",

@@ -16,9 +16,9 @@ import sys
 import time
 from typing import Any
 
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.client import EXPORT_STATUS_PATH, ExportStatusClient
 from qianfan_export_wait.ratelimit import Reservation
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.waiter import ExportWaiter, OutcomeKind, PollPolicy
 
 

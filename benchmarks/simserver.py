@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 
 __all__ = ["REPO_ROOT", "SimProcess"]
 

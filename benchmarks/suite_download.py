@@ -36,7 +36,7 @@ _CONCURRENCY = 4
 _CHILD = """
 import asyncio, json, resource, sys, tempfile
 from qianfan_export_wait.client import ExportStatusClient
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 
 async def main(base_url, export_id):
     async with ExportStatusClient(SIMULATOR_CREDENTIALS, base_url=base_url) as client:

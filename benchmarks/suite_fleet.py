@@ -43,8 +43,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.client import BASE_URL_ENV
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 
 from .common import SuiteResult, Target
 from .simserver import REPO_ROOT, SimProcess

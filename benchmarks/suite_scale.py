@@ -34,10 +34,10 @@ from pathlib import Path
 
 from tenacity import wait_none
 
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.client import BASE_URL_ENV, ClientStats
 from qianfan_export_wait.models import parse_export_status
 from qianfan_export_wait.ratelimit import FixedRateLimiter
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.waiter import ExportWaiter, PollPolicy
 
 from .common import LoopLagProbe, SuiteResult, Target, WakeCounter, idle_wake_cpu

@@ -20,8 +20,8 @@ from typing import Any
 
 from tenacity import wait_fixed
 
-from qianfan_export_wait.cli import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.client import BASE_URL_ENV
+from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.waiter import PollPolicy
 
 from .common import SuiteResult, summarize_lags

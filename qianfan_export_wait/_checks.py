@@ -1,4 +1,8 @@
-"""The one place options are checked: numbers with a unit and a range. Pure code."""
+"""The one place options are checked: numbers with a unit and a range. Pure code.
+
+The library, the command line (through ``argparse`` types that wrap these) and the
+simulator all check their numbers here, so a bad value gets the same message everywhere.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +40,18 @@ def check_number(
     return number
 
 
-def check_count(name: str, value: object, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an ``int`` (not a ``bool``) of at least ``minimum``, else
-    raise ``ConfigurationError`` naming it."""
+def check_count(
+    name: str, value: object, *, minimum: int | None = 1, maximum: int | None = None
+) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) from ``minimum`` to
+    ``maximum`` (``None``: no bound on that side), else raise ``ConfigurationError``
+    naming it."""
+    if minimum is None:
+        bound = "" if maximum is None else f" <= {maximum}"
+    else:
+        bound = f" >= {minimum}" if maximum is None else f" from {minimum} to {maximum}"
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise ConfigurationError(f"{name} must be an int{bound}, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigurationError(f"{name} must be an int{bound}, got {value!r}")
     return value

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from ._checks import check_count
 from .errors import MissingCredentialsError
 
 __all__ = [
@@ -236,10 +237,7 @@ def sign(
     headers_to_sign: Iterable[str] | None = None,
 ) -> str:
     """Return the ``Authorization`` value (``bce-auth-v1/...``) for one request."""
-    if isinstance(expiration_seconds, bool) or not isinstance(expiration_seconds, int):
-        raise ValueError(f"expiration_seconds must be an int, got {expiration_seconds!r}")
-    if expiration_seconds <= 0:
-        raise ValueError(f"expiration_seconds must be positive, got {expiration_seconds}")
+    check_count("expiration_seconds", expiration_seconds)
     names = sorted({name.strip().lower() for name in headers_to_sign or ()})
     prefix = _auth_prefix(credentials.access_key, canonical_time(timestamp), expiration_seconds)
     request = "\n".join(

@@ -1,602 +1,598 @@
-"""The ``qianfan-export-wait`` command line: argument parsing and printing only.
+"""The ``qianfan-export-wait`` command line: argument parsing, and for each verb the one
+call into the library and ``console`` that does the work.
 
-JSON Lines on stdout for machines; progress and logs on stderr for people. Exit codes
-(sysexits-style): 0 every export Done; 1 some Fail or error, none timed out (for
-``simulate``: the address cannot be listened on); 2 some timed out; 64 bad usage, id,
-option or missing credentials (nothing was sent); 69 gave up: the service stayed
-unavailable; 77 authentication failure; 130 interrupted by SIGINT, 143 by SIGTERM (after
-printing what is known).
+Everything the user gives is checked before the event loop starts (ids, files, numbers,
+credentials, the endpoint, a CA bundle): a problem there is exit 64 and nothing is sent.
+What the verbs print, and every other exit code, is ``console``'s business.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import bisect
 import contextlib
-import json
 import logging
 import os
-import re
-import signal
+import ssl
 import sys
-import time
-from array import array
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TextIO, cast
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
 
 from . import __version__
+from ._checks import check_count, check_number
 from .auth import Credentials
-from .client import BASE_URL_ENV, ExportStatusClient
-from .errors import ApiError, AuthError, ConfigurationError, QianfanError
-from .models import ExportId, ExportStatus, validate_export_id
-from .redis_limit import REDIS_URL_ENV, fleet_limiter
-from .waiter import (
+from .client import BASE_URL_ENV, DEFAULT_BASE_URL, ExportStatusClient
+from .console import (
+    EXIT_CODES_HELP,
+    ORDERS,
+    Console,
+    DisplayLogHandler,
+    ExitCode,
+    Interrupt,
+    UsageError,
+    WaitPlan,
+    gather_ids,
+    read_earlier_run,
+    run_interruptible,
+    run_status,
+    run_wait,
+)
+from .download import Downloader, ProgressHook
+from .errors import ConfigurationError
+from .redis_limit import REDIS_URL_ENV, limiter_from_url
+from .simulator import SIMULATOR_CREDENTIALS
+from .waiting import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_UNAVAILABLE,
     DEFAULT_MIN_DELAY,
     DEFAULT_TIMEOUT,
-    ExportOutcome,
     ExportWaiter,
-    OutcomeKind,
     PollPolicy,
-    WaiterStats,
 )
 
-__all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_TIMEOUT = 2
-EXIT_USAGE = 64
-EXIT_UNAVAILABLE = 69
-EXIT_NOPERM = 77
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+__all__ = ["SIMULATOR_CREDENTIALS", "build_parser", "main"]
 
 logger = logging.getLogger("qianfan_export_wait")
-SIMULATOR_CREDENTIALS = Credentials("simulator-access-key", "simulator-secret-key")
-"""The pair ``simulate`` accepts when given no credentials (a test pair, not a secret)."""
-_INT_ID = re.compile(r"^-?[0-9]+$")
+
+Job = Callable[[Interrupt], Coroutine[Any, Any, int]]
+"""What a verb runs in the event loop; returns the exit code."""
+
+_PROG = "qianfan-export-wait"
+_DEFAULT_DOWNLOAD_CONCURRENCY = 4
 
 
-class UsageError(Exception):
-    """Bad command-line input, reported with exit code 64 before any request."""
+# ---------------------------------------------------------------- number options
 
 
-class _Interrupted(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
+def _number(
+    name: str,
+    *,
+    unit: str = "seconds",
+    minimum: float = 0.0,
+    inclusive: bool = False,
+    maximum: float = float("inf"),
+) -> Callable[[str], float]:
+    """An argparse ``type``: a number checked by ``check_number``."""
 
-
-# ---------------------------------------------------------------- parsing helpers
-
-
-def parse_id(text: str) -> ExportId:
-    """A command-line id: digits become the int ``exportID``, anything else a string."""
-    value: ExportId = int(text) if _INT_ID.match(text) and len(text) < 40 else text
-    try:
-        return validate_export_id(value)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def read_ids_file(path: str, stdin: TextIO) -> list[ExportId]:
-    """Ids from a file (``-``: stdin), one per line; blank lines and ``#`` comments skipped."""
-    if path == "-":
-        return _parse_id_lines(path, stdin)
-    try:
-        # Line by line: 100,000 ids never sit in memory as text as well as ids.
-        with open(path, encoding="utf-8") as lines:
-            return _parse_id_lines(path, lines)
-    except FileNotFoundError:
-        raise UsageError(f"--ids-file {path!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--ids-file {path!r} cannot be read: {exc}") from None
-
-
-def _parse_id_lines(path: str, lines: Iterable[str]) -> list[ExportId]:
-    ids: list[ExportId] = []
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            ids.append(parse_id(text))
-        except UsageError as exc:
-            raise UsageError(f"{path}:{number}: {exc}") from None
-    return ids
-
-
-def _positive(kind: type[float] | type[int], name: str) -> Callable[[str], Any]:
-    def convert(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a {'whole ' if kind is int else ''}number, got {text!r}"
-            ) from None
-        if not value > 0 or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text!r}")
-        return value
-
-    return convert
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--port must be a whole number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"--port must be within 0-65535, got {text!r}")
-    return value
-
-
-def _fraction(name: str) -> Callable[[str], float]:
     def convert(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not 0.0 <= value <= 1.0:
-            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {text!r}")
-        return value
+        try:
+            checked = check_number(
+                name, value, unit=unit, minimum=minimum, inclusive=inclusive, maximum=maximum
+            )
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        assert checked is not None
+        return checked
 
     return convert
+
+
+def _count(name: str, *, minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number checked by ``check_count``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a whole number, got {text!r}"
+            ) from None
+        try:
+            return check_count(name, value, minimum=minimum, maximum=maximum)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+# ---------------------------------------------------------------- the parser
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # exit 64, the sysexits code for bad usage
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the exit-code table of the epilog as written."""
+
+
+def _connection_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--endpoint",
         metavar="URL",
-        help=f"API base URL (default: ${BASE_URL_ENV} or https://qianfan.baidubce.com)",
+        help=f"API base URL (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
     )
-    parser.add_argument(
+    group.add_argument(
         "--request-timeout",
-        type=_positive(float, "--request-timeout"),
+        type=_number("--request-timeout"),
         default=10.0,
         metavar="S",
-        help="seconds allowed for one request (default: 10)",
+        help="seconds allowed for one request (default: %(default)g)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--insecure-http",
         action="store_true",
-        help="allow plain http:// to a host that is not loopback",
+        help="allow plain http:// to a host that is not loopback (default: off)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every verb."""
-    parser = _Parser(
-        prog="qianfan-export-wait",
-        description="Wait for Baidu Qianfan model-evaluation result exports.",
-        epilog="Credentials come from QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY.",
+    group.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="trust only the CA certificates in this PEM file (default: the system's, "
+        "or the file named by $SSL_CERT_FILE)",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    verbs.required = True
 
-    status = verbs.add_parser("status", help="ask once for the status of each export id")
-    status.add_argument("ids", nargs="+", metavar="ID", help="exportID (digits) or exportIDStr")
-    _add_connection_options(status)
 
-    wait = verbs.add_parser("wait", help="wait until every export is Done or Fail")
-    wait.add_argument("ids", nargs="*", metavar="ID", help="exportID (digits) or exportIDStr")
-    wait.add_argument("--ids-file", metavar="PATH", help="file of ids, one per line; - for stdin")
-    wait.add_argument(
+def _polling_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--timeout",
-        type=_positive(float, "--timeout"),
+        type=_number("--timeout"),
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help="give up on an export after S seconds (default: %(default)g)",
     )
-    wait.add_argument(
+    group.add_argument(
         "--min-delay",
-        type=_positive(float, "--min-delay"),
+        type=_number("--min-delay"),
         default=DEFAULT_MIN_DELAY,
         metavar="S",
         help="first wait between polls of one export (default: %(default)g)",
     )
-    wait.add_argument(
+    group.add_argument(
         "--max-delay",
-        type=_positive(float, "--max-delay"),
+        type=_number("--max-delay"),
         default=DEFAULT_MAX_DELAY,
         metavar="S",
         help="longest wait between polls of one export (default: %(default)g)",
     )
-    wait.add_argument(
+    group.add_argument(
         "--max-in-flight",
-        type=_positive(int, "--max-in-flight"),
+        type=_count("--max-in-flight"),
         default=DEFAULT_MAX_IN_FLIGHT,
         metavar="N",
         help="requests in flight at once (default: %(default)d)",
     )
-    wait.add_argument(
+    group.add_argument(
         "--qps",
-        type=_positive(float, "--qps"),
+        type=_number("--qps", unit="requests per second"),
         default=None,
         metavar="Q",
         help="never send more than Q requests per second (default: adapt to the server)",
     )
-    wait.add_argument(
+    group.add_argument(
         "--max-unavailable",
-        type=_positive(float, "--max-unavailable"),
+        type=_number("--max-unavailable"),
         default=DEFAULT_MAX_UNAVAILABLE,
         metavar="S",
         help="give up on an export after S seconds with no answer from the service "
         "(connection refused, 5xx, timeouts); exit code 69 (default: %(default)g)",
     )
-    wait.add_argument(
+    group.add_argument(
+        "--budget",
+        type=_number("--budget", unit="requests per second"),
+        default=None,
+        metavar="Q",
+        help="poll by a round-robin sweep at Q requests per second: each pending export "
+        "every pending/Q seconds, never more often than --min-delay (default: a backoff "
+        "per export instead)",
+    )
+    group.add_argument(
         "--redis-url",
         default=os.environ.get(REDIS_URL_ENV),
         metavar="URL",
         help="share the rate limit with every process of this account through Redis "
-        f"(default: ${REDIS_URL_ENV}; needs the redis extra)",
+        f"(default: ${REDIS_URL_ENV}, else none; needs the redis extra)",
     )
-    wait.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    _add_connection_options(wait)
 
-    demo = verbs.add_parser("demo", help="wait for exports on the built-in simulator")
-    demo.add_argument("--exports", type=_positive(int, "--exports"), default=300, metavar="N")
-    demo.add_argument("--seed", type=int, default=7, metavar="S")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    demo.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
 
-    simulate = verbs.add_parser("simulate", help="run the local Qianfan simulator until Ctrl-C")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=_port, default=8421, metavar="P")
-    simulate.add_argument("--exports", type=int, default=100, metavar="N")
-    simulate.add_argument("--seed", type=int, default=0, metavar="S")
-    simulate.add_argument("--qps", type=_positive(float, "--qps"), default=None, metavar="Q")
-    simulate.add_argument("--faults", type=_fraction("--faults"), default=0.0, metavar="F")
-    simulate.add_argument(
-        "--max-seconds", type=_positive(float, "--max-seconds"), default=30.0, metavar="T"
+def _download_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--download",
+        metavar="DIR",
+        help="fetch each Done export's file into DIR/<export id>/, verified; its line "
+        'gains "file" or "download_error" (default: no download)',
     )
-    simulate.add_argument("--fail-ratio", type=_fraction("--fail-ratio"), default=0.1, metavar="R")
-    simulate.add_argument(
-        "--slow-delay",
-        type=_positive(float, "--slow-delay"),
-        default=2.0,
-        metavar="S",
-        help="seconds the slow-response fault waits (default: 2)",
+    group.add_argument(
+        "--extract",
+        action="store_true",
+        help="with --download: unpack zip files safely beside them (default: off)",
     )
-    simulate.add_argument(
-        "--retry-after",
-        type=_positive(float, "--retry-after"),
-        default=None,
-        metavar="S",
-        help="send Retry-After: S with throttled answers",
+    group.add_argument(
+        "--download-concurrency",
+        type=_count("--download-concurrency"),
+        default=_DEFAULT_DOWNLOAD_CONCURRENCY,
+        metavar="N",
+        help="with --download: files fetched at once (default: %(default)d)",
     )
-    simulate.add_argument(
-        "--clock-skew",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="shift the simulator's clock by S seconds (to test clock-skew handling)",
+
+
+def _display_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live progress bar on stderr (default: a bar when stderr is a terminal)",
     )
-    simulate.add_argument("--access-key", default=None)
-    simulate.add_argument("--secret-key", default=None)
-    simulate.add_argument("-v", "--verbose", action="store_true", help="debug logs on stderr")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no bar, no summary, no info logs on stderr; errors still show (default: off)",
+    )
+
+
+def _log_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logs on stderr (default: off)"
+    )
+
+
+OPTION_GROUPS: dict[str, tuple[str, Callable[[argparse._ArgumentGroup], None]]] = {
+    "polling": ("polling", _polling_options),
+    "download": ("downloads", _download_options),
+    "connection": ("connection", _connection_options),
+    "display": ("stderr", _display_options),
+    "log": ("logs", _log_options),
+}
+"""The option groups verbs share: name -> (heading in --help, adder). A new option for
+several verbs goes into one adder."""
+
+
+def _verb(
+    verbs: Any, name: str, summary: str, *groups: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A verb's parser with the shared option ``groups`` (keys of ``OPTION_GROUPS``)."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        name, help=summary, description=summary, epilog=epilog, formatter_class=_Formatter
+    )
+    for group in groups:
+        heading, add = OPTION_GROUPS[group]
+        add(parser.add_argument_group(heading))
     return parser
 
 
-# ---------------------------------------------------------------- output
+_IDS_HELP = "exportID (digits: 1 to 2**63-1, no leading zeros) or exportIDStr (amemt-...)"
+_CREDENTIALS_EPILOG = (
+    "Credentials come from QIANFAN_ACCESS_KEY and QIANFAN_SECRET_KEY, the endpoint\n"
+    f"from {BASE_URL_ENV}; SSL_CERT_FILE names a PEM file of CA\n"
+    "certificates to trust instead of the system's."
+)
 
 
-def outcome_record(
-    export_id: ExportId,
-    outcome: str,
-    status: ExportStatus | None,
-    error: QianfanError | None,
-    polls: int,
-    elapsed: float,
-) -> dict[str, Any]:
-    """The JSON object printed for one export."""
-    if isinstance(error, ApiError):
-        error_object: dict[str, Any] | None = error.to_dict()
-    elif error is not None:
-        error_object = {"code": None, "message": str(error), "log_id": None}
-    else:
-        error_object = None
-    return {
-        "export_id": export_id,
-        "outcome": outcome,
-        "state": None if status is None else status.state_name,
-        "result": None if status is None else dict(status.raw),
-        "error": error_object,
-        "polls": polls,
-        "elapsed_s": round(elapsed, 3),
-    }
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb."""
+    parser = _Parser(
+        prog=_PROG,
+        description="Wait for Baidu Qianfan model-evaluation result exports.",
+        epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+
+    status = _verb(
+        verbs,
+        "status",
+        "ask once for the status of each export id",
+        "connection",
+        "log",
+        epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
+    )
+    status.add_argument("ids", nargs="+", metavar="ID", help=_IDS_HELP)
+
+    wait = _verb(
+        verbs,
+        "wait",
+        "wait until every export is Done or Fail; one JSON line per id on stdout",
+        "polling",
+        "download",
+        "connection",
+        "display",
+        "log",
+        epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
+    )
+    wait.add_argument("ids", nargs="*", metavar="ID", help=_IDS_HELP)
+    wait.add_argument(
+        "--ids-file",
+        metavar="PATH",
+        help="also wait for the ids in this file, one a line; - for stdin; UTF-8, "
+        "# comments (default: none)",
+    )
+    wait.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="an earlier run's output: ids it has as done or failed are printed again "
+        "without a request, the rest are waited for; with no IDs, its ids are the run's "
+        "(default: none)",
+    )
+    wait.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="input",
+        help="print lines in the order of the ids given, or as each export finishes "
+        "(default: %(default)s)",
+    )
+
+    demo = _verb(verbs, "demo", "wait for exports on the built-in simulator", "display", "log")
+    demo.add_argument(
+        "--exports",
+        type=_count("--exports"),
+        default=300,
+        metavar="N",
+        help="exports to simulate (default: %(default)d)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        metavar="S",
+        help="seed of the simulator's timeline and faults (default: %(default)d)",
+    )
+
+    simulate = _verb(verbs, "simulate", "run the local Qianfan simulator until Ctrl-C", "log")
+    _simulate_options(simulate)
+    return parser
 
 
-def _json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-
-
-def outcome_line(outcome: ExportOutcome) -> str:
-    """One JSON line for a waiter outcome."""
-    return _json_line(
-        outcome_record(
-            outcome.export_id,
-            outcome.kind.value,
-            outcome.status,
-            outcome.error,
-            outcome.polls,
-            outcome.elapsed,
-        )
+def _simulate_options(simulate: argparse.ArgumentParser) -> None:
+    simulate.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    simulate.add_argument(
+        "--port",
+        type=_count("--port", minimum=0, maximum=65535),
+        default=8421,
+        metavar="P",
+        help="port to listen on; 0 picks a free one (default: %(default)d)",
+    )
+    simulate.add_argument(
+        "--exports",
+        type=_count("--exports", minimum=0),
+        default=100,
+        metavar="N",
+        help="exports 1..N to serve (default: %(default)d)",
+    )
+    simulate.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the timeline, the faults and the failing exports (default: %(default)d)",
+    )
+    simulate.add_argument(
+        "--qps",
+        type=_number("--qps", unit="requests per second"),
+        default=None,
+        metavar="Q",
+        help="answer code 18 (throttled) beyond Q requests per second (default: no limit)",
+    )
+    simulate.add_argument(
+        "--faults",
+        type=_number("--faults", unit="probability", inclusive=True, maximum=1.0),
+        default=0.0,
+        metavar="F",
+        help="share of requests that meet an injected fault: HTTP 500, reset, truncated "
+        "JSON, code 336100, slow answer (default: %(default)g)",
+    )
+    simulate.add_argument(
+        "--max-seconds",
+        type=_number("--max-seconds", inclusive=True),
+        default=30.0,
+        metavar="T",
+        help="exports finish at seeded times spread over T seconds (default: %(default)g)",
+    )
+    simulate.add_argument(
+        "--fail-ratio",
+        type=_number("--fail-ratio", unit="fraction", inclusive=True, maximum=1.0),
+        default=0.1,
+        metavar="R",
+        help="share of exports that end in Fail (default: %(default)g)",
+    )
+    simulate.add_argument(
+        "--slow-delay",
+        type=_number("--slow-delay"),
+        default=2.0,
+        metavar="S",
+        help="seconds the slow-response fault waits (default: %(default)g)",
+    )
+    simulate.add_argument(
+        "--retry-after",
+        type=_number("--retry-after"),
+        default=None,
+        metavar="S",
+        help="send Retry-After: S with throttled answers (default: none)",
+    )
+    simulate.add_argument(
+        "--clock-skew",
+        type=_number("--clock-skew", minimum=-86400.0, inclusive=True, maximum=86400.0),
+        default=0.0,
+        metavar="S",
+        help="shift the simulator's clock by S seconds (default: %(default)g)",
+    )
+    simulate.add_argument(
+        "--access-key",
+        default=None,
+        help="the access key to accept (default: $QIANFAN_ACCESS_KEY, else the test pair "
+        f"{SIMULATOR_CREDENTIALS.access_key})",
+    )
+    simulate.add_argument(
+        "--secret-key",
+        default=None,
+        help="the secret key to accept; prefer $QIANFAN_SECRET_KEY, as arguments are "
+        "visible to other users (default: $QIANFAN_SECRET_KEY, else the test pair's)",
     )
 
 
-class OrderedPrinter:
-    """Prints lines in the caller's order as soon as every earlier one is known."""
-
-    def __init__(self, ids: Sequence[ExportId], out: TextIO) -> None:
-        self._position: dict[ExportId, int] | None = None
-        if all(type(export_id) is int for export_id in ids):
-            # The usual --ids-file of numbers: two sorted arrays, 16 bytes an id where a
-            # dict costs about 90 (100,000 ids: 1.6 MB instead of 9).
-            numbers = cast("Sequence[int]", ids)
-            order = sorted(range(len(numbers)), key=numbers.__getitem__)
-            self._sorted_ids = array("q", map(numbers.__getitem__, order))
-            self._slots = array("q", order)
-        else:
-            # int and str ids never compare equal (bools are refused): the id is the key.
-            self._position = {export_id: n for n, export_id in enumerate(ids)}
-        self._lines: list[str | None] = [None] * len(ids)
-        self._next = 0
-        self._out = out
-
-    def _slot(self, export_id: ExportId) -> int:
-        if self._position is not None:
-            return self._position[export_id]
-        return self._slots[bisect.bisect_left(self._sorted_ids, export_id)]
-
-    def add(self, export_id: ExportId, line: str) -> None:
-        """Record one export's line and print every line now in order."""
-        self._lines[self._slot(export_id)] = line
-        while self._next < len(self._lines):
-            ready = self._lines[self._next]
-            if ready is None:
-                break
-            self._out.write(ready + "\n")
-            self._lines[self._next] = None
-            self._next += 1
-        self._out.flush()
-
-    def flush_known(self) -> None:
-        """Print every known line not printed yet (on interruption), keeping order."""
-        for index in range(self._next, len(self._lines)):
-            line = self._lines[index]
-            if line is not None:
-                self._out.write(line + "\n")
-                self._lines[index] = None
-        self._next = len(self._lines)
-        self._out.flush()
+# ---------------------------------------------------------------- the verbs
 
 
-class Progress:
-    """A progress display on stderr: a rich bar when available, else one plain line."""
-
-    def __init__(self, total: int, enabled: bool, stream: TextIO) -> None:
-        self._enabled = enabled and stream.isatty()
-        self._stream = stream
-        self._total = total
-        self._rich: Any = None
-        self._task: Any = None
-        if self._enabled:
-            try:
-                from rich.console import Console
-                from rich.progress import (
-                    BarColumn,
-                    MofNCompleteColumn,
-                    TextColumn,
-                    TimeElapsedColumn,
-                )
-                from rich.progress import Progress as RichProgress
-            except ImportError:
-                return
-            self._rich = RichProgress(
-                TextColumn("waiting"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                console=Console(file=stream),
-                transient=True,
-            )
-            self._task = self._rich.add_task("wait", total=total, detail="")
-
-    def __enter__(self) -> Progress:
-        if self._rich is not None:
-            self._rich.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._rich is not None:
-            self._rich.stop()
-        elif self._enabled:
-            self._stream.write("\n")
-            self._stream.flush()
-
-    def update(self, stats: WaiterStats) -> None:
-        """Show the latest counts."""
-        if not self._enabled:
-            return
-        detail = (
-            f"done {stats.done} failed {stats.failed} errors {stats.errors} "
-            f"timeout {stats.timed_out} | {stats.requests} requests, "
-            f"{stats.throttled} throttled, {stats.rate:.0f}/s"
-        )
-        if self._rich is not None:
-            self._rich.update(self._task, completed=stats.finished, detail=detail)
-        else:
-            self._stream.write(f"\r{stats.finished}/{self._total} {detail}   ")
-            self._stream.flush()
-
-
-def _configure_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("qianfan-export-wait: %(levelname)s: %(message)s"))
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
-
-
-def _exit_code(counts: dict[OutcomeKind, int], auth_failed: bool, unavailable: bool) -> int:
-    if auth_failed:
-        return EXIT_NOPERM
-    if unavailable:
-        return EXIT_UNAVAILABLE
-    if counts[OutcomeKind.TIMEOUT]:
-        return EXIT_TIMEOUT
-    if counts[OutcomeKind.FAILED] or counts[OutcomeKind.ERROR]:
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------- verbs
-
-
-def _make_client(args: argparse.Namespace) -> ExportStatusClient:
-    return ExportStatusClient(
-        Credentials.from_env(),
-        base_url=args.endpoint,
-        request_timeout=args.request_timeout,
-        allow_insecure_http=args.insecure_http,
-    )
-
-
-async def _status(args: argparse.Namespace, out: TextIO) -> int:
-    ids = [parse_id(text) for text in args.ids]
-    client = _make_client(args)
-    code = EXIT_OK
-    async with client:
-        for export_id in ids:
-            started = time.monotonic()
-            requests_before = client.stats.requests
-            status: ExportStatus | None = None
-            error: QianfanError | None = None
-            try:
-                status = await client.get_status(export_id)
-            except AuthError as exc:
-                logger.error(
-                    "authentication failed for access key %s at %s: %s",
-                    client.credentials.masked_access_key,
-                    client.base_url,
-                    exc,
-                )
-                error, code = exc, EXIT_NOPERM
-            except ApiError as exc:
-                error, code = exc, EXIT_FAILED
-            if status is None:
-                outcome = "error"
-            elif status.is_terminal:
-                outcome = "done" if status.state_name == "Done" else "failed"
-            else:
-                outcome = "pending"
-            if outcome == "failed":
-                code = EXIT_FAILED
-            record = outcome_record(
-                export_id,
-                outcome,
-                status,
-                error,
-                client.stats.requests - requests_before,
-                time.monotonic() - started,
-            )
-            out.write(_json_line(record) + "\n")
-            out.flush()
-            if code == EXIT_NOPERM:
-                break
-    return code
-
-
-async def run_wait(
-    waiter: ExportWaiter,
-    ids: Sequence[ExportId],
-    out: TextIO,
-    *,
-    progress: Progress,
-) -> tuple[dict[OutcomeKind, int], bool, bool]:
-    """Wait for ``ids``, printing each outcome's line in order; return counts by kind,
-    whether authentication failed, and whether the service stayed unavailable."""
-    printer = OrderedPrinter(ids, out)
-    counts = dict.fromkeys(OutcomeKind, 0)
-    auth_failed = False
-    unavailable = False
-
-    async def refresh() -> None:
-        while True:
-            progress.update(waiter.stats)
-            await asyncio.sleep(0.2)
-
-    refresher = asyncio.ensure_future(refresh())
+def _ssl_context(path: str | None) -> ssl.SSLContext | None:
+    if path is None:
+        return None
     try:
-        with progress:
-            async for outcome in waiter.as_completed(ids):
-                counts[outcome.kind] += 1
-                auth_failed = auth_failed or isinstance(outcome.error, AuthError)
-                unavailable = unavailable or outcome.unavailable
-                printer.add(outcome.export_id, outcome_line(outcome))
-    finally:
-        refresher.cancel()
-        await asyncio.wait({refresher})
-        printer.flush_known()
-    return counts, auth_failed, unavailable
+        return ssl.create_default_context(cafile=path)
+    except FileNotFoundError:
+        raise UsageError(f"--ca-bundle {path!r} does not exist") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"--ca-bundle {path!r} is not a PEM file of certificates: {exc}") from None
 
 
-async def _wait(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    ids = [parse_id(text) for text in args.ids]
-    if args.ids_file:
-        ids.extend(read_ids_file(args.ids_file, stdin))
+def _session(context: ssl.SSLContext | None) -> aiohttp.ClientSession:
+    """One session for status requests and downloads (the connection count is the
+    client's and the downloader's to bound)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ssl=True if context is None else context),
+        raise_for_status=False,
+    )
+
+
+def _client_options(args: argparse.Namespace, credentials: Credentials) -> dict[str, Any]:
+    options = {
+        "base_url": args.endpoint,
+        "request_timeout": args.request_timeout,
+        "allow_insecure_http": args.insecure_http,
+    }
+    ExportStatusClient(credentials, **options)  # checks the endpoint now, sends nothing
+    return options
+
+
+def _prepare_status(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
+    ids = gather_ids(args.ids, None, stdin)
+    credentials = Credentials.from_env()
+    options = _client_options(args, credentials)
+    context = _ssl_context(args.ca_bundle)
+
+    async def job(interrupt: Interrupt) -> int:
+        async with _session(context) as session:
+            client = ExportStatusClient(credentials, session=session, **options)
+            tally = await run_status(client, ids, console, interrupt)
+        return tally.exit_code()
+
+    return job
+
+
+def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
+    ids = gather_ids(args.ids, args.ids_file, stdin)
+    downloading = args.download is not None
+    if (args.extract or args.download_concurrency != _DEFAULT_DOWNLOAD_CONCURRENCY) and (
+        not downloading
+    ):
+        raise UsageError("--extract and --download-concurrency need --download DIR")
+    earlier = None
+    if args.resume is not None:
+        earlier = read_earlier_run(args.resume, downloading=downloading)
+        if not ids:
+            ids = earlier.ids
     if not ids:
-        raise UsageError("no export ids given (pass IDs or --ids-file)")
-    unique = list(dict.fromkeys(ids))
-    del ids  # 100,000 ids: every copy kept alive costs megabytes
+        raise UsageError("no export ids given (pass IDs, --ids-file PATH or --resume FILE)")
+    plan = WaitPlan(ids, order=args.order, earlier=earlier)
     policy = PollPolicy(
         min_delay=args.min_delay,
         max_delay=args.max_delay,
         timeout=args.timeout,
         max_unavailable=args.max_unavailable,
+        budget=args.budget,
     )
-    async with _make_client(args) as client:
-        async with fleet_limiter(
-            args.redis_url, access_key=client.credentials.access_key, qps=args.qps
-        ) as limiter:
-            waiter = ExportWaiter(
-                client,
-                policy=policy,
-                max_in_flight=args.max_in_flight,
-                qps=args.qps,
-                limiter=limiter,
-            )
-            progress = Progress(len(unique), not args.no_progress, sys.stderr)
-            async with waiter:
-                counts, auth_failed, unavailable = await run_wait(
-                    waiter, unique, out, progress=progress
+    credentials = Credentials.from_env()
+    # A bad Redis URL, or no redis package, is bad usage: found here, before any request.
+    fleet = (
+        limiter_from_url(args.redis_url, access_key=credentials.access_key, qps=args.qps)
+        if args.redis_url
+        else None
+    )
+    options = _client_options(args, credentials)
+    context = _ssl_context(args.ca_bundle)
+    folder = _download_folder(args.download) if downloading else None
+    if folder is not None:  # checks the storage endpoint ($QIANFAN_BOS_ENDPOINT) now
+        Downloader(folder, allow_insecure_http=args.insecure_http)
+
+    async def job(interrupt: Interrupt) -> int:
+        async with _session(context) as session:
+            client = ExportStatusClient(credentials, session=session, **options)
+            factory = None
+            if folder is not None:
+
+                def factory(on_progress: ProgressHook) -> Downloader:
+                    return Downloader(
+                        folder,
+                        credentials=credentials,
+                        session=session,
+                        refresh=client.get_status,
+                        max_concurrency=args.download_concurrency,
+                        extract=args.extract,
+                        allow_insecure_http=args.insecure_http,
+                        on_progress=on_progress,
+                    )
+
+            async with contextlib.AsyncExitStack() as stack:
+                limiter = None if fleet is None else await stack.enter_async_context(fleet)
+                waiter = ExportWaiter(
+                    client,
+                    policy=policy,
+                    max_in_flight=args.max_in_flight,
+                    qps=args.qps,
+                    limiter=limiter,
                 )
-    return _exit_code(counts, auth_failed, unavailable)
+                async with waiter:
+                    tally = await run_wait(waiter, plan, console, interrupt, downloader=factory)
+        return tally.exit_code()
+
+    return job
 
 
-async def _demo(args: argparse.Namespace, out: TextIO) -> int:
+def _download_folder(path: str) -> Path:
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"--download {path!r} is not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"--download {path!r} cannot be created: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--download {path!r} is not writable")
+    return folder
+
+
+def _prepare_demo(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
     from .demo import run_demo
 
-    return await run_demo(
-        exports=args.exports, seed=args.seed, progress=not args.no_progress, out=out
-    )
+    async def job(interrupt: Interrupt) -> int:
+        return await run_demo(
+            exports=args.exports, seed=args.seed, console=console, interrupt=interrupt
+        )
+
+    return job
 
 
-async def _simulate(args: argparse.Namespace) -> int:
+def _prepare_simulate(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
     from .simulator import run_simulator
 
     if args.access_key or args.secret_key:
@@ -610,85 +606,90 @@ async def _simulate(args: argparse.Namespace) -> int:
             "QIANFAN_ACCESS_KEY=%s QIANFAN_SECRET_KEY=<see README>",
             credentials.access_key,
         )
-    try:
-        await run_simulator(
-            credentials,
-            host=args.host,
-            port=args.port,
-            exports=args.exports,
-            seed=args.seed,
-            qps=args.qps,
-            faults=args.faults,
-            max_seconds=args.max_seconds,
-            fail_ratio=args.fail_ratio,
-            slow_delay=args.slow_delay,
-            retry_after=args.retry_after,
-            clock_skew=args.clock_skew,
-        )
-    except OSError as exc:  # the address is taken or not this machine's
-        logger.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
-        return EXIT_FAILED
-    return EXIT_OK
+
+    async def job(interrupt: Interrupt) -> int:
+        try:
+            await run_simulator(
+                credentials,
+                host=args.host,
+                port=args.port,
+                exports=args.exports,
+                seed=args.seed,
+                qps=args.qps,
+                faults=args.faults,
+                max_seconds=args.max_seconds,
+                fail_ratio=args.fail_ratio,
+                slow_delay=args.slow_delay,
+                retry_after=args.retry_after,
+                clock_skew=args.clock_skew,
+            )
+        except OSError as exc:  # the address is taken or not this machine's
+            logger.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+            return ExitCode.FAILED
+        except BaseException:
+            if interrupt.code is None:
+                raise
+            return ExitCode.OK  # Ctrl-C is how the simulator is meant to stop
+        return ExitCode.OK
+
+    return job
 
 
-async def _dispatch(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    if args.verb == "status":
-        return await _status(args, out)
-    if args.verb == "wait":
-        return await _wait(args, out, stdin)
-    if args.verb == "demo":
-        return await _demo(args, out)
-    return await _simulate(args)
+_PREPARE: dict[str, Callable[[argparse.Namespace, Console, TextIO], Job]] = {
+    "status": _prepare_status,
+    "wait": _prepare_wait,
+    "demo": _prepare_demo,
+    "simulate": _prepare_simulate,
+}
 
 
-async def _main_async(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    received: list[int] = []
-
-    def on_signal(code: int) -> None:
-        if not received:
-            received.append(code)
-            main_task.cancel()
-
-    installed: list[signal.Signals] = []
-    for signum, code in ((signal.SIGINT, EXIT_SIGINT), (signal.SIGTERM, EXIT_SIGTERM)):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, on_signal, code)
-            installed.append(signum)
-    try:
-        return await _dispatch(args, out, stdin)
-    except asyncio.CancelledError:
-        if received and args.verb == "simulate":
-            return EXIT_OK  # Ctrl-C is how the simulator is meant to stop
-        if received:
-            raise _Interrupted(received[0]) from None
-        raise
-    finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+def _configure_logging(args: argparse.Namespace, console: Console) -> None:
+    handler = DisplayLogHandler(console.display)
+    handler.setFormatter(logging.Formatter(f"{_PROG}: %(levelname)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    if getattr(args, "verbose", False):
+        logger.setLevel(logging.DEBUG)
+    elif getattr(args, "quiet", False):
+        logger.setLevel(logging.WARNING)
+    else:
+        logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(None if argv is None else list(argv))
-    _configure_logging(getattr(args, "verbose", False))
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    quiet = getattr(args, "quiet", False)
+    console = Console(
+        sys.stdout if args.verb in ("status", "wait") else None,  # JSON lines: theirs only
+        sys.stderr,
+        bar=not (quiet or getattr(args, "no_progress", False)),
+        summary=not quiet,
+    )
+    _configure_logging(args, console)
     try:
-        return asyncio.run(_main_async(args, sys.stdout, sys.stdin))
-    except _Interrupted as interrupted:
-        print("qianfan-export-wait: interrupted", file=sys.stderr)
-        return interrupted.code
-    except KeyboardInterrupt:
-        print("qianfan-export-wait: interrupted", file=sys.stderr)
-        return EXIT_SIGINT
-    except UsageError as exc:
-        print(f"qianfan-export-wait: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ConfigurationError, ValueError) as exc:
-        print(f"qianfan-export-wait: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        job = _PREPARE[args.verb](args, console, sys.stdin)
+    except (UsageError, ConfigurationError) as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:  # Ctrl-C while reading the ids: nothing was sent
+        print(f"{_PROG}: interrupted", file=sys.stderr)
+        return ExitCode.SIGINT
+    try:
+        return run_interruptible(job)
+    except BrokenPipeError:  # stdout closed while the demo printed its table
+        _silence_stdout()
+        return ExitCode.SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of a closed pipe does
+    not print a traceback of its own."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file: nothing will be flushed to a pipe
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 from yarl import URL
 
-from ._checks import check_count
+from ._checks import check_count, check_number
 from ._json import loads as json_loads
 from .auth import Credentials, canonical_time, sign
 from .download import Downloader, DownloadRecord, ProgressHook
@@ -40,6 +40,7 @@ from .errors import (
     ThrottledError,
     TransientError,
     classify_response,
+    tls_error,
 )
 from .models import (
     ExportId,
@@ -118,8 +119,8 @@ def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
         )
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise ConfigurationError(
-            f"endpoint {text!r} uses plain http to a non-loopback host; use https "
-            "(or allow insecure http explicitly)"
+            f"endpoint {text!r} uses plain http to a non-loopback host; use https, or allow "
+            "it with --insecure-http (allow_insecure_http=True in Python)"
         )
     return url.with_path("/")
 
@@ -186,7 +187,8 @@ def _transport_error(exc: BaseException, client: ExportStatusClient) -> ApiError
             f"no complete answer within the request timeout ({client.request_timeout:g} s)"
         )
     if isinstance(exc, aiohttp.ClientSSLError):
-        return AuthError(f"TLS verification failed for {client._host}: {type(exc).__name__}")
+        cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
+        return tls_error(client._host, cause)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ResponseFormatError(f"response body was cut off: {exc}")
     if isinstance(exc, (aiohttp.ClientError, OSError)):
@@ -287,12 +289,8 @@ class ExportStatusClient:
             raise ConfigurationError(
                 f"credentials must be a Credentials, got {type(credentials).__name__}"
             )
-        if isinstance(request_timeout, bool) or not isinstance(request_timeout, (int, float)):
-            raise ConfigurationError(f"request_timeout must be a number, got {request_timeout!r}")
-        if not request_timeout > 0:
-            raise ConfigurationError(f"request_timeout must be > 0 seconds, got {request_timeout}")
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        check_number("request_timeout", request_timeout)
+        check_count("max_attempts", max_attempts)
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)

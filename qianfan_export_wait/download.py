@@ -46,6 +46,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from tenacity.wait import wait_base
 from yarl import URL
 
+from ._checks import check_count, check_number
 from .auth import Credentials
 from .bos import bos_endpoint_from_env, get_object_headers, object_url
 from .download_rules import (
@@ -323,14 +324,9 @@ class Downloader:
     ) -> None:
         from .client import validate_base_url
 
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-            raise ConfigurationError(f"max_concurrency must be an int, got {max_concurrency!r}")
-        if max_concurrency < 1:
-            raise ConfigurationError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigurationError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
-        if not read_timeout > 0:
-            raise ConfigurationError(f"read_timeout must be > 0 seconds, got {read_timeout!r}")
+        check_count("max_concurrency", max_concurrency)
+        check_count("max_attempts", max_attempts)
+        check_number("read_timeout", read_timeout)
         self.dest_dir = None if dest_dir is None else Path(dest_dir)
         self.credentials = credentials
         self.max_concurrency = max_concurrency

@@ -15,8 +15,10 @@
     │   │   ├── ResponseFormatError     body not JSON, not the expected shape, or too large
     │   │   └── ServiceUnavailableError the waiter gave up: no answer for the outage budget
     │   ├── AuthError                   stop: every other request will fail too
-    │   │                               (HTTP 401/403; codes 6, 13, 14, 110, 111;
-    │   │                               X-Bce-Error-Code such as SignatureDoesNotMatch)
+    │   │   │                           (HTTP 401/403; codes 6, 13, 14, 110, 111;
+    │   │   │                           X-Bce-Error-Code such as SignatureDoesNotMatch)
+    │   │   └── TlsError                the server could not be trusted: an untrusted
+    │   │                               certificate, a host name mismatch, not TLS at all
     │   └── InvalidRequestError         this request will never succeed
     │                                   (codes 100, 336001-336005, 500001: e.g. unknown id)
     ├── WaitError                       raised by ``ExportWaiter.wait`` for one export
@@ -69,6 +71,7 @@ __all__ = [
     "ResponseFormatError",
     "ServiceUnavailableError",
     "ThrottledError",
+    "TlsError",
     "TransferError",
     "TransientError",
     "UnexpectedError",
@@ -78,6 +81,7 @@ __all__ = [
     "classify_response",
     "error_class_for",
     "parse_retry_after",
+    "tls_error",
 ]
 
 THROTTLE_CODES = frozenset({4, 17, 18, 19, 336501, 336502})
@@ -177,6 +181,55 @@ class ServiceUnavailableError(TransientError):
 
 class AuthError(ApiError):
     """Credentials or signature rejected: every other request would fail the same way."""
+
+
+class TlsError(AuthError):
+    """The TLS handshake failed, so no request was sent. ``problem`` says why:
+    ``"untrusted_certificate"``, ``"hostname_mismatch"``, ``"not_tls"`` (the port
+    answers, but not in TLS: plain http?) or ``"handshake"`` (anything else)."""
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH_CODES = frozenset({62, 64})
+# What OpenSSL says when the bytes that came back are not a TLS record.
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
+)
+_TRUST_HINT = "trust its CA with SSL_CERT_FILE=FILE (or --ca-bundle FILE on the command line)"
+
+
+def tls_error(host: str, cause: BaseException | None) -> TlsError:
+    """The ``TlsError`` for a failed handshake with ``host``, from the ``ssl`` error
+    behind it (its ``verify_code``/``verify_message``, or its ``reason``)."""
+    verify_code = getattr(cause, "verify_code", None)
+    detail = str(getattr(cause, "verify_message", None) or "").rstrip(".")
+    reason = str(getattr(cause, "reason", None) or "")
+    if verify_code in _NAME_MISMATCH_CODES:
+        return TlsError(
+            f"TLS failed for {host}: the certificate is for another host name ({detail}); "
+            "use an endpoint with a name the certificate lists",
+            problem="hostname_mismatch",
+        )
+    if verify_code is not None:
+        return TlsError(
+            f"TLS failed for {host}: the server's certificate is not trusted "
+            f"({detail or 'verification failed'}); {_TRUST_HINT}",
+            problem="untrusted_certificate",
+        )
+    if reason in _NOT_TLS_REASONS:
+        return TlsError(
+            f"TLS failed for {host}: the server does not speak TLS ({reason}); "
+            "if it serves plain http, use an http:// endpoint",
+            problem="not_tls",
+        )
+    return TlsError(
+        f"TLS handshake with {host} failed ({reason or type(cause).__name__})",
+        problem="handshake",
+    )
 
 
 class InvalidRequestError(ApiError):

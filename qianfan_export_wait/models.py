@@ -1,9 +1,10 @@
-"""Export states, the status record, id validation and response parsing. Pure code."""
+"""Export states, the status record, the id rule and response parsing. Pure code."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +12,13 @@ from .errors import ResponseFormatError
 
 __all__ = [
     "MAX_EXPORT_ID_LENGTH",
+    "MAX_INT_EXPORT_ID",
     "ExportId",
     "ExportState",
     "ExportStatus",
     "describe_value",
+    "id_file_lines",
+    "parse_export_id",
     "parse_export_status",
     "validate_export_id",
 ]
@@ -23,7 +27,10 @@ ExportId = int | str
 """An export task id: the int ``exportID`` or the string ``exportIDStr`` (``amemt-...``)."""
 
 MAX_EXPORT_ID_LENGTH = 128
-_MAX_INT_ID = 2**63 - 1
+MAX_INT_EXPORT_ID = 2**63 - 1
+"""The largest int ``exportID`` the API takes (a signed 64-bit integer)."""
+_NUMERIC = re.compile(r"[+-]?[0-9]+")
+_BOM = b"\xef\xbb\xbf"
 
 
 class ExportState(str, enum.Enum):
@@ -64,7 +71,7 @@ def validate_export_id(value: object) -> ExportId:
             "expected an int exportID (e.g. 96) or a string exportIDStr (e.g. 'amemt-...')"
         )
     if isinstance(value, int):
-        if not 1 <= value <= _MAX_INT_ID:
+        if not 1 <= value <= MAX_INT_EXPORT_ID:
             raise ValueError(
                 f"export id {describe_value(value)} is out of range; "
                 "expected an int from 1 to 2**63-1"
@@ -83,6 +90,67 @@ def validate_export_id(value: object) -> ExportId:
             f"export id {describe_value(value)} contains control characters (newline, NUL, ...)"
         )
     return value
+
+
+def parse_export_id(text: str) -> ExportId:
+    """The export id written as ``text`` (a command-line argument, a line of a file):
+    the one rule for ids given as text.
+
+    Surrounding whitespace is ignored. Plain digits are the int ``exportID``: from 1 to
+    2**63-1, written without leading zeros (``007`` is refused rather than read as 7,
+    so that ``7`` and ``007`` never silently become one export). Anything else is the
+    string ``exportIDStr``, checked by ``validate_export_id``. Raises ``ValueError``
+    saying why and naming the limit.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"export id text must be a str, got {type(text).__name__}")
+    stripped = text.strip()
+    if not _NUMERIC.fullmatch(stripped):
+        return validate_export_id(stripped)
+    if stripped[0] == "+":
+        raise ValueError(
+            f"export id {describe_value(stripped)} has a sign; write a numeric exportID "
+            "in plain digits"
+        )
+    significant = stripped.lstrip("0")
+    if (
+        stripped[0] == "-"
+        or not significant
+        or len(significant) > len(str(MAX_INT_EXPORT_ID))
+        or int(significant) > MAX_INT_EXPORT_ID
+    ):
+        raise ValueError(
+            f"export id {describe_value(stripped)} is out of range; a numeric exportID is "
+            f"a whole number from 1 to {MAX_INT_EXPORT_ID} (2**63-1)"
+        )
+    if significant != stripped:
+        raise ValueError(
+            f"export id {describe_value(stripped)} has leading zeros; write {significant} "
+            "(they are refused so that 7 and 007 never silently become one export)"
+        )
+    return int(significant)
+
+
+def id_file_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """``(line number, id text)`` for each id in the lines of an ids file, as bytes.
+
+    The file is UTF-8, with or without a byte-order mark; lines end in LF or CRLF (a CR
+    anywhere else stays in the line, and makes its id invalid); ``#`` starts a comment
+    that runs to the end of the line; blank lines are skipped. Each id text then
+    follows ``parse_export_id``. Raises ``ValueError`` naming a line that is not UTF-8.
+    """
+    for number, raw in enumerate(lines, 1):
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM) :]
+        if raw.endswith(b"\n"):
+            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"line {number} is not UTF-8 text") from None
+        text = line.split("#", 1)[0].strip()
+        if text:
+            yield number, text
 
 
 def _optional_str(result: Mapping[str, Any], key: str) -> str | None:

@@ -4,35 +4,68 @@
 
     async with simulated_qianfan(exports=10, qps=5) as fake:
         async with fake.client() as client:
-            status = await client.get_status(1)
+            waiter = ExportWaiter(client, policy=fast_policy())
+            report = await waiter.wait_all(range(1, 11))
 
-The pytest plugin offers the same object as the ``qianfan_simulator`` fixture.
+    with simulated_qianfan_in_thread(exports=3) as fake:   # for synchronous code
+        os.environ.update(fake.environ)                      # what the official SDK reads
+        ...
+
+The pytest plugin offers them as the ``qianfan_simulator`` and ``qianfan_simulator_sync``
+fixtures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from yarl import URL
 
 from .auth import Credentials
-from .client import SIGNED_HEADERS, ExportStatusClient, host_header, status_request_headers
+from .bos import BOS_ENDPOINT_ENV
+from .client import (
+    BASE_URL_ENV,
+    SIGNED_HEADERS,
+    ExportStatusClient,
+    host_header,
+    status_request_headers,
+)
 from .simulator import FaultRates, SimExport, Simulator, SimulatorConfig, SimulatorStats
 from .simulator.exports import ExportType
+from .waiting import PollPolicy
 
 __all__ = [
     "SimulatedQianfan",
+    "fast_policy",
     "generate_credentials",
     "serve_in_thread",
     "signed_status_headers",
     "simulated_qianfan",
+    "simulated_qianfan_in_thread",
 ]
+
+_T = TypeVar("_T")
+
+
+class _Call(Protocol):
+    """Runs a function where the simulator lives (here, or in its server thread)."""
+
+    def __call__(self, function: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T: ...
+
+
+def fast_policy(**changes: Any) -> PollPolicy:
+    """A ``PollPolicy`` for tests: polls every 10-50 ms and gives up after 30 s, so a test
+    waits about as long as its exports take (``changes`` override any field)."""
+    options: dict[str, Any] = {"min_delay": 0.01, "max_delay": 0.05, "timeout": 30.0}
+    options.update(changes)
+    return PollPolicy(**options)
 
 
 def generate_credentials() -> Credentials:
@@ -63,12 +96,23 @@ def signed_status_headers(
 
 class SimulatedQianfan:
     """A running simulator: its ``base_url``, the ``credentials`` it accepts, the
-    ``simulator`` itself, and shortcuts to drive exports and make clients."""
+    ``simulator`` itself, and shortcuts to drive exports and make clients.
 
-    def __init__(self, simulator: Simulator, base_url: str) -> None:
+    Served from another thread (``simulated_qianfan_in_thread``), the shortcuts run in
+    the simulator's own event loop, so a synchronous test can drive it safely.
+    """
+
+    def __init__(
+        self,
+        simulator: Simulator,
+        base_url: str,
+        *,
+        call: _Call | None = None,
+    ) -> None:
         self.simulator = simulator
         self.base_url = base_url
         self.credentials = simulator.credentials
+        self._call: _Call = call or _call_here
 
     def __repr__(self) -> str:
         return f"SimulatedQianfan(base_url={self.base_url!r}, credentials={self.credentials!r})"
@@ -77,6 +121,18 @@ class SimulatedQianfan:
     def stats(self) -> SimulatorStats:
         """The simulator's live counters."""
         return self.simulator.stats
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """The variables that point code at this simulator: ``QIANFAN_ACCESS_KEY``,
+        ``QIANFAN_SECRET_KEY``, ``QIANFAN_CONSOLE_API_BASE_URL`` (what this library and the
+        official SDK read) and ``QIANFAN_BOS_ENDPOINT`` (where storage files come from)."""
+        return {
+            "QIANFAN_ACCESS_KEY": self.credentials.access_key,
+            "QIANFAN_SECRET_KEY": self.credentials.secret_key,
+            BASE_URL_ENV: self.base_url,
+            BOS_ENDPOINT_ENV: self.base_url,
+        }
 
     def add_export(
         self,
@@ -87,35 +143,35 @@ class SimulatedQianfan:
         export_id: int | None = None,
     ) -> SimExport:
         """Add one export (see ``Simulator.add_export``)."""
-        return self.simulator.add_export(
-            finish_after, fail, export_type, uploading_after, export_id
+        return self._call(
+            self.simulator.add_export, finish_after, fail, export_type, uploading_after, export_id
         )
 
     def add_exports(
         self, n: int, max_seconds: float = 8.0, fail_ratio: float = 0.1
     ) -> list[SimExport]:
         """Add ``n`` exports (see ``Simulator.add_exports``)."""
-        return self.simulator.add_exports(n, max_seconds, fail_ratio)
+        return self._call(self.simulator.add_exports, n, max_seconds, fail_ratio)
 
     def complete(self, export_id: int | str) -> SimExport:
         """Make an export Done now."""
-        return self.simulator.complete(export_id)
+        return self._call(self.simulator.complete, export_id)
 
     def fail(self, export_id: int | str) -> SimExport:
         """Make an export Fail now."""
-        return self.simulator.fail(export_id)
+        return self._call(self.simulator.fail, export_id)
 
     def hold(self, export_id: int | str) -> SimExport:
         """Keep an export from finishing until ``complete``/``fail``."""
-        return self.simulator.hold(export_id)
+        return self._call(self.simulator.hold, export_id)
 
     def state_of(self, export_id: int | str) -> str:
         """An export's state now."""
-        return self.simulator.state_of(export_id)
+        return self._call(self.simulator.state_of, export_id)
 
     def configure(self, **changes: Any) -> SimulatorConfig:
         """Change simulator knobs mid-test (see ``Simulator.configure``)."""
-        return self.simulator.configure(**changes)
+        return self._call(self.simulator.configure, **changes)
 
     def client(self, **kwargs: Any) -> ExportStatusClient:
         """An ``ExportStatusClient`` for this simulator; use it with ``async with``."""
@@ -141,6 +197,27 @@ async def simulated_qianfan(
     (``slow_delay``, ``retry_after``, ``clock_skew``, ``qps_window``) go to
     ``SimulatorConfig``. Without ``credentials`` a random test pair is made.
     """
+    simulator = _simulator_for(
+        exports, seed, qps, faults, max_seconds, fail_ratio, credentials, config
+    )
+    async with simulator.serve("127.0.0.1", 0) as base_url:
+        yield SimulatedQianfan(simulator, base_url)
+
+
+def _call_here(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    return function(*args, **kwargs)
+
+
+def _simulator_for(
+    exports: int,
+    seed: int,
+    qps: int | None,
+    faults: FaultRates | float | None,
+    max_seconds: float,
+    fail_ratio: float,
+    credentials: Credentials | None,
+    config: dict[str, Any],
+) -> Simulator:
     if faults is None:
         rates = FaultRates()
     elif isinstance(faults, FaultRates):
@@ -153,8 +230,67 @@ async def simulated_qianfan(
     )
     if exports:
         simulator.add_exports(exports, max_seconds=max_seconds, fail_ratio=fail_ratio)
-    async with simulator.serve("127.0.0.1", 0) as base_url:
-        yield SimulatedQianfan(simulator, base_url)
+    return simulator
+
+
+class _ServerThread:
+    """A simulator served by an event loop of its own, in a daemon thread."""
+
+    def __init__(self, simulator: Simulator, host: str, port: int, timeout: float) -> None:
+        self._simulator = simulator
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name="qianfan-simulator", daemon=True)
+        self.base_url = ""
+
+    def start(self) -> str:
+        self._thread.start()
+        if not self._ready.wait(self._timeout):
+            raise TimeoutError(f"simulator did not start within {self._timeout:g} s")
+        if self._errors:
+            self._thread.join(self._timeout)
+            raise self._errors[0]
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(self._timeout)
+
+    def call(self, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``function(*args, **kwargs)`` run in the server's loop; its result or error."""
+        result: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(function(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller's thread
+                result.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return result.result(self._timeout)
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            async with self._simulator.serve(self._host, self._port) as base_url:
+                self.base_url = base_url
+                self._ready.set()
+                await self._stop.wait()
+        except Exception as exc:  # reported to the caller's thread by start()
+            self._errors.append(exc)
+            self._ready.set()
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
 
 
 @contextmanager
@@ -163,37 +299,34 @@ def serve_in_thread(
 ) -> Iterator[str]:
     """Serve ``simulator`` from a background thread with its own event loop, for
     synchronous callers (the official SDK, ``requests``); yields the base URL."""
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    base_urls: list[str] = []
-    errors: list[BaseException] = []
-
-    async def serve() -> None:
-        try:
-            async with simulator.serve(host, port) as base_url:
-                base_urls.append(base_url)
-                ready.set()
-                await stop.wait()
-        except Exception as exc:  # reported to the caller's thread below
-            errors.append(exc)
-            ready.set()
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(serve())
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="qianfan-simulator", daemon=True)
-    thread.start()
-    if not ready.wait(timeout):
-        raise TimeoutError(f"simulator did not start within {timeout:g} s")
-    if errors:
-        thread.join(timeout)
-        raise errors[0]
+    server = _ServerThread(simulator, host, port, timeout)
+    base_url = server.start()
     try:
-        yield base_urls[0]
+        yield base_url
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout)
+        server.stop()
+
+
+@contextmanager
+def simulated_qianfan_in_thread(
+    exports: int = 0,
+    seed: int = 0,
+    qps: int | None = None,
+    faults: FaultRates | float | None = None,
+    max_seconds: float = 5.0,
+    fail_ratio: float = 0.0,
+    credentials: Credentials | None = None,
+    **config: Any,
+) -> Iterator[SimulatedQianfan]:
+    """``simulated_qianfan`` for synchronous code: the simulator runs in a thread of its
+    own on 127.0.0.1, so plain tests (the official SDK, ``requests``) can call it, and
+    its shortcuts (``complete``, ``add_export``...) run safely in its loop."""
+    simulator = _simulator_for(
+        exports, seed, qps, faults, max_seconds, fail_ratio, credentials, config
+    )
+    server = _ServerThread(simulator, "127.0.0.1", 0, 10.0)
+    base_url = server.start()
+    try:
+        yield SimulatedQianfan(simulator, base_url, call=server.call)
+    finally:
+        server.stop()

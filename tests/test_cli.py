@@ -3,25 +3,35 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import hashlib
 import inspect
-import io
 import json
+import os
+import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from hardening_support import (
     ACCESS_KEY,
+    CLI,
     SECRET_KEY,
     cli_env,
     recording_server,
     run_cli,
+    success_body,
 )
+from terminal_screen import FakeTerminal, screen
 
 from qianfan_export_wait import Credentials
-from qianfan_export_wait.cli import OrderedPrinter, build_parser, main
+from qianfan_export_wait.cli import build_parser, main
+from qianfan_export_wait.client import EXPORT_STATUS_PATH
 from qianfan_export_wait.simulator import Simulator
 from qianfan_export_wait.testing import SimulatedQianfan, serve_in_thread, simulated_qianfan
 from qianfan_export_wait.waiter import ExportWaiter, PollPolicy
@@ -45,6 +55,16 @@ async def fake() -> AsyncIterator[SimulatedQianfan]:
 async def wait_cli(fake: SimulatedQianfan, *args: str, **options: object) -> tuple[int, list]:  # type: ignore[type-arg]
     run = await run_cli("wait", *args, "--endpoint", fake.base_url, *FAST, **options)  # type: ignore[arg-type]
     return run.code, run.records
+
+
+async def start_cli(
+    *args: str, stdout: Any = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """The command line as a running process (stdout: a pipe to read, or a file given)."""
+    return await asyncio.create_subprocess_exec(
+        *CLI, *args, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
+        stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )  # fmt: skip
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -109,15 +129,20 @@ async def test_status_of_an_unknown_id_prints_an_error_line_and_exits_1(
     assert set(unknown["error"]) == {"code", "message", "log_id"}
 
 
-async def test_status_with_wrong_credentials_exits_77_after_the_first_id(
+async def test_status_with_wrong_credentials_exits_77_giving_every_id_a_line_after_one_request(
     fake: SimulatedQianfan,
 ) -> None:
     run = await run_cli(
         "status", "1", "2", "3", "--endpoint", fake.base_url, env=cli_env(secret_key="wrong")
     )
     assert run.code == 77
-    assert len(run.records) == 1
-    assert run.records[0]["outcome"] == "error"
+    assert [(r["export_id"], r["outcome"]) for r in run.records] == [
+        (1, "error"),
+        (2, "error"),
+        (3, "error"),
+    ]
+    assert len({r["error"]["message"] for r in run.records}) == 1
+    assert fake.stats.total_requests == 1
     assert "authentication failed" in run.stderr
 
 
@@ -217,36 +242,351 @@ async def test_wait_stdout_stays_pure_json_lines_at_verbose(fake: SimulatedQianf
     assert "DEBUG" not in run.stdout
 
 
-async def test_progress_is_not_drawn_when_stderr_is_not_a_terminal(
+async def test_wait_order_completion_prints_each_line_as_its_export_finishes(
     fake: SimulatedQianfan,
 ) -> None:
-    run = await run_cli("wait", "1", "2", "--endpoint", fake.base_url, *FAST)
-    assert run.code == 0
-    assert run.stderr == ""
+    process = await start_cli(
+        "wait", "4", "1", "--order", "completion", "--endpoint", fake.base_url, *FAST
+    )
+    assert process.stdout is not None
+    first = json.loads(await asyncio.wait_for(process.stdout.readline(), 20))
+    assert (first["export_id"], first["outcome"]) == (1, "done")  # while 4 is still held
+    fake.complete(4)
+    rest, _ = await asyncio.wait_for(process.communicate(), 20)
+    assert [json.loads(line)["export_id"] for line in rest.splitlines()] == [4]
+    assert process.returncode == 0
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
+async def test_wait_order_input_holds_later_lines_behind_an_earlier_export(
+    fake: SimulatedQianfan,
+) -> None:
+    process = await start_cli("wait", "4", "1", "--endpoint", fake.base_url, *FAST)
+    assert process.stdout is not None
+    for _ in range(400):  # until 1 is Done and 4 polled more than once
+        if fake.stats.polls_by_export.get(4, 0) >= 2 and fake.stats.polls_by_export.get(1):
+            break
+        await asyncio.sleep(0.05)
+    fake.complete(4)
+    out, _ = await asyncio.wait_for(process.communicate(), 20)
+    assert [json.loads(line)["export_id"] for line in out.splitlines()] == [4, 1]
 
 
-def test_progress_goes_to_stderr_and_stdout_stays_json(
+# --- output that never breaks ---------------------------------------------------------------
+
+
+def strict_records(stdout: str) -> list[dict[str, Any]]:
+    """stdout as RFC 8259 JSON lines: NaN and Infinity are refused."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in stdout.splitlines()]
+
+
+def answering(shape: Callable[[int], str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A status handler whose body for export N is the text ``shape(N)``."""
+
+    async def answer(request: web.Request) -> web.Response:
+        export_id = json.loads(await request.read())["exportID"]
+        return web.Response(text=shape(export_id), content_type="application/json")
+
+    return answer
+
+
+def done_body(export_id: int, **fields: object) -> dict[str, Any]:
+    body = success_body(export_id)
+    body["result"].update(fields)
+    return body
+
+
+async def test_a_lone_surrogate_from_the_server_is_printed_escaped_and_every_id_gets_a_line() -> (
+    None
+):
+    def shape(export_id: int) -> str:
+        odd = "\ud800" if export_id == 5 else "plain"
+        return json.dumps(done_body(export_id, exportPath=odd))  # ensure_ascii: "\\ud800"
+
+    async with recording_server(answering(shape)) as server:
+        ids = [str(n) for n in range(1, 10)]
+        run = await run_cli("wait", *ids, "--endpoint", server.base_url, *FAST)
+    assert run.code == 0, run.stderr
+    records = strict_records(run.stdout)
+    assert [r["export_id"] for r in records] == list(range(1, 10))
+    assert records[4]["result"]["exportPath"] == "\ud800"
+
+
+async def test_chinese_text_prints_when_stdout_is_not_utf8() -> None:
+    path = "评估/结果.csv"
+
+    def shape(export_id: int) -> str:
+        return json.dumps(done_body(export_id, exportPath=path), ensure_ascii=False)
+
+    async with recording_server(answering(shape)) as server:
+        run = await run_cli(
+            "wait", "1", "2", "--endpoint", server.base_url, *FAST,
+            env=cli_env(PYTHONIOENCODING="cp1252"),
+        )  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert [r["result"]["exportPath"] for r in strict_records(run.stdout)] == [path, path]
+
+
+async def test_non_finite_numbers_from_the_server_are_printed_as_null() -> None:
+    def shape(export_id: int) -> str:
+        body = json.dumps(done_body(export_id, score=0.5, rank=1))
+        return body.replace("0.5", "NaN").replace('"rank": 1', '"rank": 1e400')
+
+    async with recording_server(answering(shape)) as server:
+        run = await run_cli("wait", "7", "--endpoint", server.base_url, *FAST)
+    assert run.code == 0, run.stderr
+    [record] = strict_records(run.stdout)
+    assert (record["result"]["score"], record["result"]["rank"]) == (None, None)
+
+
+async def test_a_reader_that_closes_stdout_ends_the_run_quietly_with_141() -> None:
+    async with simulated_qianfan(credentials=CREDENTIALS) as fake:
+        fake.add_export(0.0)
+        fake.add_export(None)
+        read_end, write_end = os.pipe()
+        process = await start_cli(
+            "wait", "1", "2", "--endpoint", fake.base_url, *FAST, stdout=write_end
+        )
+        os.close(write_end)
+        loop = asyncio.get_running_loop()
+        first = await asyncio.wait_for(loop.run_in_executor(None, os.read, read_end, 1 << 16), 20)
+        os.close(read_end)  # as `| head -1` does after its line
+        assert json.loads(first.splitlines()[0])["export_id"] == 1
+        fake.complete(2)  # its line meets the closed pipe
+        _, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 141
+    assert err == b""
+
+
+async def test_a_stdout_that_cannot_be_written_exits_74_naming_the_error(
+    fake: SimulatedQianfan,
+) -> None:
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        process = await start_cli("wait", "1", "--endpoint", fake.base_url, *FAST, stdout=full)
+        _, err = await asyncio.wait_for(process.communicate(), 20)
+    finally:
+        os.close(full)
+    assert process.returncode == 74
+    assert "cannot write to stdout" in err.decode()
+    assert "Traceback" not in err.decode()
+
+
+# --- --resume -------------------------------------------------------------------------------
+
+
+def write_lines(path: Path, *records: dict[str, Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+async def test_resume_prints_earlier_done_and_failed_lines_unasked_and_waits_for_the_rest(
+    fake: SimulatedQianfan, tmp_path: Path
+) -> None:
+    done = {"export_id": 1, "outcome": "done", "state": "Done", "polls": 9, "mark": "earlier"}
+    failed = {"export_id": 3, "outcome": "failed", "state": "Fail", "polls": 2}
+    pending = {"export_id": 2, "outcome": "pending", "state": "Uploading"}
+    earlier = write_lines(tmp_path / "earlier.jsonl", done, pending, failed)
+    run = await run_cli("wait", "--resume", str(earlier), "--endpoint", fake.base_url, *FAST)
+    assert run.code == 1, run.stderr  # export 3 failed, as before
+    assert run.records[0] == done
+    assert run.records[2] == failed
+    assert (run.records[1]["export_id"], run.records[1]["outcome"]) == (2, "done")
+    assert set(fake.stats.polls_by_export) == {2}
+
+
+async def test_resume_with_ids_waits_for_exactly_those_ids(
+    fake: SimulatedQianfan, tmp_path: Path
+) -> None:
+    earlier = write_lines(
+        tmp_path / "earlier.jsonl",
+        {"export_id": 1, "outcome": "done", "state": "Done"},
+        {"export_id": 3, "outcome": "failed", "state": "Fail"},
+    )
+    run = await run_cli(
+        "wait", "2", "1", "--resume", str(earlier), "--endpoint", fake.base_url, *FAST
+    )
+    assert run.code == 0, run.stderr
+    assert [(r["export_id"], r["outcome"]) for r in run.records] == [(2, "done"), (1, "done")]
+    assert set(fake.stats.polls_by_export) == {2}
+
+
+async def test_an_interrupted_wait_resumed_from_its_output_waits_only_for_what_was_pending(
+    tmp_path: Path,
+) -> None:
+    async with simulated_qianfan(credentials=CREDENTIALS) as fake:
+        fake.add_export(0.0)
+        fake.add_export(None)
+        process = await start_cli("wait", "1", "2", "--endpoint", fake.base_url, *FAST)
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), 20)
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 20)
+        first_run = tmp_path / "first.jsonl"
+        first_run.write_bytes(
+            json.dumps({"export_id": 1, "outcome": "done"}).encode() + b"\n" + rest
+        )
+        fake.complete(2)
+        fake.simulator.reset_stats()
+        run = await run_cli("wait", "--resume", str(first_run), "--endpoint", fake.base_url, *FAST)
+        asked = set(fake.stats.polls_by_export)
+    assert process.returncode == 130
+    assert [(r["export_id"], r["outcome"]) for r in run.records] == [(1, "done"), (2, "done")]
+    assert asked == {2}
+
+
+async def test_resume_from_a_file_with_a_bad_line_exits_64_naming_it(
+    fake: SimulatedQianfan, tmp_path: Path
+) -> None:
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text('{"export_id": 1, "outcome": "done"}\nnot json\n{}\n', encoding="utf-8")
+    run = await run_cli("wait", "--resume", str(earlier), "--endpoint", fake.base_url)
+    assert run.code == 64
+    assert f"--resume {earlier}:2" in run.stderr
+    assert fake.stats.total_requests == 0
+
+
+# --- --download -----------------------------------------------------------------------------
+
+
+def sha256_of(path: str) -> str:
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()
+
+
+def is_folder(path: str) -> bool:
+    return Path(path).is_dir()
+
+
+async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> None:
+    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
+        for _ in range(3):
+            fake.add_export(0.0, export_type="local")
+        fake.add_export(0.0, export_type="storage")
+        run = await run_cli(
+            "wait", "1", "2", "3", "4", "--download", str(tmp_path), "--endpoint", fake.base_url,
+            *FAST, env=cli_env(QIANFAN_BOS_ENDPOINT=fake.base_url),
+        )  # fmt: skip
+        digests = {n: fake.simulator.file_of(n).digest() for n in range(1, 5)}
+    assert run.code == 0, run.stderr
+    for record in run.records:
+        file = record["file"]
+        assert record["outcome"] == "done"
+        assert set(file) == {"path", "bytes", "sha256"}
+        assert sha256_of(file["path"]) == file["sha256"]
+        assert (file["bytes"], file["sha256"]) == (
+            digests[record["export_id"]].size,
+            digests[record["export_id"]].sha256_hex,
+        )
+    assert "4 files" in run.stderr
+
+
+async def test_download_with_extract_unpacks_zip_files(tmp_path: Path) -> None:
+    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
+        zips = []
+        while len(zips) < 1:  # file kinds are seeded per export: take the first zip
+            export = fake.add_export(0.0, export_type="local")
+            if fake.simulator.file_of(export.export_id).kind == "zip":
+                zips.append(str(export.export_id))
+        run = await run_cli(
+            "wait", *zips, "--download", str(tmp_path), "--extract", "--endpoint", fake.base_url,
+            *FAST,
+        )  # fmt: skip
+    assert run.code == 0, run.stderr
+    [record] = run.records
+    assert is_folder(record["file"]["extracted_to"])
+
+
+async def test_a_failed_download_keeps_the_outcome_done_exits_1_and_names_the_export(
+    tmp_path: Path,
+) -> None:
+    base_url: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path != EXPORT_STATUS_PATH:
+            return web.Response(status=404, text="no such file")
+        export_id = json.loads(await request.read())["exportID"]
+        body = done_body(
+            export_id, exportType="local", downloadUrl=f"{base_url[0]}/f/{export_id}.csv"
+        )
+        return web.json_response(body)
+
+    async with recording_server(answer) as server:
+        base_url.append(server.base_url)
+        run = await run_cli(
+            "wait", "96", "--download", str(tmp_path), "--endpoint", server.base_url, *FAST
+        )
+    assert run.code == 1
+    [record] = run.records
+    assert record["outcome"] == "done"
+    assert record["download_error"]["http_status"] == 404
+    assert "file" not in record
+    assert "download of export 96 failed" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [
+        (["--extract"], "--extract and --download-concurrency need --download"),
+        (["--download-concurrency", "2"], "need --download DIR"),
+        (["--download", "/dev/null/x"], "--download '/dev/null/x'"),
+    ],
+)
+async def test_download_options_are_checked_before_any_request(
+    fake: SimulatedQianfan, option: list[str], named: str
+) -> None:
+    run = await run_cli("wait", "1", *option, "--endpoint", fake.base_url)
+    assert run.code == 64
+    assert named in run.stderr
+    assert fake.stats.total_requests == 0
+
+
+# --- stderr: progress, summary, --quiet -----------------------------------------------------
+
+
+async def test_without_a_terminal_stderr_gets_only_the_one_line_summary(
+    fake: SimulatedQianfan,
+) -> None:
+    run = await run_cli("wait", "1", "3", "--endpoint", fake.base_url, *FAST)
+    assert run.code == 1
+    [summary] = run.stderr.splitlines()
+    assert summary.startswith("qianfan-export-wait: 2 exports in ")
+    assert "1 done, 1 failed, 0 errors, 0 timed out" in summary
+    assert "\r" not in run.stderr
+
+
+async def test_quiet_prints_nothing_on_stderr_but_errors(fake: SimulatedQianfan) -> None:
+    run = await run_cli("wait", "1", "2", "--quiet", "--endpoint", fake.base_url, *FAST)
+    assert (run.code, run.stderr) == (0, "")
+    wrong = await run_cli(
+        "wait", "1", "--quiet", "--endpoint", fake.base_url, env=cli_env(secret_key="wrong")
+    )
+    assert wrong.code == 77
+    assert "authentication failed" in wrong.stderr
+
+
+def test_on_one_terminal_the_lines_print_above_the_bar_and_the_screen_ends_clean(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     simulator = Simulator(CREDENTIALS)
-    for finish_after in (0.0, 0.5, 0.8):
+    for finish_after in (0.0, 0.4, 0.8):
         simulator.add_export(finish_after)
-    stdout, stderr = io.StringIO(), _Terminal()
+    terminal = FakeTerminal()  # stdout and stderr: one screen
     for name, value in cli_env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("sys.stdout", stdout)
-    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr("sys.stdout", terminal)
+    monkeypatch.setattr("sys.stderr", terminal)
     with serve_in_thread(simulator) as base_url:
-        code = main(["wait", "1", "2", "3", "--endpoint", base_url, *FAST])
+        code = main(["wait", "1", "2", "3", "--order", "completion", "--endpoint", base_url, *FAST])
     assert code == 0
-    assert [json.loads(line)["export_id"] for line in stdout.getvalue().splitlines()] == [1, 2, 3]
-    assert "waiting" in stderr.getvalue()
-    assert "waiting" not in stdout.getvalue()
+    shown = [line for line in screen(terminal.getvalue()) if line]
+    assert "req/s" in terminal.getvalue()  # the bar was drawn
+    assert [json.loads(line)["export_id"] for line in shown[:3]] == [1, 2, 3]
+    assert shown[3].startswith("qianfan-export-wait: 3 exports in ")
+    assert len(shown) == 4  # no bar left behind
 
 
 # --- demo, help, usage ----------------------------------------------------------------------
@@ -274,6 +614,34 @@ def test_help_works_for_every_verb(verb: list[str], capsys: pytest.CaptureFixtur
     assert printed.err == ""
 
 
+def _verb_parsers() -> dict[str, argparse.ArgumentParser]:
+    [verbs] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    return dict(verbs.choices)
+
+
+@pytest.mark.parametrize("verb", ["status", "wait", "demo", "simulate"])
+def test_every_option_of_every_verb_has_help_text_with_its_default(verb: str) -> None:
+    parser = _verb_parsers()[verb]
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert options
+    for action in options:
+        assert action.help, action.option_strings
+        assert "default" in action.help, action.option_strings
+
+
+def test_wait_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["wait", "--help"])
+    shown = capsys.readouterr().out
+    for code in (0, 1, 2, 64, 69, 74, 77, 130, 141, 143):
+        assert f"\n  {code} " in shown, code
+    assert "SSL_CERT_FILE" in shown
+
+
 def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["--version"])
@@ -297,7 +665,7 @@ def test_simulate_with_a_port_out_of_range_exits_64(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as caught:
         main(["simulate", "--port", "70000"])
     assert caught.value.code == 64
-    assert "--port must be within 0-65535" in capsys.readouterr().err
+    assert "--port must be an int from 0 to 65535" in capsys.readouterr().err
 
 
 async def test_simulate_on_a_port_in_use_exits_1_with_a_clear_message(
@@ -308,34 +676,6 @@ async def test_simulate_on_a_port_in_use_exits_1_with_a_clear_message(
     assert run.code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
     assert "Traceback" not in run.stderr
-
-
-@pytest.mark.parametrize(
-    "ids",
-    [
-        [905, 3, 2**63 - 1, 17, 1],  # all numbers: the sorted-array index
-        [905, "amemt-hkkf5y9e64j8", 3, "905", 17],  # mixed: the dict index
-    ],
-    ids=["ints", "mixed"],
-)
-def test_ordered_printer_prints_in_the_callers_order_as_soon_as_it_can(
-    ids: list[int | str],
-) -> None:
-    out = io.StringIO()
-    printer = OrderedPrinter(ids, out)
-    finishing = [ids[2], ids[0], ids[4], ids[1]]  # the fourth id is still pending
-    printed = []
-    for export_id in finishing:
-        printer.add(export_id, f"line {export_id}")
-        printed.append(out.getvalue().splitlines())
-    assert printed == [
-        [],
-        [f"line {ids[0]}"],
-        [f"line {ids[0]}"],
-        [f"line {ids[0]}", f"line {ids[1]}", f"line {ids[2]}"],
-    ]
-    printer.flush_known()  # an interruption: what is known goes out, still in order
-    assert out.getvalue().splitlines() == [f"line {i}" for i in (ids[0], ids[1], ids[2], ids[4])]
 
 
 def test_wait_defaults_are_the_librarys() -> None:

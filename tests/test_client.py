@@ -39,7 +39,6 @@ from qianfan_export_wait.client import (
     EXPORT_STATUS_PATH,
     MAX_RESPONSE_BYTES,
     ExportStatusClient,
-    validate_base_url,
 )
 from qianfan_export_wait.errors import (
     ApiError,
@@ -642,84 +641,6 @@ async def test_invalid_export_id_is_rejected_before_any_request(
     with pytest.raises(ValueError):
         await make_client().get_status(export_id)
     assert server.requests == []
-
-
-@pytest.mark.parametrize(
-    "base_url",
-    [
-        "",
-        "qianfan.baidubce.com",
-        "ftp://qianfan.baidubce.com",
-        "https://",
-        "https://qianfan.baidubce.com/wenxinworkshop",
-        "https://qianfan.baidubce.com?x=1",
-        "https://qianfan.baidubce.com#frag",
-        "https://ak:sk@qianfan.baidubce.com",
-        "https://ak@qianfan.baidubce.com",
-        "http://qianfan.baidubce.com",
-        "http://10.0.0.1:8080",
-    ],
-)
-def test_bad_base_url_is_a_configuration_error(credentials: Credentials, base_url: str) -> None:
-    with pytest.raises(ConfigurationError):
-        ExportStatusClient(credentials, base_url=base_url)
-
-
-@pytest.mark.parametrize(
-    ("base_url", "expected"),
-    [
-        ("https://qianfan.baidubce.com", "https://qianfan.baidubce.com"),
-        ("https://qianfan.baidubce.com/", "https://qianfan.baidubce.com"),
-        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
-        ("http://localhost:1", "http://localhost:1"),
-        ("http://[::1]:8443", "http://[::1]:8443"),
-    ],
-)
-def test_good_base_url_is_accepted(credentials: Credentials, base_url: str, expected: str) -> None:
-    assert ExportStatusClient(credentials, base_url=base_url).base_url == expected
-
-
-def test_plain_http_to_remote_host_is_accepted_when_allowed_explicitly() -> None:
-    assert validate_base_url("http://10.0.0.1:8080", allow_insecure_http=True).host == "10.0.0.1"
-
-
-def test_credentials_in_base_url_are_not_echoed_in_the_error(credentials: Credentials) -> None:
-    with pytest.raises(ConfigurationError) as caught:
-        ExportStatusClient(credentials, base_url="https://ak:hunter2@qianfan.baidubce.com")
-    assert "hunter2" not in str(caught.value)
-
-
-async def test_base_url_comes_from_environment_when_not_given(
-    server: ScriptedServer, credentials: Credentials, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("QIANFAN_CONSOLE_API_BASE_URL", server.base_url)
-    async with ExportStatusClient(credentials, max_attempts=1) as client:
-        await client.get_status(96)
-    assert client.base_url == server.base_url
-    assert len(server.requests) == 1
-
-
-def test_bad_base_url_in_environment_is_a_configuration_error(
-    credentials: Credentials, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("QIANFAN_CONSOLE_API_BASE_URL", "http://example.com")
-    with pytest.raises(ConfigurationError):
-        ExportStatusClient(credentials)
-
-
-def test_explicit_base_url_beats_environment(
-    credentials: Credentials, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("QIANFAN_CONSOLE_API_BASE_URL", "http://127.0.0.1:1")
-    client = ExportStatusClient(credentials, base_url="https://qianfan.baidubce.com")
-    assert client.base_url == "https://qianfan.baidubce.com"
-
-
-def test_default_base_url_without_environment(
-    credentials: Credentials, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("QIANFAN_CONSOLE_API_BASE_URL", raising=False)
-    assert ExportStatusClient(credentials).base_url == "https://qianfan.baidubce.com"
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
 """Cancellation and shutdown: SIGINT and SIGTERM during ``wait`` end the command within
-3 s with exit 130 / 143, print every outcome already known, and leave no unclosed
-session or destroyed task behind (checked under ``PYTHONDEVMODE=1``)."""
+3 s with exit 130 / 143, print every outcome already known and a ``pending`` line for
+every other id, and leave no unclosed session or destroyed task behind (checked under
+``PYTHONDEVMODE=1``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 
@@ -71,7 +73,12 @@ async def test_signal_during_wait_exits_fast_with_its_code_after_printing_done_e
         )
     assert exit_code == code, stderr
     assert elapsed < EXIT_BOUND_SECONDS
-    assert [(r["export_id"], r["outcome"]) for r in records] == [(1, "done"), (2, "done")]
+    assert [(r["export_id"], r["outcome"]) for r in records] == [
+        (1, "done"),
+        (2, "done"),
+        (3, "pending"),
+        (4, "pending"),
+    ]
     assert "interrupted" in stderr
     for warning in SHUTDOWN_WARNINGS:
         assert warning not in stderr
@@ -92,6 +99,48 @@ async def test_signal_prints_known_outcomes_that_were_waiting_behind_a_held_expo
         )
     assert exit_code == code, stderr
     assert elapsed < EXIT_BOUND_SECONDS
-    assert [(r["export_id"], r["outcome"]) for r in records] == [(2, "done"), (3, "failed")]
+    assert [(r["export_id"], r["outcome"]) for r in records] == [
+        (1, "pending"),
+        (2, "done"),
+        (3, "failed"),
+        (4, "pending"),
+    ]
     for warning in SHUTDOWN_WARNINGS:
         assert warning not in stderr
+
+
+@pytest.mark.parametrize(("signum", "code"), SIGNALS)
+async def test_signal_takes_effect_within_3s_while_nobody_reads_stdout(
+    signum: int, code: int
+) -> None:
+    credentials = Credentials(ACCESS_KEY, SECRET_KEY)
+    async with simulated_qianfan(credentials=credentials) as fake:
+        done = [fake.add_export(0.0).export_id for _ in range(1000)]
+        held = fake.add_export(None).export_id
+        read_end, write_end = os.pipe()  # never read: 1000 lines fill it many times over
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *CLI, "wait", *map(str, [*done, held]), "--endpoint", fake.base_url,
+                "--min-delay", "0.05", "--max-delay", "0.2",
+                stdout=write_end, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+            )  # fmt: skip
+            for _ in range(400):  # up to 20 s for every export to be answered once
+                if len(fake.stats.polls_by_export) == len(done) + 1:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            sent = time.monotonic()
+            process.send_signal(signum)
+            try:
+                _, err = await asyncio.wait_for(process.communicate(), 10)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            elapsed = time.monotonic() - sent
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+    assert process.returncode == code, err.decode()
+    assert elapsed < EXIT_BOUND_SECONDS
+    assert "stdout did not take every line in time" in err.decode()

@@ -1,4 +1,4 @@
-"""Export states, status parsing and export-id validation."""
+"""Export states, status parsing, export-id validation and the id rule for text."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from qianfan_export_wait.errors import ResponseFormatError
-from qianfan_export_wait.models import ExportState, parse_export_status, validate_export_id
+from qianfan_export_wait.models import (
+    MAX_INT_EXPORT_ID,
+    ExportState,
+    id_file_lines,
+    parse_export_id,
+    parse_export_status,
+    validate_export_id,
+)
 
 # The success example of API.md, as documented.
 DOCUMENTED_STORAGE_EXAMPLE: dict[str, Any] = {
@@ -206,3 +213,82 @@ def test_valid_export_id_is_returned_unchanged(value: int | str) -> None:
 def test_export_id_just_above_int64_is_rejected() -> None:
     with pytest.raises(ValueError, match="out of range"):
         validate_export_id(2**63)
+
+
+# --- the id rule for text (command-line arguments, ids files) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("96", 96),
+        ("9223372036854775807", MAX_INT_EXPORT_ID),
+        ("amemt-hkkf5y9e64j8", "amemt-hkkf5y9e64j8"),
+        ("96a", "96a"),
+        ("  97\t", 97),
+        (" amemt-1 ", "amemt-1"),
+    ],
+)
+def test_parse_export_id_reads_digits_as_the_int_id_and_anything_else_as_the_string_id(
+    text: str, expected: int | str
+) -> None:
+    parsed = parse_export_id(text)
+    assert (parsed, type(parsed)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize("digits", [19, 20, 39, 40, 41, 5000])
+def test_parse_export_id_refuses_every_number_beyond_int64_naming_the_limit(digits: int) -> None:
+    text = "9" * digits
+    with pytest.raises(ValueError, match=r"out of range.*9223372036854775807") as caught:
+        parse_export_id(text)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize("text", ["0", "00", "-1", "-96"])
+def test_parse_export_id_refuses_zero_and_negative_numbers_as_out_of_range(text: str) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_export_id(text)
+
+
+@pytest.mark.parametrize("text", ["007", "0007", "0" * 5000 + "7"])
+def test_parse_export_id_refuses_leading_zeros_and_says_what_to_write(text: str) -> None:
+    with pytest.raises(ValueError, match="leading zeros; write 7"):
+        parse_export_id(text)
+
+
+def test_parse_export_id_refuses_a_plus_sign() -> None:
+    with pytest.raises(ValueError, match="has a sign"):
+        parse_export_id("+7")
+
+
+@pytest.mark.parametrize("text", ["", "   ", "amemt-\x00", "a\rb", "x" * 129])
+def test_parse_export_id_applies_the_string_id_rules_to_everything_else(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_export_id(text)
+
+
+def test_id_file_lines_accepts_a_byte_order_mark_crlf_and_trailing_comments() -> None:
+    lines = [b"\xef\xbb\xbf12 # the first\r\n", b"amemt-1\r\n", b"13#x\n", b"14"]
+    assert list(id_file_lines(lines)) == [(1, "12"), (2, "amemt-1"), (3, "13"), (4, "14")]
+
+
+def test_id_file_lines_skips_blank_and_comment_lines_keeping_line_numbers() -> None:
+    lines = [b"# ids\n", b"\n", b"   \t\n", b"  # indented\n", b" 5 \n"]
+    assert list(id_file_lines(lines)) == [(5, "5")]
+
+
+def test_id_file_lines_keeps_a_bare_cr_inside_the_line_so_the_id_is_refused() -> None:
+    [(number, text)] = list(id_file_lines([b"12\r34\n"]))
+    assert (number, text) == (1, "12\r34")
+    with pytest.raises(ValueError, match="control characters"):
+        parse_export_id(text)
+
+
+def test_id_file_lines_names_a_line_that_is_not_utf8() -> None:
+    with pytest.raises(ValueError, match="line 2 is not UTF-8"):
+        list(id_file_lines([b"1\n", b"\xff\xfe\n"]))
+
+
+def test_id_file_lines_strips_a_byte_order_mark_only_at_the_start_of_the_file() -> None:
+    [(_, text)] = list(id_file_lines([b"\n", b"\xef\xbb\xbf12\n"]))
+    assert text == "\ufeff12"

@@ -1,9 +1,12 @@
-"""Every Python example in README.md runs, against a simulator standing in for Qianfan."""
+"""README.md as written: its Quickstart holds two commands, and every Python example runs
+clean against the simulator started exactly as the README's own command starts it, with
+the environment the README says to export (only the port is a free one)."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,24 +14,64 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hardening_support import unused_port
 from redis_support import RedisServer
 
 from qianfan_export_wait.redis_limit import REDIS_URL_ENV
-from qianfan_export_wait.simulator import Simulator, SimulatorConfig
-from qianfan_export_wait.testing import generate_credentials, serve_in_thread
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text("utf-8"), re.S | re.M)
-QUICKSTART = re.search(
-    r"^## Quickstart.*?^```bash\n(.*?)^```", README.read_text("utf-8"), re.S | re.M
-)
+README_TEXT = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```", README_TEXT, re.S | re.M)
+BASH_BLOCKS = re.findall(r"^```bash\n(.*?)^```", README_TEXT, re.S | re.M)
+QUICKSTART = re.search(r"^## Quickstart.*?^```bash\n(.*?)^```", README_TEXT, re.S | re.M)
+README_PORT = "8421"
+
+
+def commands_of(block: str) -> list[str]:
+    """The shell commands of a bash block, continuation lines joined."""
+    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def simulator_blocks() -> tuple[str, str]:
+    """The block that starts the README's simulator, and the next one, which points
+    clients at it."""
+    [index] = [n for n, block in enumerate(BASH_BLOCKS) if "qianfan-export-wait simulate" in block]
+    return BASH_BLOCKS[index], BASH_BLOCKS[index + 1]
+
+
+def simulate_command() -> list[str]:
+    """The README's ``qianfan-export-wait simulate ...`` as arguments of ``python -m``."""
+    [command] = commands_of(simulator_blocks()[0])
+    return shlex.split(command)[1:]
+
+
+def exported_environment(port: int) -> dict[str, str]:
+    """What the block after the simulator's exports, at ``port`` instead of 8421."""
+    environment: dict[str, str] = {}
+    for command in commands_of(simulator_blocks()[1]):
+        if command.startswith("export "):
+            for assignment in shlex.split(command)[1:]:
+                name, _, value = assignment.partition("=")
+                environment[name] = value.replace(README_PORT, str(port))
+    return environment
 
 
 @pytest.fixture(scope="module")
-def qianfan_env() -> Iterator[dict[str, str]]:
-    credentials = generate_credentials()
-    simulator = Simulator(credentials, SimulatorConfig(seed=3))
-    simulator.add_exports(120, max_seconds=1.0, fail_ratio=0.0)
+def readme_simulator() -> Iterator[dict[str, str]]:
+    """The README's simulator, running as its command says, and the README's environment."""
+    port = unused_port()
+    arguments = simulate_command()
+    arguments[arguments.index("--port") + 1] = str(port)
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("QIANFAN_")
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qianfan_export_wait", *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=environment,
+        text=True,
+    )
     # The "Many replicas" example shares its limit through a real Redis when there is one
     # (CI installs it); without one it shows the fallback instead, and still runs.
     binary = shutil.which("redis-server")
@@ -36,17 +79,19 @@ def qianfan_env() -> Iterator[dict[str, str]]:
     if redis is not None:
         redis.start()
     try:
-        with serve_in_thread(simulator) as base_url:
-            yield {
-                **os.environ,
-                "QIANFAN_ACCESS_KEY": credentials.access_key,
-                "QIANFAN_SECRET_KEY": credentials.secret_key,
-                "QIANFAN_CONSOLE_API_BASE_URL": base_url,
-                REDIS_URL_ENV: redis.url if redis else "redis://127.0.0.1:1/0",
-                # Storage exports' files come from the simulator's BOS, like the status API.
-                "QIANFAN_BOS_ENDPOINT": base_url,
-            }
+        assert process.stderr is not None
+        for line in process.stderr:  # up to its "listening on" line
+            if "listening on" in line:
+                break
+        else:
+            pytest.fail("the README's simulator did not start")
+        redis_url = redis.url if redis is not None else "redis://127.0.0.1:1/0"
+        yield {**environment, **exported_environment(port), REDIS_URL_ENV: redis_url}
     finally:
+        process.terminate()
+        process.wait(30)
+        if process.stderr is not None:
+            process.stderr.close()
         if redis is not None:
             redis.stop()
 
@@ -63,17 +108,54 @@ def test_quickstart_block_holds_exactly_two_commands() -> None:
     assert "pytest" in commands[1]
 
 
-@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
-def test_readme_python_example_runs(
-    index: int, qianfan_env: dict[str, str], tmp_path: Path
+def test_readme_points_clients_at_its_simulator_with_credentials_and_endpoints() -> None:
+    names = set(exported_environment(9999))
+    assert {
+        "QIANFAN_ACCESS_KEY",
+        "QIANFAN_SECRET_KEY",
+        "QIANFAN_CONSOLE_API_BASE_URL",
+        "QIANFAN_BOS_ENDPOINT",
+    } <= names
+
+
+SCRIPTS = [n for n, block in enumerate(PYTHON_BLOCKS) if "def test_" not in block]
+PYTEST_EXAMPLES = [n for n, block in enumerate(PYTHON_BLOCKS) if "def test_" in block]
+
+
+@pytest.mark.parametrize("index", SCRIPTS)
+def test_readme_python_example_runs_clean_against_the_readmes_simulator(
+    index: int, readme_simulator: dict[str, str], tmp_path: Path
 ) -> None:
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", PYTHON_BLOCKS[index]],
         capture_output=True,
         text=True,
-        timeout=120,
-        env=qianfan_env,
+        timeout=180,
+        env=readme_simulator,
         cwd=tmp_path,  # where an example's relative folders (e.g. "exports") go
     )
     assert done.returncode == 0, done.stderr
-    assert qianfan_env["QIANFAN_SECRET_KEY"] not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert readme_simulator["QIANFAN_SECRET_KEY"] not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+@pytest.mark.parametrize("index", PYTEST_EXAMPLES)
+def test_readme_pytest_example_passes_in_strict_and_auto_mode(
+    index: int, mode: str, tmp_path: Path
+) -> None:
+    (tmp_path / "pytest.ini").write_text(
+        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "test_example.py").write_text(PYTHON_BLOCKS[index], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    tests = PYTHON_BLOCKS[index].count("def test_")
+    assert f"{tests} passed" in done.stdout

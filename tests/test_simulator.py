@@ -492,23 +492,3 @@ async def test_log_ids_are_digit_strings_that_differ(
         log_ids.add(body["log_id"])
     assert len(log_ids) == 3
     assert all(isinstance(log_id, str) and log_id.isdigit() for log_id in log_ids)
-
-
-# -- fixture --------------------------------------------------------------------------
-
-
-async def test_pytest_fixture_serves_a_working_simulator(
-    qianfan_simulator: SimulatedQianfan,
-) -> None:
-    qianfan_simulator.add_export(finish_after=0)
-    async with qianfan_simulator.client(max_attempts=1) as client:
-        status = await client.get_status(1)
-    assert status.state is ExportState.DONE
-
-
-@pytest.mark.qianfan_simulator(exports=4, qps=7)
-async def test_pytest_fixture_takes_options_from_its_marker(
-    qianfan_simulator: SimulatedQianfan,
-) -> None:
-    assert len(qianfan_simulator.simulator.exports) == 4
-    assert qianfan_simulator.simulator.config.qps == 7

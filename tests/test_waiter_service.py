@@ -334,6 +334,26 @@ async def test_unfinished_gives_each_export_not_yet_yielded_as_pending_with_its_
     ]
 
 
+async def test_iter_unfinished_unpacks_one_pending_export_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script: dict[int | str, list[Answer]] = {i: ["Uploading"] for i in range(1, 4)}
+    waiter, _, _ = make_waiter(script, policy=SLOW)
+    stream = waiter.as_completed([1, 2, 3])
+    async with stream:
+        await settle()
+    unpacked: list[object] = []
+    snapshot = waiter._core.snapshot
+    monkeypatch.setattr(
+        waiter._core, "snapshot", lambda *args: unpacked.append(args[0]) or snapshot(*args)
+    )
+    lazily = stream.iter_unfinished()
+    assert unpacked == []
+    first = next(lazily)
+    assert (first.export_id, len(unpacked)) == (1, 1)
+    assert [o.export_id for o in lazily] == [2, 3]
+
+
 async def test_closing_the_waiter_ends_every_wait_and_later_calls_raise() -> None:
     waiter, _, _ = make_waiter({1: ["Pending"], 2: ["Pending"]}, policy=SLOW)
     async with waiter:

@@ -28,7 +28,7 @@ from .config import (
 )
 from .exports import SimExport, export_id_from_str, export_id_str_for
 from .files import FileDigest, SimFile
-from .runner import run_simulator
+from .runner import SIMULATOR_CREDENTIALS, run_simulator
 from .stats import FILE_OUTCOMES, OUTCOMES, SimulatorStats
 from .verify import AuthFailure, verify_authorization
 
@@ -37,6 +37,7 @@ __all__ = [
     "FAULT_KINDS",
     "FILE_OUTCOMES",
     "OUTCOMES",
+    "SIMULATOR_CREDENTIALS",
     "STATS_PATH",
     "AuthFailure",
     "DownloadFaultRates",

@@ -12,7 +12,6 @@ import dataclasses
 import email.utils
 import itertools
 import json
-import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .._checks import check_count, check_number
 from ..auth import Credentials
 from ..client import EXPORT_STATUS_PATH
 from .config import FaultRates, SimulatorConfig
@@ -155,12 +155,9 @@ class Simulator:
         """Add ``n`` exports with seeded finish times spread uniformly over
         [0, ``max_seconds``] from now; ``round(n * fail_ratio)`` of them, chosen by the
         seed, end in Fail. Export types alternate at random between local and storage."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be an int >= 0, got {n!r}")
-        if not 0 <= max_seconds < math.inf:
-            raise ValueError(f"max_seconds must be a finite number >= 0, got {max_seconds!r}")
-        if not 0 <= fail_ratio <= 1:
-            raise ValueError(f"fail_ratio must be within [0, 1], got {fail_ratio!r}")
+        check_count("n", n, minimum=0)
+        check_number("max_seconds", max_seconds, inclusive=True)
+        check_number("fail_ratio", fail_ratio, unit="fraction", inclusive=True, maximum=1.0)
         rng = self._schedule_rng
         failing = set(rng.sample(range(n), round(n * fail_ratio)))
         now = self._clock()

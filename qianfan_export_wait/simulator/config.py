@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from .._checks import check_count, check_number
 from ..errors import ConfigurationError
 
 __all__ = [
@@ -26,12 +26,10 @@ DOWNLOAD_FAULT_KINDS = ("reset", "short_body", "forbidden", "wrong_md5", "slow")
 QpsWindowKind = Literal["sliding", "fixed"]
 
 
-def _check_number(name: str, value: object, *, low: float, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name} must be within [{low:g}, {high:g}], got {value!r}")
-    return float(value)
+def _check_rate(name: str, value: object) -> float:
+    rate = check_number(name, value, unit="probability", inclusive=True, maximum=1.0)
+    assert rate is not None
+    return rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +51,14 @@ class FaultRates:
 
     def __post_init__(self) -> None:
         for kind in FAULT_KINDS:
-            _check_number(f"fault rate {kind}", getattr(self, kind), low=0.0, high=1.0)
+            _check_rate(f"fault rate {kind}", getattr(self, kind))
         if self.total > 1.0 + 1e-9:
             raise ConfigurationError(f"fault rates add up to {self.total:g}; at most 1 allowed")
 
     @classmethod
     def even(cls, total: float) -> FaultRates:
         """A combined rate ``total`` split evenly across the five fault kinds."""
-        share = _check_number("combined fault rate", total, low=0.0, high=1.0) / len(FAULT_KINDS)
+        share = _check_rate("combined fault rate", total) / len(FAULT_KINDS)
         return cls(**dict.fromkeys(FAULT_KINDS, share))
 
     @property
@@ -93,7 +91,7 @@ class DownloadFaultRates:
 
     def __post_init__(self) -> None:
         for kind in DOWNLOAD_FAULT_KINDS:
-            _check_number(f"download fault rate {kind}", getattr(self, kind), low=0.0, high=1.0)
+            _check_rate(f"download fault rate {kind}", getattr(self, kind))
         if self.total > 1.0 + 1e-9:
             raise ConfigurationError(
                 f"download fault rates add up to {self.total:g}; at most 1 allowed"
@@ -102,7 +100,7 @@ class DownloadFaultRates:
     @classmethod
     def even(cls, total: float) -> DownloadFaultRates:
         """A combined rate ``total`` split evenly across the five kinds."""
-        share = _check_number("combined download fault rate", total, low=0.0, high=1.0)
+        share = _check_rate("combined download fault rate", total)
         return cls(**dict.fromkeys(DOWNLOAD_FAULT_KINDS, share / len(DOWNLOAD_FAULT_KINDS)))
 
     @property
@@ -149,37 +147,39 @@ class SimulatorConfig:
     link_ttl: int = 1800
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigurationError(f"seed must be an int, got {self.seed!r}")
-        if self.qps is not None:
-            _check_number("qps", self.qps, low=1e-3, high=1e9)
+        check_count("seed", self.seed, minimum=None)
+        check_number(
+            "qps",
+            self.qps,
+            unit="requests per second",
+            minimum=1e-3,
+            inclusive=True,
+            maximum=1e9,
+            allow_none=True,
+        )
         if not isinstance(self.faults, FaultRates):
             raise ConfigurationError(f"faults must be a FaultRates, got {self.faults!r}")
-        _check_number("slow_delay", self.slow_delay, low=0.0, high=3600.0)
-        if self.retry_after is not None:
-            _check_number("retry_after", self.retry_after, low=0.0, high=3600.0)
-        _check_number("clock_skew", self.clock_skew, low=-86400.0, high=86400.0)
+        check_number("slow_delay", self.slow_delay, inclusive=True, maximum=3600.0)
+        check_number(
+            "retry_after", self.retry_after, inclusive=True, maximum=3600.0, allow_none=True
+        )
+        check_number(
+            "clock_skew", self.clock_skew, minimum=-86400.0, inclusive=True, maximum=86400.0
+        )
         if self.qps_window not in ("sliding", "fixed"):
             raise ConfigurationError(
                 f"qps_window must be 'sliding' or 'fixed', got {self.qps_window!r}"
             )
-        _check_number("max_future_seconds", self.max_future_seconds, low=0.0)
+        check_number("max_future_seconds", self.max_future_seconds, inclusive=True)
         low, high = self.file_sizes
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (low, high)) or not (
-            1 <= low <= high < 2**32 - 2**16
-        ):
-            raise ConfigurationError(
-                "file_sizes must be two ints with 1 <= low <= high < 4 GiB, "
-                f"got {self.file_sizes!r}"
-            )
+        check_count("file_sizes[0]", low, maximum=2**32 - 2**16 - 1)
+        check_count("file_sizes[1]", high, minimum=low, maximum=2**32 - 2**16 - 1)
         if not isinstance(self.download_faults, DownloadFaultRates):
             raise ConfigurationError(
                 f"download_faults must be a DownloadFaultRates, got {self.download_faults!r}"
             )
-        _check_number("slow_body_delay", self.slow_body_delay, low=0.0, high=3600.0)
-        if isinstance(self.link_ttl, bool) or not isinstance(self.link_ttl, int):
-            raise ConfigurationError(f"link_ttl must be an int of seconds, got {self.link_ttl!r}")
-        _check_number("link_ttl", self.link_ttl, low=1, high=7 * 86400)
+        check_number("slow_body_delay", self.slow_body_delay, inclusive=True, maximum=3600.0)
+        check_count("link_ttl", self.link_ttl, maximum=7 * 86400)
 
     def as_dict(self) -> dict[str, object]:
         """The configuration as a JSON-able dict."""

@@ -11,7 +11,10 @@ from ..auth import Credentials
 from .app import Simulator
 from .config import FaultRates, SimulatorConfig
 
-__all__ = ["run_simulator"]
+__all__ = ["SIMULATOR_CREDENTIALS", "run_simulator"]
+
+SIMULATOR_CREDENTIALS = Credentials("simulator-access-key", "simulator-secret-key")
+"""The pair ``simulate`` accepts when given no credentials (a test pair, not a secret)."""
 
 
 async def run_simulator(

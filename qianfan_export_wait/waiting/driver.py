@@ -17,6 +17,7 @@ from ..errors import (
     AuthError,
     DownloadError,
     ThrottledError,
+    TlsError,
     TransientError,
     UnexpectedError,
 )
@@ -447,7 +448,8 @@ class Driver:
     def _on_auth_error(self, entry: Entry, error: AuthError) -> None:
         if self.core.auth_error is None:
             logger.error(
-                "authentication failed for %s: %s; stopping all polling",
+                "%s failed for %s: %s; stopping all polling",
+                "TLS" if isinstance(error, TlsError) else "authentication",
                 self._describe_client(),
                 error,
             )

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from math import inf
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
@@ -305,19 +305,23 @@ class OutcomeStream(Caller):
     def unfinished(self) -> list[ExportOutcome]:
         """A ``pending`` outcome, with the last status seen, for each export not yet
         yielded (in the order given), at the moment polling stopped or now."""
+        return list(self.iter_unfinished())
+
+    def iter_unfinished(self) -> Iterator[ExportOutcome]:
+        """``unfinished()`` one outcome at a time: each last status is unpacked only when
+        its turn comes, so 100,000 pending exports never sit in memory at once."""
         waiter = self._waiter
         now = waiter.clock.now()
-        if self._left is not None:
-            entries = self._left
-        else:
-            entries = [entry for entry in self._entries if entry.has_caller(self)]
-        pending = [waiter._core.snapshot(entry, self, now) for entry in entries]
         if not self._started_flag and self._ids:
-            pending = [
+            return (
                 ExportOutcome(export_id, OutcomeKind.PENDING, None, None, 0, 0.0)
                 for export_id in self._ids
-            ]
-        return pending
+            )
+        if self._left is not None:
+            entries: Iterable[Entry] = self._left
+        else:
+            entries = [entry for entry in self._entries if entry.has_caller(self)]
+        return (waiter._core.snapshot(entry, self, now) for entry in entries)
 
     def __del__(self) -> None:
         if self._started_flag and self._left is None:

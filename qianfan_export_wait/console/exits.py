@@ -1,0 +1,42 @@
+"""The command line's exit codes (sysexits-style) and ``UsageError``, the one exit 64."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["EXIT_CODES_HELP", "ExitCode", "UsageError"]
+
+
+class ExitCode(enum.IntEnum):
+    """What the exit status of ``qianfan-export-wait`` means."""
+
+    OK = 0
+    FAILED = 1
+    TIMEOUT = 2
+    USAGE = 64
+    UNAVAILABLE = 69
+    IOERR = 74
+    NOPERM = 77
+    SIGINT = 130
+    SIGPIPE = 141
+    SIGTERM = 143
+
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    every export Done (with --download: and every file in place)
+  1    some export Fail or error, or a download failed; none timed out
+  2    some export timed out
+  64   bad usage: an id, an option, a file or a credential (nothing was sent)
+  69   gave up: the service stayed unavailable for --max-unavailable seconds
+  74   stdout could not be written (e.g. the disk is full)
+  77   authentication or TLS failure
+  130  interrupted by SIGINT (Ctrl-C): every id still gets its line
+  141  stdout was closed by its reader (e.g. piped into head): the run ends quietly
+  143  interrupted by SIGTERM: every id still gets its line"""
+"""The table ``wait --help`` shows (and the README repeats)."""
+
+
+class UsageError(Exception):
+    """Bad input from the user (an id, an option, a file), found before any request is
+    sent: reported with exit code 64."""

@@ -1,0 +1,137 @@
+"""What the user hands the command line besides options: ids (arguments, ``--ids-file``)
+and an earlier run's JSON lines (``--resume``). Everything here is read before any
+request, and every problem is a ``UsageError`` naming the flag, the file and the line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, TextIO
+
+from ..models import ExportId, id_file_lines, parse_export_id, validate_export_id
+from .exits import UsageError
+
+__all__ = ["FINAL_OUTCOMES", "EarlierRun", "gather_ids", "read_earlier_run", "read_ids_file"]
+
+FINAL_OUTCOMES = ("done", "failed")
+"""Outcomes a resumed run takes as they are, without asking again."""
+
+
+def gather_ids(arguments: Sequence[str], ids_file: str | None, stdin: TextIO) -> list[ExportId]:
+    """The ids of the arguments, then of ``--ids-file``, each once, in that order."""
+    ids: dict[ExportId, None] = {}
+    for position, text in enumerate(arguments, 1):
+        try:
+            ids[parse_export_id(text)] = None
+        except ValueError as exc:
+            raise UsageError(f"argument {position}: {exc}") from None
+    if ids_file is not None:
+        for export_id in read_ids_file(ids_file, stdin):
+            ids[export_id] = None
+    return list(ids)
+
+
+def read_ids_file(path: str, stdin: TextIO) -> Iterator[ExportId]:
+    """The ids in the file at ``path`` (``-``: stdin), one a line (see
+    ``models.id_file_lines``); read line by line, so a large file never sits in memory
+    as text as well as ids."""
+    if path == "-":
+        yield from _parse_lines("--ids-file -", _binary_lines(stdin))
+        return
+    try:
+        with open(path, "rb") as lines:
+            yield from _parse_lines(f"--ids-file {path}", lines)
+    except FileNotFoundError:
+        raise UsageError(f"--ids-file {path!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"--ids-file {path!r} cannot be read: {exc.strerror or exc}") from None
+
+
+def _binary_lines(stream: TextIO) -> Iterable[bytes]:
+    buffer: BinaryIO | None = getattr(stream, "buffer", None)
+    if buffer is not None:
+        return buffer
+    return (line.encode("utf-8", "surrogateescape") for line in stream)
+
+
+def _parse_lines(where: str, lines: Iterable[bytes]) -> Iterator[ExportId]:
+    try:
+        for number, text in id_file_lines(lines):
+            try:
+                yield parse_export_id(text)
+            except ValueError as exc:
+                raise UsageError(f"{where}:{number}: {exc}") from None
+    except ValueError as exc:  # a line that is not UTF-8
+        raise UsageError(f"{where} cannot be read: {exc}") from None
+
+
+@dataclass
+class EarlierRun:
+    """What an earlier run's JSON lines say: every id they name (in order) and the
+    records of those that need no more waiting."""
+
+    ids: list[ExportId] = field(default_factory=list)
+    final: dict[ExportId, dict[str, Any]] = field(default_factory=dict)
+
+
+def read_earlier_run(path: str, *, downloading: bool) -> EarlierRun:
+    """Read ``--resume PATH``: each line one export's record, as ``wait`` prints them.
+
+    A ``done`` or ``failed`` record is final, unless ``downloading`` and a ``done``
+    record has no ``file`` (its file did not come: it is waited for, so fetched, again).
+    A later final record of an id replaces an earlier one. An unfinished last line (a
+    run killed mid-write) is skipped; any other line that is not such a record is a
+    ``UsageError`` naming it.
+    """
+    earlier = EarlierRun()
+    seen: set[ExportId] = set()
+    try:
+        with open(path, "rb") as lines:
+            for number, raw in enumerate(lines, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = _record_of(raw)
+                except ValueError as exc:
+                    if not raw.endswith(b"\n") and lines.read(1) == b"":
+                        break  # the last line, cut off mid-write
+                    raise UsageError(f"--resume {path}:{number}: {exc}") from None
+                export_id = record["export_id"]
+                if export_id not in seen:
+                    seen.add(export_id)
+                    earlier.ids.append(export_id)
+                if _is_final(record, downloading):
+                    earlier.final[export_id] = record
+    except FileNotFoundError:
+        raise UsageError(f"--resume {path!r} does not exist") from None
+    except OSError as exc:
+        raise UsageError(f"--resume {path!r} cannot be read: {exc.strerror or exc}") from None
+    return earlier
+
+
+def _record_of(raw: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(raw, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"not a JSON line ({type(exc).__name__})") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(record.get("outcome"), str):
+        raise ValueError("no 'outcome'; is this a file of qianfan-export-wait lines?")
+    try:
+        validate_export_id(record.get("export_id"))
+    except ValueError as exc:
+        raise ValueError(f"bad 'export_id': {exc}") from None
+    return record
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_final(record: dict[str, Any], downloading: bool) -> bool:
+    outcome = record["outcome"]
+    if outcome not in FINAL_OUTCOMES:
+        return False
+    return not (downloading and outcome == "done" and not isinstance(record.get("file"), dict))

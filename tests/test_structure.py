@@ -1,0 +1,42 @@
+"""The shape of the code, where it is a promise: the command line is a leaf (nothing in
+the library, the demo or the benchmarks imports it), so using or measuring the library
+never pulls in argument parsing."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY_POINTS = {"qianfan_export_wait/cli.py", "qianfan_export_wait/__main__.py"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The absolute names of the modules ``path`` imports (relative ones resolved)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base]) if base else ".".join(parts)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+SOURCES = sorted(
+    str(path.relative_to(ROOT))
+    for folder in ("qianfan_export_wait", "benchmarks")
+    for path in (ROOT / folder).rglob("*.py")
+)
+
+
+@pytest.mark.parametrize("source", [s for s in SOURCES if s not in ENTRY_POINTS])
+def test_nothing_but_the_entry_points_imports_the_command_line(source: str) -> None:
+    assert "qianfan_export_wait.cli" not in imported_modules(ROOT / source)
