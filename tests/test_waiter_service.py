@@ -72,6 +72,40 @@ async def test_max_in_flight_holds_across_every_caller() -> None:
     assert client.peak_in_flight == 2
 
 
+class NeverWaits:
+    """A limiter that never delays anything, so only max_in_flight holds polls back."""
+
+    rate = float("inf")
+
+    def __init__(self) -> None:
+        self.tickets = 0
+
+    def reserve(self, now: float) -> Reservation:
+        self.tickets += 1
+        return Reservation(0.0, self.tickets)
+
+    def on_success(self, now: float, ticket: int) -> None:
+        pass
+
+    def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+        pass
+
+
+async def test_max_in_flight_holds_when_the_limiter_lets_everything_go_at_once() -> None:
+    script: dict[int | str, list[Answer]] = {i: ["Done"] for i in range(1, 1001)}
+    waiter, client, _ = make_waiter(script, max_in_flight=5, limiter=NeverWaits())
+    client.gate = asyncio.Event()
+    task = asyncio.ensure_future(waiter.wait_all(range(1, 1001)))
+    await until(lambda: client.in_flight == 5)
+    await settle()
+    assert client.in_flight == 5 and waiter.stats.in_flight == 5
+    client.gate.set()
+    assert (await task).ok
+    assert client.peak_in_flight == 5
+    await settle()
+    assert other_tasks() == []  # no more workers than that, and none left behind
+
+
 async def test_a_wrong_key_costs_one_request_for_fifty_callers_and_later_calls_raise_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

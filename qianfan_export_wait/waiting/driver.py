@@ -82,7 +82,7 @@ class Driver:
         self.polls: dict[Entry, asyncio.Task[None]] = {}
         # Workers run the polls, each handed the next one when it is done with its last.
         self._workers: set[asyncio.Task[None]] = set()
-        self._idle: list[asyncio.Future[tuple[Entry, int] | None]] = []
+        self._idle: list[tuple[asyncio.Future[tuple[Entry, int] | None], asyncio.Task[None]]] = []
         self.downloads: dict[Entry, asyncio.Task[None]] = {}
         self._downloader = downloader
         core.downloads = downloader is not None
@@ -297,13 +297,18 @@ class Driver:
         if now >= meter.next_sample:
             meter.sample(now, self.core.requests)
         idle = self._idle
-        if idle:
+        while idle:
             # A worker that finished its last poll takes this one: no task per poll.
-            idle.pop().set_result((entry, ticket))
+            turn, worker = idle.pop()
+            if not turn.done():  # (a worker cancelled while idle has gone)
+                turn.set_result((entry, ticket))
+                break
         else:
             worker = self._loop.create_task(self._work(entry, ticket))
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
+        # In flight from now, not from when the worker runs: max_in_flight counts it.
+        self.polls[entry] = worker
 
     async def _work(self, entry: Entry, ticket: int) -> None:
         """A worker: polls one export, then waits to be handed the next. It handles every
@@ -315,7 +320,6 @@ class Driver:
         loop = self._loop
         idle = self._idle
         while True:
-            polls[entry] = task
             try:
                 status = await fetch(entry.export_id)
             except asyncio.CancelledError:
@@ -331,7 +335,7 @@ class Driver:
             if self._closed or not self.core.entries:
                 return
             turn: asyncio.Future[tuple[Entry, int] | None] = loop.create_future()
-            idle.append(turn)
+            idle.append((turn, task))
             job = await turn
             if job is None:
                 return
@@ -340,7 +344,7 @@ class Driver:
     def _release_workers(self) -> None:
         """Let the idle workers end (no work is left)."""
         idle, self._idle = self._idle, []
-        for turn in idle:
+        for turn, _ in idle:
             if not turn.done():
                 turn.set_result(None)
 
