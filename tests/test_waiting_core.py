@@ -5,10 +5,13 @@ answer with ``on_*``, and ``expire`` deadlines; then it checks who got which out
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tenacity import RetryCallState, wait_fixed
 from tenacity.wait import wait_base
 
@@ -29,6 +32,7 @@ from qianfan_export_wait.waiting.core import (
     DueQueue,
     Entry,
     Scheduler,
+    _Packer,
 )
 from qianfan_export_wait.waiting.outcomes import ExportOutcome, WaiterEvent
 from qianfan_export_wait.waiting.policy import PROBE_MAX_DELAY, Schedule
@@ -471,3 +475,55 @@ def test_finished_callers_do_not_pile_up_in_the_deadline_heap() -> None:
         core.on_status(entry, status(number + 1, "Done"), float(number))
     assert len(core._deadlines) <= 2000
     assert core.next_deadline() == INF
+
+
+# -- the packed last status of a large wait -----------------------------------------------------
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=80)
+)
+_RESULTS = st.dictionaries(st.text(max_size=12), _VALUES, max_size=8).map(
+    lambda extra: {**extra, "exportID": 7, "state": "Uploading"}
+)
+
+
+@given(first=_RESULTS, result=_RESULTS, log_id=st.one_of(st.none(), st.text(max_size=64)))
+def test_a_packed_status_unpacks_to_the_same_status(
+    first: dict[str, Any], result: dict[str, Any], log_id: str | None
+) -> None:
+    packer = _Packer()
+    packer.pack(parse_export_status({"log_id": "1", "result": first}))  # sets the dictionary
+    status = parse_export_status({"log_id": log_id, "result": result})
+    unpacked = packer.unpack(packer.pack(status))
+    assert unpacked == status and dict(unpacked.raw) == dict(status.raw)
+    assert unpacked.log_id == status.log_id
+
+
+def test_a_new_log_id_is_swapped_in_without_repacking() -> None:
+    packer = _Packer()
+    status = parse_export_status(
+        {"log_id": "1", "result": {"exportID": 7, "state": "Pending", "exportPath": "a/b.csv"}}
+    )
+    packed = packer.with_log_id(packer.pack(status), "2024")
+    assert packer.unpack(packed).log_id == "2024"
+    assert dict(packer.unpack(packed).raw) == dict(status.raw)
+
+
+def test_statuses_alike_pack_to_far_less_than_their_marshalled_values() -> None:
+    packer = _Packer()
+    sizes = []
+    for n in range(1, 50):
+        result = {
+            "id": 300 + n,
+            "idStr": f"ame-{n:08d}",
+            "exportID": n,
+            "exportIDStr": f"amemt-{n:012d}",
+            "state": "Pending",
+            "exportType": "local",
+            "volumeId": "",
+            "exportPath": f"qianfan_modelrepo_offline/workspace/model_eval_result_export/x_{n}.csv",
+            "downloadUrl": "",
+        }
+        sizes.append(len(packer.pack(parse_export_status({"log_id": str(n), "result": result}))))
+    marshalled = len(marshal.dumps(tuple(result.values())))
+    assert max(sizes[1:]) < marshalled / 2

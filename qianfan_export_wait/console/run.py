@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,12 +202,21 @@ async def _wait(
             if stage is not None:
                 await stage.cancel()  # each download still going reports itself
             if interrupt.by_signal:
-                tally.pending = tally.total - tally.finished
-                pending = stream.iter_unfinished()  # one at a time: memory stays flat
+                pending = _counted(tally, stream.iter_unfinished())  # one at a time
         await run.finish((outcome.export_id, record_for(outcome)) for outcome in pending)
+        if interrupt.by_signal:
+            tally.pending = tally.total - tally.finished  # lines cut short included
     finally:
         refresher.cancel()
     tally.stopped = interrupt.code
+
+
+def _counted(tally: Tally, outcomes: Iterable[ExportOutcome]) -> Iterator[ExportOutcome]:
+    """``outcomes``, each counted as it goes by (some may be final: known, not yet read)."""
+    for outcome in outcomes:
+        if outcome.kind is not OutcomeKind.PENDING:
+            tally.count_outcome(outcome)
+        yield outcome
 
 
 def _take_earlier(run: _Run, plan: WaitPlan) -> Sequence[ExportId]:

@@ -18,19 +18,26 @@ simulator itself for ``local`` exports, a signed BOS ``GetObject`` for ``storage
 with their own faults (``DownloadFaultRates``).
 """
 
-from .app import STATS_PATH, Simulator
-from .config import (
-    DOWNLOAD_FAULT_KINDS,
-    FAULT_KINDS,
-    DownloadFaultRates,
-    FaultRates,
-    SimulatorConfig,
-)
-from .exports import SimExport, export_id_from_str, export_id_str_for
-from .files import FileDigest, SimFile
-from .runner import SIMULATOR_CREDENTIALS, run_simulator
-from .stats import FILE_OUTCOMES, OUTCOMES, SimulatorStats
-from .verify import AuthFailure, verify_authorization
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import STATS_PATH, Simulator
+    from .config import (
+        DOWNLOAD_FAULT_KINDS,
+        FAULT_KINDS,
+        DownloadFaultRates,
+        FaultRates,
+        SimulatorConfig,
+    )
+    from .credentials import SIMULATOR_CREDENTIALS
+    from .exports import SimExport, export_id_from_str, export_id_str_for
+    from .files import FileDigest, SimFile
+    from .runner import run_simulator
+    from .stats import FILE_OUTCOMES, OUTCOMES, SimulatorStats
+    from .verify import AuthFailure, verify_authorization
 
 __all__ = [
     "DOWNLOAD_FAULT_KINDS",
@@ -53,3 +60,39 @@ __all__ = [
     "run_simulator",
     "verify_authorization",
 ]
+
+# Loaded on first use: the command line needs only the credentials, not aiohttp.web.
+_HOMES: dict[str, str] = {
+    "STATS_PATH": "app",
+    "Simulator": "app",
+    "DOWNLOAD_FAULT_KINDS": "config",
+    "FAULT_KINDS": "config",
+    "DownloadFaultRates": "config",
+    "FaultRates": "config",
+    "SimulatorConfig": "config",
+    "SIMULATOR_CREDENTIALS": "credentials",
+    "SimExport": "exports",
+    "export_id_from_str": "exports",
+    "export_id_str_for": "exports",
+    "FileDigest": "files",
+    "SimFile": "files",
+    "run_simulator": "runner",
+    "FILE_OUTCOMES": "stats",
+    "OUTCOMES": "stats",
+    "SimulatorStats": "stats",
+    "AuthFailure": "verify",
+    "verify_authorization": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

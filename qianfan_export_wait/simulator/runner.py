@@ -10,11 +10,9 @@ from typing import TextIO
 from ..auth import Credentials
 from .app import Simulator
 from .config import FaultRates, SimulatorConfig
+from .credentials import SIMULATOR_CREDENTIALS
 
 __all__ = ["SIMULATOR_CREDENTIALS", "run_simulator"]
-
-SIMULATOR_CREDENTIALS = Credentials("simulator-access-key", "simulator-secret-key")
-"""The pair ``simulate`` accepts when given no credentials (a test pair, not a secret)."""
 
 
 async def run_simulator(

@@ -36,7 +36,7 @@ from ..errors import (
 from ..models import ExportId, ExportStatus, validate_export_id
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, FixedRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
-from .core import Caller, Entry, Scheduler
+from .core import Caller, Entry, Pending, PendingRun, Scheduler
 from .driver import Driver
 from .outcomes import (
     ExportOutcome,
@@ -196,6 +196,7 @@ class OutcomeStream(Caller):
     """
 
     __slots__ = (
+        "_delivered",
         "_entered",
         "_entries",
         "_error",
@@ -214,8 +215,9 @@ class OutcomeStream(Caller):
         self._waiter = waiter
         self._ids: list[ExportId] | None = ids
         self._entries: list[Entry] = []
-        self._ready: deque[ExportOutcome] = deque()
+        self._ready: deque[ExportOutcome | Pending | PendingRun] = deque()
         self._remaining = len(ids)
+        self._delivered = 0
         self._signal: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._started_flag = False
@@ -228,9 +230,24 @@ class OutcomeStream(Caller):
 
     # -- the caller side ------------------------------------------------------------------
 
+    lazy = True
+
     def deliver(self, outcome: ExportOutcome) -> None:
-        self._ready.append(outcome)
-        self._remaining -= 1
+        self._took_one(outcome)
+
+    def defer(self, pending: Pending | PendingRun) -> None:
+        self._took_one(pending)
+
+    def _took_one(self, item: ExportOutcome | Pending | PendingRun) -> None:
+        self._ready.append(item)
+        count = len(item.entries) if isinstance(item, PendingRun) else 1
+        self._remaining -= count
+        self._delivered += count
+        entries = self._entries
+        if self._delivered > 1000 and self._delivered * 2 > len(entries):
+            # Let finished exports go: a long stream keeps only those still to come.
+            self._entries = [entry for entry in entries if entry.has_caller(self)]
+            self._delivered = 0
         self._wake()
 
     def abort(self, error: BaseException) -> None:
@@ -272,7 +289,21 @@ class OutcomeStream(Caller):
                 await self._signal
             finally:
                 self._signal = None
-        return self._ready.popleft()
+        return self._next_ready()
+
+    def _next_ready(self) -> ExportOutcome:
+        ready = self._ready
+        item = ready[0]
+        if isinstance(item, PendingRun):
+            entries = item.entries
+            entry = entries.pop()
+            if not entries:
+                ready.popleft()
+            return self._waiter._core.timed_out(entry, self, item.at)
+        ready.popleft()
+        if isinstance(item, ExportOutcome):
+            return item
+        return self._waiter._core.materialize(item, self)
 
     async def __aenter__(self) -> OutcomeStream:
         self._entered = True
@@ -303,25 +334,32 @@ class OutcomeStream(Caller):
         await self._waiter._driver.settle(tasks)
 
     def unfinished(self) -> list[ExportOutcome]:
-        """A ``pending`` outcome, with the last status seen, for each export not yet
-        yielded (in the order given), at the moment polling stopped or now."""
+        """``iter_unfinished()`` as a list: each export not yet yielded, with its outcome
+        if known, else ``pending`` and the last status seen (as polling stopped, or now)."""
         return list(self.iter_unfinished())
 
     def iter_unfinished(self) -> Iterator[ExportOutcome]:
-        """``unfinished()`` one outcome at a time: each last status is unpacked only when
-        its turn comes, so 100,000 pending exports never sit in memory at once."""
+        """Every export not yet yielded, one outcome at a time: its outcome if it is
+        known but not yet read, else a ``pending`` one with the last status seen (each
+        unpacked only when its turn comes, so 100,000 never sit in memory at once)."""
         waiter = self._waiter
         now = waiter.clock.now()
         if not self._started_flag and self._ids:
-            return (
+            yield from (
                 ExportOutcome(export_id, OutcomeKind.PENDING, None, None, 0, 0.0)
                 for export_id in self._ids
             )
+            return
+        core = waiter._core
+        ready = self._ready
+        while ready:
+            yield self._next_ready()
         if self._left is not None:
             entries: Iterable[Entry] = self._left
         else:
             entries = [entry for entry in self._entries if entry.has_caller(self)]
-        return (waiter._core.snapshot(entry, self, now) for entry in entries)
+        for entry in entries:
+            yield core.snapshot(entry, self, now)
 
     def __del__(self) -> None:
         if self._started_flag and self._left is None:
