@@ -204,6 +204,7 @@ class OutcomeStream(Caller):
         "_left",
         "_ready",
         "_remaining",
+        "_runs",
         "_signal",
         "_started_flag",
         "_tasks",
@@ -215,7 +216,11 @@ class OutcomeStream(Caller):
         self._waiter = waiter
         self._ids: list[ExportId] | None = ids
         self._entries: list[Entry] = []
-        self._ready: deque[ExportOutcome | Pending | PendingRun] = deque()
+        self._ready: deque[ExportOutcome | Pending] = deque()
+        # Runs of outcomes that came at once (a deadline), read after the single ones: an
+        # answer that comes while a run is read goes first, so a reader that keeps input
+        # order need not hold a run's worth of lines behind a poll that was in flight.
+        self._runs: deque[PendingRun] = deque()
         self._remaining = len(ids)
         self._delivered = 0
         self._signal: asyncio.Future[None] | None = None
@@ -239,8 +244,12 @@ class OutcomeStream(Caller):
         self._took_one(pending)
 
     def _took_one(self, item: ExportOutcome | Pending | PendingRun) -> None:
-        self._ready.append(item)
-        count = len(item.entries) if isinstance(item, PendingRun) else 1
+        if isinstance(item, PendingRun):
+            self._runs.append(item)
+            count = len(item.entries)
+        else:
+            self._ready.append(item)
+            count = 1
         self._remaining -= count
         self._delivered += count
         entries = self._entries
@@ -279,7 +288,7 @@ class OutcomeStream(Caller):
 
     async def __anext__(self) -> ExportOutcome:
         self._start()
-        while not self._ready:
+        while not (self._ready or self._runs):
             if self._error is not None:
                 raise self._error
             if self._remaining <= 0 or self.closed:
@@ -292,18 +301,17 @@ class OutcomeStream(Caller):
         return self._next_ready()
 
     def _next_ready(self) -> ExportOutcome:
+        core = self._waiter._core
         ready = self._ready
-        item = ready[0]
-        if isinstance(item, PendingRun):
-            entries = item.entries
-            entry = entries.pop()
-            if not entries:
-                ready.popleft()
-            return self._waiter._core.timed_out(entry, self, item.at)
-        ready.popleft()
-        if isinstance(item, ExportOutcome):
-            return item
-        return self._waiter._core.materialize(item, self)
+        if ready:
+            item = ready.popleft()
+            return item if isinstance(item, ExportOutcome) else core.materialize(item, self)
+        run = self._runs[0]
+        entries = run.entries
+        entry = entries.pop()
+        if not entries:
+            self._runs.popleft()
+        return core.timed_out(entry, self, run.at)
 
     async def __aenter__(self) -> OutcomeStream:
         self._entered = True
@@ -351,8 +359,7 @@ class OutcomeStream(Caller):
             )
             return
         core = waiter._core
-        ready = self._ready
-        while ready:
+        while self._ready or self._runs:
             yield self._next_ready()
         if self._left is not None:
             entries: Iterable[Entry] = self._left
