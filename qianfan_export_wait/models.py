@@ -131,15 +131,16 @@ def parse_export_id(text: str) -> ExportId:
     return int(significant)
 
 
-def id_file_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
-    """``(line number, id text)`` for each id in the lines of an ids file, as bytes.
+def id_file_lines(lines: Iterable[bytes], *, first: int = 1) -> Iterator[tuple[int, str]]:
+    """``(line number, id text)`` for each id in the lines of an ids file, as bytes
+    (``first``: the number of the first of them).
 
     The file is UTF-8, with or without a byte-order mark; lines end in LF or CRLF (a CR
     anywhere else stays in the line, and makes its id invalid); ``#`` starts a comment
     that runs to the end of the line; blank lines are skipped. Each id text then
     follows ``parse_export_id``. Raises ``ValueError`` naming a line that is not UTF-8.
     """
-    for number, raw in enumerate(lines, 1):
+    for number, raw in enumerate(lines, first):
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         if raw.endswith(b"\n"):

@@ -477,3 +477,44 @@ async def test_transient_errors_end_exports_as_unavailable_after_max_unavailable
     assert all(isinstance(o.error, ServiceUnavailableError) for o in report.values())
     assert 120 <= clock.now() <= 126
     assert len(client.calls) <= 8 + 120 / 0.1  # never one retry chain per export
+
+
+# -- many ids in one stream --------------------------------------------------------------------
+
+
+class NotesTheFirstRequest(ScriptedClient):
+    """Notes how many exports the waiter had when the first request went out."""
+
+    waiter: ExportWaiter | None = None
+    joined_at_first_request: int | None = None
+
+    async def fetch_once(self, export_id: int | str) -> ExportStatus:
+        if self.joined_at_first_request is None and self.waiter is not None:
+            self.joined_at_first_request = self.waiter.stats.total
+        return await super().fetch_once(export_id)
+
+
+async def test_a_stream_of_many_ids_polls_before_every_id_has_joined() -> None:
+    ids = range(1, 20_001)
+    clock = VirtualClock()
+    client = NotesTheFirstRequest(clock, {i: ["Done"] for i in ids})
+    waiter = ExportWaiter(client, clock=clock, limiter=FixedRateLimiter(1e6))  # type: ignore[arg-type]
+    client.waiter = waiter
+    seen = [outcome.export_id async for outcome in waiter.as_completed(ids)]
+    assert sorted(seen) == list(ids)  # type: ignore[type-var]
+    assert client.joined_at_first_request is not None
+    assert client.joined_at_first_request < 20_000
+
+
+async def test_leaving_a_stream_while_its_ids_join_gives_every_other_id_as_pending() -> None:
+    ids = list(range(1, 30_001))
+    waiter, _, _ = make_waiter({i: ["Pending"] for i in ids}, policy=SLOW)
+    stream = waiter.as_completed(ids)
+    async with stream:
+        await asyncio.sleep(0)  # the first chunk has joined, the rest has not
+        assert waiter.stats.total < 30_000
+    pending = stream.unfinished()
+    assert sorted(o.export_id for o in pending) == ids  # type: ignore[type-var]
+    assert {o.kind for o in pending} == {OutcomeKind.PENDING}
+    await settle()
+    assert other_tasks() == []

@@ -59,13 +59,22 @@ class _Run:
     """The state one ``run_wait``/``run_status`` call shares between its steps."""
 
     def __init__(
-        self, console: Console, interrupt: Interrupt, printer: Printer, total: int
+        self, console: Console, interrupt: Interrupt, printer: Callable[[], Printer], total: int
     ) -> None:
         self.console = console
         self.interrupt = interrupt
-        self.printer = printer
+        # Made when the first line comes: for a million ids in input order it takes a
+        # while, and the first requests need not wait for it.
+        self._make_printer = printer
+        self._printer: Printer | None = None
         self.tally = Tally(total=total)
         self.started = time.monotonic()
+
+    @property
+    def printer(self) -> Printer:
+        if self._printer is None:
+            self._printer = self._make_printer()
+        return self._printer
 
     def emit(self, export_id: ExportId, record: dict[str, Any]) -> None:
         for line in self.printer.add(export_id, json_line(record)):
@@ -157,7 +166,7 @@ async def run_wait(
     On SIGINT/SIGTERM (through ``interrupt``) polling stops at once and every id
     without a line gets a ``pending`` one with its last known state.
     """
-    run = _Run(console, interrupt, printer_for(plan.order, plan.ids), len(plan.ids))
+    run = _Run(console, interrupt, lambda: printer_for(plan.order, plan.ids), len(plan.ids))
     async with contextlib.AsyncExitStack() as resources:
         stage: DownloadStage | None = None
         if downloader is not None:
@@ -278,7 +287,7 @@ async def run_status(
     ``error`` line carrying the same failure. Interrupted, the ids not yet asked get a
     ``pending`` line.
     """
-    run = _Run(console, interrupt, printer_for("completion", ids), len(ids))
+    run = _Run(console, interrupt, lambda: printer_for("completion", ids), len(ids))
     tally = run.tally
     run.start_output()
     asked = 0

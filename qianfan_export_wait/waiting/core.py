@@ -276,6 +276,21 @@ class DueQueue:
         bucket.append(entry)
         entry.due = bucket.key
 
+    def push_new(self, entries: list[Entry], due: float) -> None:
+        """Queue ``entries``, none queued yet, all for ``due``."""
+        if not entries:
+            return
+        resolution = self._resolution
+        key = due if resolution <= 0.0 else float(floor(due / resolution))
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(key)
+            heapq.heappush(self._keys, key)
+        bucket.extend(entries)
+        key = bucket.key
+        for entry in entries:
+            entry.due = key
+
     def ready_at(self) -> float:
         """When the earliest bucket is ready (``inf`` when empty)."""
         keys = self._keys
@@ -448,6 +463,39 @@ class Scheduler:
             # The Smithy rule for this caller too: one last poll at its deadline.
             self.queue.push(entry, caller.deadline)
         return entry
+
+    def join_many(self, caller: Caller, export_ids: Iterable[ExportId], now: float) -> list[Entry]:
+        """``join`` for many ids at once (each once; a repeated id is skipped); return the
+        entries joined, in order."""
+        entries = self.entries
+        get = entries.get
+        joined: list[Entry] = []
+        fresh: list[Entry] = []
+        for export_id in export_ids:
+            entry = get(export_id)
+            if entry is None:
+                entry = entries[export_id] = Entry(export_id, caller)
+                fresh.append(entry)
+            elif entry.has_caller(caller):
+                continue
+            else:
+                caller.waiting -= 1  # join counts it again
+                self.join(caller, export_id, now)
+            joined.append(entry)
+        caller.waiting += len(joined)
+        self.total += len(fresh)
+        self.queue.push_new(fresh, now)
+        return joined
+
+    def joined_all(self, caller: Caller, now: float) -> None:
+        """``caller`` joined its ids a chunk at a time, holding itself open meanwhile
+        (``waiting`` one more): it is done joining. A deadline that passed meanwhile is
+        looked at again, for the ids that joined after it."""
+        if caller.closed:
+            return
+        if caller.deadline <= now:
+            heapq.heappush(self._deadlines, (caller.deadline, next(self._order), caller))
+        self._close_if_done(caller)
 
     def watch(self, caller: Caller) -> None:
         """Start counting ``caller`` and keep its deadline (after its ``join`` calls)."""

@@ -33,7 +33,7 @@ from ..errors import (
     ExportTimeoutError,
     WaiterClosedError,
 )
-from ..models import ExportId, ExportStatus, validate_export_id
+from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, FixedRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Caller, Entry, Pending, PendingRun, Scheduler
@@ -201,6 +201,8 @@ class OutcomeStream(Caller):
         "_entries",
         "_error",
         "_ids",
+        "_joined",
+        "_joiner",
         "_left",
         "_ready",
         "_remaining",
@@ -229,6 +231,10 @@ class OutcomeStream(Caller):
         self._entered = False
         self._left: list[Entry] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Many ids join a chunk at a time, so the first request goes out at once: the
+        # ids from _joined on are still to join.
+        self._joined = 0
+        self._joiner: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<OutcomeStream {self._remaining} to come>"
@@ -273,13 +279,40 @@ class OutcomeStream(Caller):
 
     # -- the user side ---------------------------------------------------------------------
 
+    _JOIN_CHUNK = 5000
+
     def _start(self) -> None:
         if self._started_flag:
             return
         self._started_flag = True
         ids = self._ids or []
+        if len(ids) <= self._JOIN_CHUNK:
+            self._ids = None
+            self._waiter._subscribe(self, ids)
+            return
+        self.waiting += 1  # not done before every id has joined
+        self._joined = self._JOIN_CHUNK
+        self._waiter._subscribe(self, ids[: self._JOIN_CHUNK])
+        self._joiner = asyncio.get_running_loop().create_task(self._join_the_rest())
+
+    async def _join_the_rest(self) -> None:
+        waiter = self._waiter
+        core = waiter._core
+        ids = self._ids
+        assert ids is not None
+        while self._joined < len(ids):
+            await asyncio.sleep(0)  # the loop (and the polls) go on between chunks
+            if self.closed:
+                return
+            chunk = ids[self._joined : self._joined + self._JOIN_CHUNK]
+            self._joined += len(chunk)
+            self._entries.extend(core.join_many(self, chunk, waiter.clock.now()))
+            waiter._driver.kick()
         self._ids = None
-        self._waiter._subscribe(self, ids)
+        self._joined = 0
+        self._joiner = None
+        core.joined_all(self, waiter.clock.now())
+        waiter._driver.kick()
 
     def __aiter__(self) -> AsyncIterator[ExportOutcome]:
         if self._entered:
@@ -334,6 +367,9 @@ class OutcomeStream(Caller):
             return
         self._left = [entry for entry in self._entries if entry.has_caller(self)]
         self._tasks = self._waiter._leave(self)
+        if self._joiner is not None:
+            self._joiner.cancel()
+            self._tasks.append(self._joiner)
 
     async def aclose(self) -> None:
         """Stop polling, and wait until the requests it cancelled have ended."""
@@ -367,6 +403,11 @@ class OutcomeStream(Caller):
             entries = [entry for entry in self._entries if entry.has_caller(self)]
         for entry in entries:
             yield core.snapshot(entry, self, now)
+        if self._ids is not None:  # ids not joined yet: never polled
+            for export_id in self._ids[self._joined :]:
+                yield ExportOutcome(
+                    export_id, OutcomeKind.PENDING, None, None, 0, now - self.started
+                )
 
     def __del__(self) -> None:
         if self._started_flag and self._left is None:
@@ -625,10 +666,7 @@ class ExportWaiter:
         caller.started = now
         if isinstance(caller, OutcomeStream):
             caller.deadline = self._deadline(now, POLICY_TIMEOUT)
-        join = self._core.join
-        entries = caller._entries
-        for export_id in ids:
-            entries.append(join(caller, export_id, now))
+        caller._entries.extend(self._core.join_many(caller, ids, now))
         self._core.watch(caller)
         self._driver.kick()
 
@@ -662,6 +700,9 @@ def _unique_ids(ids: Iterable[object]) -> list[ExportId]:
     unique: dict[ExportId, None] = {}
     problems: list[str] = []
     for position, value in enumerate(ids):
+        if type(value) is int and 0 < value <= MAX_INT_EXPORT_ID:  # the usual id, checked fast
+            unique[value] = None
+            continue
         try:
             unique[validate_export_id(value)] = None
         except ValueError as exc:
