@@ -39,6 +39,7 @@ from .console import (
     run_status,
     run_wait,
 )
+from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
 from .errors import ConfigurationError
 from .redis_limit import REDIS_URL_ENV, limiter_from_url
@@ -252,6 +253,13 @@ def _log_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "-v", "--verbose", action="store_true", help="debug logs on stderr (default: off)"
     )
+    group.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="the asyncio event loop: uvloop (installed by the fast extra) or the standard "
+        "one (default: %(default)s, uvloop when installed)",
+    )
 
 
 OPTION_GROUPS: dict[str, tuple[str, Callable[[argparse._ArgumentGroup], None]]] = {
@@ -259,7 +267,7 @@ OPTION_GROUPS: dict[str, tuple[str, Callable[[argparse._ArgumentGroup], None]]] 
     "download": ("downloads", _download_options),
     "connection": ("connection", _connection_options),
     "display": ("stderr", _display_options),
-    "log": ("logs", _log_options),
+    "log": ("logs and event loop", _log_options),
 }
 """The option groups verbs share: name -> (heading in --help, adder). A new option for
 several verbs goes into one adder."""
@@ -669,6 +677,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     _configure_logging(args, console)
     try:
         job = _PREPARE[args.verb](args, console, sys.stdin)
+        try:
+            loop_factory(args.event_loop)
+        except ValueError as exc:  # uvloop asked for, not installed
+            raise UsageError(str(exc)) from None
     except (UsageError, ConfigurationError) as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -676,7 +688,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return ExitCode.SIGINT
     try:
-        return run_interruptible(job)
+        return run_interruptible(job, loop=args.event_loop)
     except BrokenPipeError:  # stdout closed while the demo printed its table
         _silence_stdout()
         return ExitCode.SIGPIPE

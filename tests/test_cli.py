@@ -689,3 +689,29 @@ def test_wait_defaults_are_the_librarys() -> None:
         args.max_in_flight,
         args.max_unavailable,
     ) == (policy.min_delay, policy.max_delay, policy.timeout, in_flight, policy.max_unavailable)
+
+
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
+@pytest.mark.skipif(_has_uvloop(), reason="uvloop is installed here")
+async def test_event_loop_uvloop_without_uvloop_is_bad_usage_naming_the_extra(
+    fake: SimulatedQianfan,
+) -> None:
+    code, _ = await wait_cli(fake, "1", "--event-loop", "uvloop")
+    run = await run_cli("wait", "1", "--endpoint", fake.base_url, "--event-loop", "uvloop")
+    assert code == run.code == 64
+    assert "qianfan-export-wait[fast]" in run.stderr
+
+
+@pytest.mark.skipif(not _has_uvloop(), reason="uvloop is not installed here")
+async def test_event_loop_uvloop_runs_the_wait_on_uvloop(fake: SimulatedQianfan) -> None:
+    for choice, module in (("uvloop", "uvloop"), ("asyncio", "asyncio"), ("auto", "uvloop")):
+        run = await run_cli(
+            "wait", "1", "2", "--endpoint", fake.base_url, *FAST, "-v", "--event-loop", choice
+        )
+        assert run.code == 0 and [r["outcome"] for r in run.records] == ["done", "done"]
+        assert f"event loop: {module}." in run.stderr, (choice, run.stderr[-500:])

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -14,7 +16,12 @@ from typing import Any
 
 from .exits import ExitCode
 
-__all__ = ["Interrupt", "run_interruptible"]
+__all__ = ["EVENT_LOOPS", "Interrupt", "loop_factory", "run_interruptible"]
+
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+"""``--event-loop``: ``auto`` is uvloop when it is installed, else the standard loop."""
+
+logger = logging.getLogger("qianfan_export_wait")
 
 _SIGNALS = ((signal.SIGINT, ExitCode.SIGINT), (signal.SIGTERM, ExitCode.SIGTERM))
 
@@ -49,12 +56,35 @@ class Interrupt:
             uncancel()
 
 
-def run_interruptible(main: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> int:
-    """``asyncio.run(main(interrupt))`` with SIGINT and SIGTERM wired to ``interrupt``;
-    returns ``main``'s exit code, or the interruption's if ``main`` did not handle it."""
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes the event loop for ``choice`` (one of ``EVENT_LOOPS``); raises
+    ``ValueError`` when uvloop is asked for but not installed."""
+    if choice not in EVENT_LOOPS:
+        raise ValueError(f"event loop must be one of {EVENT_LOOPS}, got {choice!r}")
+    if choice != "asyncio":
+        try:
+            uvloop = importlib.import_module("uvloop")  # the fast extra; never needed
+        except ImportError:
+            if choice == "uvloop":
+                raise ValueError(
+                    "--event-loop uvloop needs uvloop: pip install 'qianfan-export-wait[fast]'"
+                ) from None
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+def run_interruptible(
+    main: Callable[[Interrupt], Coroutine[Any, Any, int]], *, loop: str = "asyncio"
+) -> int:
+    """``asyncio.run(main(interrupt))`` on the ``loop`` asked for (see ``loop_factory``),
+    with SIGINT and SIGTERM wired to ``interrupt``; returns ``main``'s exit code, or the
+    interruption's if ``main`` did not handle it."""
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
+        logger.debug("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
         task = asyncio.current_task()
         assert task is not None
         interrupt = Interrupt(task)
@@ -73,4 +103,16 @@ def run_interruptible(main: Callable[[Interrupt], Coroutine[Any, Any, int]]) -> 
             for signum in installed:
                 loop.remove_signal_handler(signum)
 
-    return asyncio.run(run())
+    factory = loop_factory(loop)
+    runner = getattr(asyncio, "Runner", None)  # Python 3.11+
+    if runner is not None:
+        with runner(loop_factory=factory) as running:
+            return int(running.run(run()))
+    previous = asyncio.get_event_loop_policy()  # Python 3.10: a policy makes the loop
+    policy = asyncio.DefaultEventLoopPolicy()
+    policy.new_event_loop = factory  # type: ignore[method-assign]
+    asyncio.set_event_loop_policy(policy)
+    try:
+        return asyncio.run(run())
+    finally:
+        asyncio.set_event_loop_policy(previous)
