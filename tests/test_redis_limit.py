@@ -338,3 +338,45 @@ async def test_closing_stops_every_background_task(redis_server: RedisServer) ->
     tasks = list(replica._tasks)
     await replica.aclose()
     assert tasks and all(task.done() for task in tasks)
+
+
+class _LosesCancellations:
+    """A Redis client whose script calls lose a cancellation, as redis-py can when the
+    cancellation lands while it closes a connection on a timeout of its own: the call
+    then ends in a timeout error (``raises``) or in a reply, as if nothing had happened."""
+
+    def __init__(self, raises: bool) -> None:
+        self.raises = raises
+        self.calls = 0
+
+    def register_script(self, script: str) -> object:
+        async def call(keys: list[str], args: list[str]) -> list[object]:
+            self.calls += 1
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if self.raises:
+                    from redis.exceptions import TimeoutError as RedisTimeout
+
+                    raise RedisTimeout("Timed out closing connection") from None
+            return [1, ""]  # a heartbeat's reply: one live replica, no shared rate yet
+
+        return call
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is 3.11+")
+@pytest.mark.parametrize("raises", [False, True], ids=["reply", "timeout-error"])
+async def test_a_cancellation_lost_inside_a_redis_call_still_ends_the_heartbeat(
+    raises: bool,
+) -> None:
+    client = _LosesCancellations(raises)
+    replica = RedisRateLimiter(client, key="k", heartbeat_interval=0.001)  # type: ignore[arg-type]
+    replica._start()
+    await wait_until(lambda: client.calls >= 3)
+    heartbeat = replica._tasks[0]
+    started = time.monotonic()
+    heartbeat.cancel()
+    await asyncio.wait({heartbeat}, timeout=2.0)
+    assert heartbeat.cancelled(), "the heartbeat ran on after its cancellation was lost"
+    await asyncio.wait_for(replica.aclose(), 5.0)
+    assert time.monotonic() - started < 5.0
