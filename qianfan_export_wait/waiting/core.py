@@ -22,7 +22,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from math import floor, inf
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import (
     ApiError,
@@ -359,11 +359,14 @@ class _Packer:
     then its values marshalled and deflated against the first status packed (statuses
     share most of their text: keys, states, path prefixes)."""
 
-    __slots__ = ("_keys", "_zdict")
+    __slots__ = ("_keys", "_primed", "_zdict")
 
     def __init__(self) -> None:
         self._keys: tuple[str, ...] | None = None
         self._zdict = b""
+        # A compressor with the dictionary loaded, copied for each status: cheaper than
+        # loading the dictionary into a new one every time.
+        self._primed: Any = None
 
     @staticmethod
     def _log_id(log_id: str | None) -> bytes:
@@ -387,9 +390,11 @@ class _Packer:
         if self._keys is None:
             self._keys = keys
             self._zdict = marshal.dumps(tuple(raw.values()))
+            self._primed = zlib.compressobj(1, zlib.DEFLATED, -9, 1, zdict=self._zdict)
         payload = marshal.dumps(tuple(raw.values()) if keys == self._keys else dict(raw))
-        packer = zlib.compressobj(1, zlib.DEFLATED, -9, 1, zdict=self._zdict)
-        return self._log_id(status.log_id) + packer.compress(payload) + packer.flush()
+        packer = self._primed.copy()
+        body: bytes = packer.compress(payload) + packer.flush()
+        return self._log_id(status.log_id) + body
 
     def with_log_id(self, packed: bytes, log_id: str | None) -> bytes:
         """``packed`` with another log id (no unpacking: the cheap update)."""

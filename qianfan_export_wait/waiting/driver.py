@@ -33,6 +33,10 @@ __all__ = ["Driver"]
 
 logger = logging.getLogger("qianfan_export_wait")
 
+_STREAK_YIELD = 16
+"""A worker taking polls itself yields to the loop every this many, in case its client
+answers without ever suspending."""
+
 Fetch = Callable[[ExportId], Awaitable[ExportStatus]]
 
 
@@ -89,6 +93,8 @@ class Driver:
         self._fetch = fetch
         self._limiter = limiter
         self._areserve = getattr(limiter, "areserve", None)
+        # A limiter that books without awaiting lets a worker take its next poll itself.
+        self._reserve = None if self._areserve is not None else getattr(limiter, "reserve", None)
         self._clock = clock
         self._real_clock = isinstance(clock, MonotonicClock)
         self._slack = core.resolution
@@ -319,6 +325,7 @@ class Driver:
         fetch = self._fetch
         loop = self._loop
         idle = self._idle
+        streak = 0
         while True:
             try:
                 status = await fetch(entry.export_id)
@@ -331,15 +338,59 @@ class Driver:
                 self._on_status(entry, ticket, status)
             finally:
                 del polls[entry]
-            self.kick()
             if self._closed or not self.core.entries:
+                self.kick()
                 return
-            turn: asyncio.Future[tuple[Entry, int] | None] = loop.create_future()
-            idle.append((turn, task))
-            job = await turn
+            job = self._next_poll(self._clock.now())
+            self.kick()
             if job is None:
-                return
+                turn: asyncio.Future[tuple[Entry, int] | None] = loop.create_future()
+                idle.append((turn, task))
+                job = await turn
+                if job is None:
+                    return
+                streak = 0
+            else:
+                # Taken without the dispatcher: no future, no hand-over. A client that
+                # answers without suspending must not keep the loop to itself, though.
+                streak += 1
+                if streak % _STREAK_YIELD == 0:
+                    await asyncio.sleep(0)
             entry, ticket = job
+
+    def _next_poll(self, now: float) -> tuple[Entry, int] | None:
+        """The poll a worker that just finished may send now, by the dispatcher's rules
+        (room in flight, the sweep's pace, a rate-limiter slot, an export due), counted
+        in flight; ``None`` leaves it to the dispatcher."""
+        reserve = self._reserve
+        core = self.core
+        if (
+            reserve is None
+            or self._paced_at > now
+            or len(self.polls) >= (self.max_in_flight if core.proven else 1)
+            or core.ready_at() > now
+        ):
+            return None
+        held = self._held
+        if held is None:
+            reservation = reserve(now)
+            held = self._held = (now + reservation.delay, reservation.ticket)
+        if held[0] > now:
+            return None
+        entry = core.take(now)
+        if entry is None:
+            return None
+        self._held = None
+        meter = self._meter
+        if now >= meter.next_sample:
+            meter.sample(now, core.requests)
+        budget = core.policy.budget
+        if budget:
+            pace = 1.0 / budget
+            paced_at = self._paced_at
+            self._paced_at = (paced_at if paced_at > now - pace else now) + pace
+        self.polls[entry] = asyncio.current_task()  # type: ignore[assignment]
+        return entry, held[1]
 
     def _release_workers(self) -> None:
         """Let the idle workers end (no work is left)."""
