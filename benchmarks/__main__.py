@@ -19,6 +19,7 @@ from typing import Any
 
 from . import (
     suite_acceptance,
+    suite_cli,
     suite_client,
     suite_download,
     suite_e2e,
@@ -33,6 +34,7 @@ from .common import SuiteResult
 
 SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "client": lambda args: suite_client.run(args.quick),
+    "cli": lambda args: suite_cli.run(args.quick),
     "scale": lambda args: suite_scale.run(args.quick),
     "lag": lambda args: suite_lag.run(args.quick),
     "throttle": lambda args: suite_throttle.run(args.quick),

@@ -37,8 +37,10 @@ def test_quick_client_suite_writes_results_json_of_the_documented_shape(tmp_path
     suite = document["suites"]["client"]
     assert suite["status"] == "ok"
     assert {"metrics", "targets", "notes", "series", "seconds"} <= set(suite)
-    (target,) = suite["targets"]
-    assert set(target) == {"name", "value", "limit", "unit", "op", "holds"}
-    assert isinstance(target["holds"], bool)
-    assert suite["metrics"]["library_cpu_us_per_call"] > 0
+    # The default install's figure, and the fast extra's when orjson is installed.
+    assert 1 <= len(suite["targets"]) <= 2
+    for target in suite["targets"]:
+        assert set(target) == {"name", "value", "limit", "unit", "op", "holds"}
+        assert isinstance(target["holds"], bool)
+    assert suite["metrics"]["stdlib_json"]["library_cpu_us_per_call"] > 0
     assert "| client |" in completed.stdout

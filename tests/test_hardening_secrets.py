@@ -150,8 +150,11 @@ async def test_simulate_verb_never_shows_its_secret_or_full_access_key() -> None
     )  # fmt: skip
     assert simulator.stderr is not None
     try:
-        banner = await asyncio.wait_for(simulator.stderr.readline(), 20)
-        assert b"listening on" in banner
+        banner = b""
+        while b"listening on" not in banner:  # debug lines (-v) may come first
+            line = await asyncio.wait_for(simulator.stderr.readline(), 20)
+            assert line, f"the simulator ended before its banner: {banner!r}"
+            banner += line
         client_runs = [
             await run_cli(
                 "wait", "1", "2", "3", "4", "--endpoint", f"http://127.0.0.1:{port}",
