@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qianfan_export_wait.console.exits import UsageError
-from qianfan_export_wait.console.inputs import gather_ids, read_earlier_run
+from qianfan_export_wait.console.inputs import _parse_lines, gather_ids, read_earlier_run
+from qianfan_export_wait.models import id_file_lines, parse_export_id
 
 
 def record(export_id: int | str, outcome: str, **extra: Any) -> str:
@@ -23,6 +26,34 @@ def test_arguments_then_file_each_id_once(tmp_path: Path) -> None:
     ids_file.write_bytes(b"\xef\xbb\xbf3 # first\r\n1\r\namemt-x\n")
     ids = gather_ids(["1", "2"], str(ids_file), io.StringIO())
     assert ids == [1, 2, 3, "amemt-x"]
+
+
+def _by_the_full_rule(line: bytes) -> list[object]:
+    try:
+        return [parse_export_id(text) for _, text in id_file_lines((line,), first=2)]
+    except ValueError:
+        return ["refused"]
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=140),
+        st.text(st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=140).map(str.encode),
+        st.from_regex(rb"[A-Za-z_+-]?[0-9A-Za-z#\- \r]{0,130}", fullmatch=True),
+    ),
+    st.sampled_from([b"\n", b"\r\n", b""]),
+)
+def test_the_fast_paths_for_usual_lines_read_every_line_as_the_full_rule_does(
+    line: bytes, end: bytes
+) -> None:
+    raw = line + end
+    if b"\n" in line:
+        return  # one line of a file holds no newline
+    try:
+        fast: list[object] = list(_parse_lines("f", [b"1\n", raw]))[1:]
+    except UsageError:
+        fast = ["refused"]
+    assert fast == _by_the_full_rule(raw)
 
 
 def test_ids_file_dash_reads_stdin_as_bytes() -> None:

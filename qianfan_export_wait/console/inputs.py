@@ -5,11 +5,13 @@ request, and every problem is a ``UsageError`` naming the flag, the file and the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
 from ..models import (
+    MAX_EXPORT_ID_LENGTH,
     MAX_INT_EXPORT_ID,
     ExportId,
     id_file_lines,
@@ -62,6 +64,9 @@ def _binary_lines(stream: TextIO) -> Iterable[bytes]:
 
 
 _MAX_DIGITS = len(str(MAX_INT_EXPORT_ID))
+_PLAIN_STR_ID = re.compile(rb"[A-Za-z_][!-\"$-~]{0,%d}" % (MAX_EXPORT_ID_LENGTH - 1))
+"""A line that is a string id as it stands: a letter first (so never a number), then
+printable ASCII with no space, no ``#`` and no CR, within the length limit."""
 
 
 def _parse_lines(where: str, lines: Iterable[bytes]) -> Iterator[ExportId]:
@@ -72,6 +77,9 @@ def _parse_lines(where: str, lines: Iterable[bytes]) -> Iterator[ExportId]:
             digits = raw[:-1] if raw[-1:] == b"\n" else raw
             if digits.isdigit() and digits[:1] != b"0" and len(digits) < _MAX_DIGITS:
                 yield int(digits)
+                continue
+            if _PLAIN_STR_ID.fullmatch(digits):  # the usual exportIDStr, "amemt-..."
+                yield digits.decode("ascii")
                 continue
             for _, text in id_file_lines((raw,), first=number):
                 try:
