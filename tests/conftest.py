@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import faulthandler
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from redis_support import RedisServer, require_redis_server
+from scripted_server import MakeClient, ScriptedServer
+from tenacity import wait_none
 
 from qianfan_export_wait.auth import Credentials
+from qianfan_export_wait.client import EXPORT_STATUS_PATH, ExportStatusClient
 
 TEST_ACCESS_KEY = "AKIDTESTACCESSKEY0000000000000000"
 TEST_SECRET_KEY = "SKTESTSECRETdo-not-leak-7f3a9c1e"
@@ -30,6 +37,45 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+# The scripted server (tests/scripted_server.py), for the client's tests and its secrets'.
+@pytest_asyncio.fixture
+async def server(credentials: Credentials) -> AsyncIterator[ScriptedServer]:
+    scripted = ScriptedServer(credentials)
+    app = web.Application()
+    app.router.add_post(EXPORT_STATUS_PATH, scripted.handle)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    scripted.port = test_server.port or 0
+    try:
+        yield scripted
+    finally:
+        scripted.release.set()
+        await test_server.close()
+
+
+@pytest_asyncio.fixture
+async def make_client(
+    server: ScriptedServer, credentials: Credentials
+) -> AsyncIterator[MakeClient]:
+    """Clients bound to the scripted server, without backoff waits; closed after the test."""
+    made: list[ExportStatusClient] = []
+
+    def factory(**options: Any) -> ExportStatusClient:
+        settings: dict[str, Any] = {
+            "base_url": server.base_url,
+            "retry_wait": wait_none(),
+            "request_timeout": 5.0,
+            "max_attempts": 1,
+        }
+        settings.update(options)
+        made.append(ExportStatusClient(credentials, **settings))
+        return made[-1]
+
+    yield factory
+    for client in made:
+        await client.aclose()
 
 
 HANG_SECONDS = 300.0

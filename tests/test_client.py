@@ -1,40 +1,34 @@
-"""``ExportStatusClient`` against a scripted server on 127.0.0.1, and through aioresponses.
-
-The scripted server records every request exactly as it arrived and checks its
-``Authorization`` the way Qianfan would: recomputed from the method, path, query and the
-signed headers as received (``Host`` with its port), inside a time window of the server's
-own clock.
-"""
+"""``ExportStatusClient`` against the scripted server (tests/scripted_server.py): what it
+sends, how each error arrives, retries, the server's clock, validation and its session.
+The same through aioresponses is in test_client_mocked.py; secrets in
+test_hardening_secrets.py."""
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import gzip
-import hashlib
-import hmac
-import inspect
 import json
-import logging
 import socket
 import time
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from aiohttp import web
-from aiohttp.test_utils import TestServer
-from aioresponses import aioresponses
 from hardening_support import success_body
-from multidict import CIMultiDict
-from tenacity import wait_none
+from scripted_server import (
+    MIB,
+    MakeClient,
+    Responder,
+    ScriptedServer,
+    answer,
+    bce_error,
+    cut_off_body,
+    reset_connection,
+)
 
 from qianfan_export_wait import client as client_module
-from qianfan_export_wait.auth import Credentials, parse_authorization, sign
+from qianfan_export_wait.auth import Credentials
 from qianfan_export_wait.client import (
     EXPORT_STATUS_PATH,
     MAX_RESPONSE_BYTES,
@@ -49,167 +43,6 @@ from qianfan_export_wait.errors import (
     ThrottledError,
     TransientError,
 )
-
-SIGNATURE_WINDOW_SECONDS = 300
-REQUIRED_SIGNED_HEADERS = {"host", "content-type", "x-bce-date"}
-MIB = 1024 * 1024
-DEFAULT_URL = "https://qianfan.baidubce.com" + EXPORT_STATUS_PATH
-
-Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class Received:
-    """One request as the server saw it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: CIMultiDict[str]
-    body: bytes
-
-
-@dataclass
-class ScriptedServer:
-    """A stand-in for Qianfan: verifies signatures, records requests, answers as scripted."""
-
-    credentials: Credentials
-    clock_offset: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    script: list[Responder] = field(default_factory=list)
-    signature_problems: list[str] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    port: int = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def now(self) -> float:
-        return time.time() + self.clock_offset
-
-    def then(self, *responders: Responder) -> None:
-        """Answer the next requests with these, in order; afterwards, verify and succeed."""
-        self.script.extend(responders)
-
-    def signature_problem(self, received: Received) -> str | None:
-        """Why the request's Authorization is not valid for the bytes received, if it is not."""
-        try:
-            parts = parse_authorization(received.headers.get("Authorization", ""))
-        except ValueError as exc:
-            return f"unparsable Authorization: {exc}"
-        if parts.access_key != self.credentials.access_key:
-            return "wrong access key"
-        if not set(parts.signed_headers) >= REQUIRED_SIGNED_HEADERS:
-            return f"signed headers {parts.signed_headers} miss one of {REQUIRED_SIGNED_HEADERS}"
-        if received.headers.get("x-bce-date") != parts.timestamp:
-            return "x-bce-date differs from the Authorization timestamp"
-        signed = {name: received.headers.get(name, "") for name in parts.signed_headers}
-        expected = sign(
-            self.credentials,
-            method=received.method,
-            path=received.path,
-            query=received.query,
-            headers=signed,
-            timestamp=parts.timestamp,
-            expiration_seconds=parts.expiration_seconds,
-            headers_to_sign=parts.signed_headers,
-        )
-        if expected != received.headers["Authorization"]:
-            return "SignatureDoesNotMatch"
-        return None
-
-    def is_expired(self, received: Received) -> bool:
-        issued_at = parse_authorization(received.headers["Authorization"]).issued_at.timestamp()
-        return abs(issued_at - self.now()) > SIGNATURE_WINDOW_SECONDS
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        received = Received(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers=CIMultiDict(request.headers),
-            body=await request.read(),
-        )
-        self.requests.append(received)
-        problem = self.signature_problem(received)
-        if problem is not None:
-            self.signature_problems.append(problem)
-            return bce_error(400, "SignatureDoesNotMatch")
-        if self.script:
-            return await self.script.pop(0)(request)
-        if self.is_expired(received):
-            return bce_error(400, "RequestExpired", date=self.now())
-        export_id = json.loads(received.body)["exportID"]
-        return web.json_response(success_body(export_id))
-
-    async def hang(self) -> None:
-        """Wait until the test ends (or the client goes away and the handler is cancelled)."""
-        await asyncio.wait_for(self.release.wait(), timeout=10)
-
-
-def bce_error(status: int, code: str, *, date: float | None = None) -> web.Response:
-    headers = {"X-Bce-Error-Code": code, "X-Bce-Request-Id": "req-1"}
-    if date is not None:
-        headers["Date"] = email.utils.formatdate(date, usegmt=True)
-    return web.json_response(
-        {"requestId": "req-1", "code": code, "message": code}, status=status, headers=headers
-    )
-
-
-def answer(
-    body: Any = None, *, status: int = 200, headers: dict[str, str] | None = None
-) -> Responder:
-    async def respond(request: web.Request) -> web.StreamResponse:
-        if isinstance(body, bytes):
-            return web.Response(body=body, status=status, headers=headers)
-        if body is None:
-            return web.Response(status=status, headers=headers)
-        return web.json_response(body, status=status, headers=headers)
-
-    return respond
-
-
-@pytest_asyncio.fixture
-async def server(credentials: Credentials) -> AsyncIterator[ScriptedServer]:
-    scripted = ScriptedServer(credentials)
-    app = web.Application()
-    app.router.add_post(EXPORT_STATUS_PATH, scripted.handle)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    scripted.port = test_server.port or 0
-    try:
-        yield scripted
-    finally:
-        scripted.release.set()
-        await test_server.close()
-
-
-MakeClient = Callable[..., ExportStatusClient]
-
-
-@pytest_asyncio.fixture
-async def make_client(
-    server: ScriptedServer, credentials: Credentials
-) -> AsyncIterator[MakeClient]:
-    """Clients bound to the scripted server, without backoff waits; closed after the test."""
-    made: list[ExportStatusClient] = []
-
-    def factory(**options: Any) -> ExportStatusClient:
-        settings: dict[str, Any] = {
-            "base_url": server.base_url,
-            "retry_wait": wait_none(),
-            "request_timeout": 5.0,
-            "max_attempts": 1,
-        }
-        settings.update(options)
-        made.append(ExportStatusClient(credentials, **settings))
-        return made[-1]
-
-    yield factory
-    for client in made:
-        await client.aclose()
-
 
 # --- what goes on the wire ----------------------------------------------------------------
 
@@ -272,24 +105,6 @@ async def test_connection_is_reused_between_requests(
 
 
 # --- errors, each way it can arrive -------------------------------------------------------
-
-
-async def _reset_connection(request: web.Request) -> web.StreamResponse:
-    assert request.transport is not None
-    request.transport.close()
-    raise ConnectionResetError("closed by the test server")
-
-
-async def _cut_off_body(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    response.content_length = 100
-    await response.prepare(request)
-    await response.write(b'{"log_id": "1", "res')
-    assert request.transport is not None
-    request.transport.close()
-    raise ConnectionResetError("closed by the test server")
-
-
 ERROR_CASES: list[Any] = [
     pytest.param(
         answer({"error_code": 18, "error_msg": "qps"}), ThrottledError, id="code-18-http-200"
@@ -320,8 +135,8 @@ ERROR_CASES: list[Any] = [
         AuthError,
         id="x-bce-error-code-expired-without-date",
     ),
-    pytest.param(_reset_connection, TransientError, id="connection-reset"),
-    pytest.param(_cut_off_body, ResponseFormatError, id="body-cut-off"),
+    pytest.param(reset_connection, TransientError, id="connection-reset"),
+    pytest.param(cut_off_body, ResponseFormatError, id="body-cut-off"),
     pytest.param(
         answer(b'{"log_id": "1", "result": {"exportID": 9'),
         ResponseFormatError,
@@ -495,7 +310,7 @@ async def test_transient_errors_stop_after_max_attempts(
 async def test_transient_error_then_success_is_retried_to_success(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:
-    server.then(answer(status=502), _reset_connection)
+    server.then(answer(status=502), reset_connection)
     client = make_client(max_attempts=3)
     status = await client.get_status(96)
     assert status.export_id == 96
@@ -702,175 +517,3 @@ async def test_client_leaves_a_callers_session_open(
             await client.get_status(96)
         assert not session.closed
         assert len(server.requests) == 1
-
-
-# --- secrets stay secret ------------------------------------------------------------------
-
-
-def _signing_keys(server: ScriptedServer, credentials: Credentials) -> set[str]:
-    return {
-        hmac.new(
-            credentials.secret_key.encode(),
-            parse_authorization(received.headers["Authorization"]).prefix.encode(),
-            hashlib.sha256,
-        ).hexdigest()
-        for received in server.requests
-    }
-
-
-async def test_secret_never_appears_in_debug_logs(
-    server: ScriptedServer,
-    make_client: MakeClient,
-    credentials: Credentials,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    for name in (
-        "qianfan_export_wait",
-        "aiohttp",
-        "aiohttp.client",
-        "aiohttp.access",
-        "aiohttp.server",
-        "aiohttp.web",
-        "aiohttp.internal",
-        "asyncio",
-    ):
-        caplog.set_level(logging.DEBUG, logger=name)
-    server.clock_offset = 15 * 60
-    server.then(answer(status=503), answer({"error_code": 18}))
-    client = make_client(max_attempts=3)
-    with pytest.raises(ThrottledError):
-        await client.get_status(96)
-    await client.get_status("amemt-hkkf5y9e64j8")
-    assert caplog.records, "expected the client to log at DEBUG"
-    secrets = {credentials.secret_key} | _signing_keys(server, credentials)
-    for record in caplog.records:
-        text = " ".join(
-            (record.getMessage(), repr(record.args), record.exc_text or "", str(record.__dict__))
-        )
-        for secret in secrets:
-            assert secret not in text
-
-
-@pytest.mark.parametrize(
-    "responder",
-    [answer(status=401), answer(b"not json"), _reset_connection, answer({"error_code": 18})],
-    ids=["auth", "format", "reset", "throttled"],
-)
-async def test_secret_never_appears_in_exception_text(
-    server: ScriptedServer,
-    make_client: MakeClient,
-    credentials: Credentials,
-    responder: Responder,
-) -> None:
-    server.then(responder)
-    with pytest.raises(ApiError) as caught:
-        await make_client().get_status(96)
-    error = caught.value
-    rendered = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    for text in (str(error), repr(error), rendered, repr(error.__dict__)):
-        assert credentials.secret_key not in text
-
-
-def test_client_repr_hides_the_secret(credentials: Credentials) -> None:
-    client = ExportStatusClient(credentials, base_url="https://qianfan.baidubce.com")
-    assert credentials.secret_key not in repr(client)
-    assert credentials.secret_key not in str(client)
-
-
-# --- the same through aioresponses --------------------------------------------------------
-
-
-class _SentRequestWriter:
-    """What aiohttp >= 3.14 reads from the request writer of a response to a sent request."""
-
-    output_size = 0
-
-
-class _MockResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.x builds responses without the ``stream_writer`` argument aiohttp
-    3.14 requires (pnuckowski/aioresponses#289); supply it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if _NEEDS_STREAM_WRITER:
-            kwargs.setdefault("stream_writer", _SentRequestWriter())
-        super().__init__(*args, **kwargs)
-
-
-_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
-
-
-def _mock_post(mocked: aioresponses, **response: Any) -> None:
-    mocked.post(DEFAULT_URL, response_class=_MockResponse, **response)
-
-
-def _aioresponses_client(credentials: Credentials, **options: Any) -> ExportStatusClient:
-    settings: dict[str, Any] = {
-        "base_url": "https://qianfan.baidubce.com",
-        "retry_wait": wait_none(),
-        "max_attempts": 1,
-    }
-    settings.update(options)
-    return ExportStatusClient(credentials, **settings)
-
-
-async def test_aioresponses_request_is_signed_for_default_host(credentials: Credentials) -> None:
-    with aioresponses() as mocked:
-        _mock_post(mocked, payload=success_body(96))
-        async with _aioresponses_client(credentials) as client:
-            await client.get_status(96)
-        [calls] = mocked.requests.values()
-    sent = calls[0].kwargs
-    headers = CIMultiDict(sent["headers"])
-    assert headers["Host"] == "qianfan.baidubce.com"
-    received = Received("POST", EXPORT_STATUS_PATH, {}, headers, sent["data"])
-    assert ScriptedServer(credentials).signature_problem(received) is None
-    assert json.loads(sent["data"]) == {"exportID": 96}
-
-
-@pytest.mark.parametrize(
-    ("mock", "expected"),
-    [
-        pytest.param({"payload": {"error_code": 17}}, ThrottledError, id="code-17-http-200"),
-        pytest.param({"payload": {"error_code": "336501"}}, ThrottledError, id="code-as-string"),
-        pytest.param({"payload": {"error_code": 6}, "status": 400}, AuthError, id="code-6"),
-        pytest.param({"payload": {"error_code": 2}}, TransientError, id="code-2"),
-        pytest.param({"status": 429}, ThrottledError, id="http-429"),
-        pytest.param({"status": 500}, TransientError, id="http-500"),
-        pytest.param({"status": 401}, AuthError, id="http-401"),
-        pytest.param({"status": 403}, AuthError, id="http-403"),
-        pytest.param(
-            {"status": 400, "headers": {"X-Bce-Error-Code": "SignatureDoesNotMatch"}},
-            AuthError,
-            id="x-bce-error-code",
-        ),
-        pytest.param({"exception": asyncio.TimeoutError()}, TransientError, id="timeout"),
-        pytest.param(
-            {"exception": aiohttp.ServerDisconnectedError()}, TransientError, id="disconnected"
-        ),
-        pytest.param(
-            {"exception": aiohttp.ClientPayloadError("cut")}, ResponseFormatError, id="payload"
-        ),
-        pytest.param({"body": b'{"result": {'}, ResponseFormatError, id="truncated-json"),
-    ],
-)
-async def test_aioresponses_error_arrives_as_its_class(
-    credentials: Credentials, mock: dict[str, Any], expected: type[ApiError]
-) -> None:
-    with aioresponses() as mocked:
-        _mock_post(mocked, **mock)
-        async with _aioresponses_client(credentials) as client:
-            with pytest.raises(ApiError) as caught:
-                await client.get_status(96)
-    assert type(caught.value) is expected
-
-
-async def test_aioresponses_transient_retries_stop_after_max_attempts(
-    credentials: Credentials,
-) -> None:
-    with aioresponses() as mocked:
-        _mock_post(mocked, status=503, repeat=True)
-        async with _aioresponses_client(credentials, max_attempts=4) as client:
-            with pytest.raises(TransientError):
-                await client.get_status(96)
-        [calls] = mocked.requests.values()
-    assert len(calls) == 4

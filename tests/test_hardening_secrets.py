@@ -5,6 +5,8 @@ four characters."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import pickle
 import signal
@@ -23,6 +25,7 @@ from hardening_support import (
     run_cli,
     unused_port,
 )
+from scripted_server import MakeClient, Responder, ScriptedServer, answer, reset_connection
 
 from qianfan_export_wait import (
     AuthError,
@@ -33,6 +36,8 @@ from qianfan_export_wait import (
     MissingCredentialsError,
     PollPolicy,
 )
+from qianfan_export_wait.auth import parse_authorization
+from qianfan_export_wait.errors import ApiError, ThrottledError
 from qianfan_export_wait.simulator import FaultRates
 from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
 
@@ -237,3 +242,70 @@ async def test_repr_and_str_of_every_object_holding_credentials_hide_them(
 def test_credentials_cannot_be_pickled() -> None:
     with pytest.raises(TypeError):
         pickle.dumps(CREDENTIALS)
+
+
+# --- the client on its own, against the scripted server ------------------------------------
+
+
+def _signing_keys(server: ScriptedServer, credentials: Credentials) -> set[str]:
+    return {
+        hmac.new(
+            credentials.secret_key.encode(),
+            parse_authorization(received.headers["Authorization"]).prefix.encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        for received in server.requests
+    }
+
+
+async def test_neither_the_secret_nor_a_signing_key_appears_in_debug_logs(
+    server: ScriptedServer,
+    make_client: MakeClient,
+    credentials: Credentials,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for name in (
+        "qianfan_export_wait",
+        "aiohttp",
+        "aiohttp.client",
+        "aiohttp.access",
+        "aiohttp.server",
+        "aiohttp.web",
+        "aiohttp.internal",
+        "asyncio",
+    ):
+        caplog.set_level(logging.DEBUG, logger=name)
+    server.clock_offset = 15 * 60
+    server.then(answer(status=503), answer({"error_code": 18}))
+    client = make_client(max_attempts=3)
+    with pytest.raises(ThrottledError):
+        await client.get_status(96)
+    await client.get_status("amemt-hkkf5y9e64j8")
+    assert caplog.records, "expected the client to log at DEBUG"
+    secrets = {credentials.secret_key} | _signing_keys(server, credentials)
+    for record in caplog.records:
+        text = " ".join(
+            (record.getMessage(), repr(record.args), record.exc_text or "", str(record.__dict__))
+        )
+        for secret in secrets:
+            assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "responder",
+    [answer(status=401), answer(b"not json"), reset_connection, answer({"error_code": 18})],
+    ids=["auth", "format", "reset", "throttled"],
+)
+async def test_the_secret_never_appears_in_the_text_of_an_api_error(
+    server: ScriptedServer,
+    make_client: MakeClient,
+    credentials: Credentials,
+    responder: Responder,
+) -> None:
+    server.then(responder)
+    with pytest.raises(ApiError) as caught:
+        await make_client().get_status(96)
+    error = caught.value
+    rendered = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    for text in (str(error), repr(error), rendered, repr(error.__dict__)):
+        assert credentials.secret_key not in text

@@ -35,7 +35,7 @@ from ..errors import (
     UnexpectedError,
 )
 from ..models import ExportId, ExportState, ExportStatus, parse_export_status
-from .outcomes import ExportOutcome, OutcomeKind, StateChange, WaiterEvent
+from .outcomes import TERMINAL_KINDS, ExportOutcome, OutcomeKind, StateChange, WaiterEvent
 from .policy import PROBE_MAX_DELAY, PollPolicy, Schedule
 
 if TYPE_CHECKING:
@@ -56,11 +56,6 @@ logger = logging.getLogger("qianfan_export_wait")
 
 OUTAGE_AFTER_FAILURES = 8
 """Transient failures in a row, with no answer between them, that make an outage."""
-
-_TERMINAL_KINDS: dict[ExportState | str, OutcomeKind] = {
-    ExportState.DONE: OutcomeKind.DONE,
-    ExportState.FAIL: OutcomeKind.FAILED,
-}
 
 _COMPACT_ABOVE = 10_000
 """With more entries than this, each keeps its last status packed (``_Packer``),
@@ -638,7 +633,7 @@ class Scheduler:
         if entry.trouble is not None or self.failures_in_row or not self.proven:
             self._answered(entry, now)
         state = status.state
-        kind = _TERMINAL_KINDS.get(state)
+        kind = TERMINAL_KINDS.get(state)
         if kind is not None:
             self._remember(entry, status, terminal=True)
             if kind is OutcomeKind.DONE and self.downloads:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ..errors import AuthError, DownloadError, QianfanError, ServiceUnavailableError
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from ..download import DownloadRecord
 
 __all__ = [
+    "TERMINAL_KINDS",
     "ExportOutcome",
     "OutcomeKind",
     "StateChange",
@@ -40,13 +42,16 @@ class OutcomeKind(str, enum.Enum):
         return self.value
 
 
-_TERMINAL_KINDS = {ExportState.DONE: OutcomeKind.DONE, ExportState.FAIL: OutcomeKind.FAILED}
+TERMINAL_KINDS: Mapping[ExportState | str, OutcomeKind] = MappingProxyType(
+    {ExportState.DONE: OutcomeKind.DONE, ExportState.FAIL: OutcomeKind.FAILED}
+)
+"""The one state-to-outcome rule: the states that end a wait, and the outcome of each."""
 
 
 def kind_for_state(state: ExportState | str | None) -> OutcomeKind:
     """``done`` for ``Done``, ``failed`` for ``Fail``, ``pending`` for any other state."""
     if isinstance(state, ExportState):
-        return _TERMINAL_KINDS.get(state, OutcomeKind.PENDING)
+        return TERMINAL_KINDS.get(state, OutcomeKind.PENDING)
     return OutcomeKind.PENDING
 
 
