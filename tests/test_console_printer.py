@@ -12,9 +12,10 @@ ORDERINGS = pytest.mark.parametrize(
     [
         [905, 3, 2**63 - 1, 17, 1],  # all numbers: the sorted-array index
         [1, 3, 17, 905, 2**63 - 1],  # ascending numbers: the index is the place
-        [905, "amemt-hkkf5y9e64j8", 3, "905", 17],  # mixed: the dict index
+        [905, "amemt-hkkf5y9e64j8", 3, "905", 17],  # mixed: an index for ints, one for strs
+        ["b", 5, "a", 1, "c"],  # strs out of order around ints
     ],
-    ids=["ints", "ascending-ints", "mixed"],
+    ids=["ints", "ascending-ints", "mixed", "mixed-unsorted-strs"],
 )
 
 
