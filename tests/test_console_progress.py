@@ -92,6 +92,20 @@ def test_closing_takes_the_bar_off_the_screen() -> None:
     assert screen(terminal.getvalue()) == ["a message", ""]
 
 
+@pytest.mark.parametrize("bar", [True, False], ids=["with-bar", "no-progress"])
+def test_a_long_message_on_a_terminal_wraps_between_words_within_80_columns(bar: bool) -> None:
+    terminal = FakeTerminal()
+    display = ProgressDisplay(terminal, enabled=bar, width=lambda: 80)
+    text = "qianfan-export-wait: " + summary_line(BIG)
+    assert len(text) > 80
+    display.message(text)
+    display.close()
+    shown = [line for line in screen(terminal.getvalue()) if line]
+    assert len(shown) >= 2 and all(len(line) < 80 for line in shown)
+    assert all(line.startswith("  ") for line in shown[1:])
+    assert " ".join(line.strip() for line in shown) == text
+
+
 def test_nothing_is_drawn_when_stderr_is_not_a_terminal() -> None:
     stream = FakeTerminal()
     stream.isatty = lambda: False  # type: ignore[method-assign]

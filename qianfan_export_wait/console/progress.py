@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,7 +148,8 @@ class ProgressDisplay:
         width: Callable[[], int] | None = None,
     ) -> None:
         self._stream = stream
-        self.active = bool(enabled and stream is not None and _isatty(stream))
+        self._terminal = stream is not None and _isatty(stream)
+        self.active = bool(enabled and self._terminal)
         self.shares_terminal = self.active and stdout_is_terminal
         self._width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
         self._unicode = _can_encode(stream, "\u2588\u2591")
@@ -180,6 +182,16 @@ class ProgressDisplay:
         """Print ``text`` on its own line (above the bar when it is shown)."""
         if self._stream is None:
             return
+        if self._terminal:
+            # A person reads it: wrapped at the terminal's width, between words, the
+            # following lines indented, rather than cut wherever the terminal wraps it.
+            text = textwrap.fill(
+                text,
+                max(self._width() - 1, 20),
+                subsequent_indent="  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
         with self._lock:
             if self.active:
                 self._put(f"{_CLEAR_LINE}{text}\n{self._shown}")
