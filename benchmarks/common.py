@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from qianfan_export_wait import ExportStatusClient
+from qianfan_export_wait.client import BASE_URL_ENV
 from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "idle_wake_cpu",
     "make_client",
     "percentile",
+    "sim_env",
     "summarize_lags",
 ]
 
@@ -95,6 +98,20 @@ def summarize_lags(lags: list[float]) -> dict[str, float]:
         "lag_p99_s": round(percentile(lags, 0.99), 3),
         "lag_max_s": round(max(lags), 3) if lags else math.nan,
     }
+
+
+def sim_env(base_url: str) -> dict[str, str]:
+    """This process's environment, with the simulator's credentials and endpoint: what a
+    child process (the CLI, the official SDK) needs to talk to the simulator."""
+    env = dict(os.environ)
+    env.update(
+        {
+            BASE_URL_ENV: base_url,
+            "QIANFAN_ACCESS_KEY": SIMULATOR_CREDENTIALS.access_key,
+            "QIANFAN_SECRET_KEY": SIMULATOR_CREDENTIALS.secret_key,
+        }
+    )
+    return env
 
 
 def make_client(base_url: str, **options: Any) -> ExportStatusClient:

@@ -29,10 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qianfan_export_wait.client import BASE_URL_ENV
-from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
-
-from .common import SuiteResult, Target, percentile
+from .common import SuiteResult, Target, percentile, sim_env
 from .simserver import REPO_ROOT, SimProcess
 
 TARGET_RATIO = 1.10
@@ -78,14 +75,7 @@ def _command(side: str, fast: bool, url: str, ids_path: str, first: int, last: i
 async def _measure(
     sim: SimProcess, command: list[str], cpu: int | None, warmup: float, seconds: float
 ) -> dict[str, float]:
-    env = dict(os.environ)
-    env.update(
-        {
-            BASE_URL_ENV: sim.base_url,
-            "QIANFAN_ACCESS_KEY": SIMULATOR_CREDENTIALS.access_key,
-            "QIANFAN_SECRET_KEY": SIMULATOR_CREDENTIALS.secret_key,
-        }
-    )
+    env = sim_env(sim.base_url)
     process = await asyncio.create_subprocess_exec(
         *command,
         cwd=REPO_ROOT,

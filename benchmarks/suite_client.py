@@ -134,32 +134,18 @@ async def run(quick: bool) -> SuiteResult:
     result.metrics = {"rounds": rounds, "calls_per_round": calls}
     async with SimProcess(cpus={server_cpu} if server_cpu is not None else None) as sim:
         await sim.add(_ID_COUNT, max_seconds=0.0, fail_ratio=0.0)
-        default = await _measure_in_child(
-            sim.base_url, rounds, calls, stdlib_json=True, cpu=client_cpu
-        )
-        ratio, figures = _summary(default)
-        result.metrics["stdlib_json"] = figures
-        result.targets.append(
-            Target(
-                "get_status CPU / naive aiohttp CPU (stdlib json)",
-                round(ratio, 3),
-                TARGET_RATIO,
-                "x",
-            )
-        )
+        variants = [(True, "stdlib_json", "get_status CPU / naive aiohttp CPU (stdlib json)")]
         if importlib.util.find_spec("orjson") is not None:
-            fast = await _measure_in_child(
-                sim.base_url, rounds, calls, stdlib_json=False, cpu=client_cpu
-            )
-            fast_ratio, figures = _summary(fast)
-            result.metrics["orjson"] = figures
-            result.targets.append(
-                Target(
-                    "the same with the fast extra's orjson", round(fast_ratio, 3), TARGET_RATIO, "x"
-                )
-            )
+            variants.append((False, "orjson", "the same with the fast extra's orjson"))
         else:
             result.notes.append("orjson is not installed: the fast extra was not measured")
+        for stdlib_json, key, label in variants:
+            per_call = await _measure_in_child(
+                sim.base_url, rounds, calls, stdlib_json=stdlib_json, cpu=client_cpu
+            )
+            ratio, figures = _summary(per_call)
+            result.metrics[key] = figures
+            result.targets.append(Target(label, round(ratio, 3), TARGET_RATIO, "x"))
     if pinned:
         result.notes.append(f"client pinned to CPU {client_cpu}, simulator to CPU {server_cpu}")
     result.series = {"ratios": result.metrics["stdlib_json"]["ratios"]}

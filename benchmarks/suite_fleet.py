@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import shutil
 import signal
 import socket
@@ -43,10 +42,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from qianfan_export_wait.client import BASE_URL_ENV
-from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
-
-from .common import SuiteResult, Target
+from .common import SuiteResult, Target, sim_env
 from .simserver import REPO_ROOT, SimProcess
 from .suite_sdk import sdk_available
 
@@ -243,14 +239,7 @@ async def _case(
     sdk_python: str | None = None,
     faults: list[tuple[float, str]] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.update(
-        {
-            BASE_URL_ENV: sim.base_url,
-            "QIANFAN_ACCESS_KEY": SIMULATOR_CREDENTIALS.access_key,
-            "QIANFAN_SECRET_KEY": SIMULATOR_CREDENTIALS.secret_key,
-        }
-    )
+    env = sim_env(sim.base_url)
     env.pop("QIANFAN_EXPORT_WAIT_REDIS_URL", None)
     replicas = [
         _Replica(await sim.add(ids_per_process, max_seconds=spread, fail_ratio=0.0, seed=n))

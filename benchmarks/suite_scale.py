@@ -34,13 +34,13 @@ from pathlib import Path
 
 from tenacity import wait_none
 
-from qianfan_export_wait.client import BASE_URL_ENV, ClientStats
+from qianfan_export_wait.client import ClientStats
 from qianfan_export_wait.models import parse_export_status
 from qianfan_export_wait.ratelimit import FixedRateLimiter
 from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS, export_id_str_for
 from qianfan_export_wait.waiter import ExportWaiter, PollPolicy
 
-from .common import LoopLagProbe, SuiteResult, Target, WakeCounter, idle_wake_cpu
+from .common import LoopLagProbe, SuiteResult, Target, WakeCounter, idle_wake_cpu, sim_env
 from .simserver import REPO_ROOT, SimProcess
 
 RSS_TARGET_MB = 80.0
@@ -134,18 +134,6 @@ async def _loop_lag(count: int, seconds: float, saturated: bool) -> dict[str, fl
     return lag
 
 
-def _cli_env(base_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            BASE_URL_ENV: base_url,
-            "QIANFAN_ACCESS_KEY": SIMULATOR_CREDENTIALS.access_key,
-            "QIANFAN_SECRET_KEY": SIMULATOR_CREDENTIALS.secret_key,
-        }
-    )
-    return env
-
-
 async def _cli_run(
     sim: SimProcess, ids_path: Path, options: list[str], stop_after: float | None
 ) -> dict[str, float]:
@@ -159,7 +147,7 @@ async def _cli_run(
     process = subprocess.Popen(  # noqa: ASYNC220
         [*command, *options, "--quiet"],
         cwd=REPO_ROOT,
-        env=_cli_env(sim.base_url),
+        env=sim_env(sim.base_url),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

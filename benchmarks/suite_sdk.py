@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +19,9 @@ from typing import Any
 
 from tenacity import wait_fixed
 
-from qianfan_export_wait.client import BASE_URL_ENV
-from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 from qianfan_export_wait.waiter import PollPolicy
 
-from .common import SuiteResult, summarize_lags
+from .common import SuiteResult, sim_env, summarize_lags
 from .simserver import SimProcess
 from .tracking import score, wait_and_record
 
@@ -47,14 +44,7 @@ def sdk_available(python: str) -> bool:
 
 
 def _run_sdk_loop(python: str, base_url: str, ids: list[int], sleep: float) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.update(
-        {
-            BASE_URL_ENV: base_url,
-            "QIANFAN_ACCESS_KEY": SIMULATOR_CREDENTIALS.access_key,
-            "QIANFAN_SECRET_KEY": SIMULATOR_CREDENTIALS.secret_key,
-        }
-    )
+    env = sim_env(base_url)
     completed = subprocess.run(
         [python, str(SDK_LOOP), json.dumps({"ids": ids, "sleep": sleep})],
         env=env,

@@ -585,8 +585,10 @@ def test_on_one_terminal_the_lines_print_above_the_bar_and_the_screen_ends_clean
     shown = [line for line in screen(terminal.getvalue()) if line]
     assert "req/s" in terminal.getvalue()  # the bar was drawn
     assert [json.loads(line)["export_id"] for line in shown[:3]] == [1, 2, 3]
-    assert shown[3].startswith("qianfan-export-wait: 3 exports in ")
-    assert len(shown) == 4  # no bar left behind
+    summary = " ".join(line.strip() for line in shown[3:])  # wrapped at 80 columns
+    assert summary.startswith("qianfan-export-wait: 3 exports in ")
+    assert summary.endswith(" throttled")  # no bar left behind
+    assert all(len(line) < 80 and "req/s" not in line for line in shown)
 
 
 # --- demo, help, usage ----------------------------------------------------------------------

@@ -43,6 +43,9 @@ for it (a reader that stopped reading)."""
 
 _REFRESH_SECONDS = 0.2
 
+_DEADLINE_EVERY = 1024
+"""After a signal, lines made between two looks at the grace's deadline."""
+
 
 @dataclass(frozen=True)
 class WaitPlan:
@@ -111,13 +114,20 @@ class _Run:
         rendered = ((export_id, json_line(record)) for export_id, record in pending)
         try:
             written = True
-            for line in self.printer.remaining(rendered):
+            for count, line in enumerate(self.printer.remaining(rendered), 1):
                 lines.write(line)
                 if lines.backlog >= lines.high_water and not await lines.room(
                     deadline=deadline, stall=stall
                 ):
                     written = False
                     break
+                if deadline is not None and count % _DEADLINE_EVERY == 0:
+                    # A stdout that keeps up must not stretch the grace either: making
+                    # a million lines takes longer than the grace allows.
+                    if time.monotonic() >= deadline:
+                        written = False
+                        break
+                    await asyncio.sleep(0)
             written = written and await lines.drain(deadline=deadline, stall=stall)
         except asyncio.CancelledError:
             if interrupt.code is None:

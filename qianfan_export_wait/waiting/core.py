@@ -354,7 +354,7 @@ class _Packer:
     then its values marshalled and deflated against the first status packed (statuses
     share most of their text: keys, states, path prefixes)."""
 
-    __slots__ = ("_keys", "_primed", "_zdict")
+    __slots__ = ("_inflate", "_keys", "_primed", "_zdict")
 
     def __init__(self) -> None:
         self._keys: tuple[str, ...] | None = None
@@ -362,6 +362,7 @@ class _Packer:
         # A compressor with the dictionary loaded, copied for each status: cheaper than
         # loading the dictionary into a new one every time.
         self._primed: Any = None
+        self._inflate: Any = None
 
     @staticmethod
     def _log_id(log_id: str | None) -> bytes:
@@ -386,6 +387,7 @@ class _Packer:
             self._keys = keys
             self._zdict = marshal.dumps(tuple(raw.values()))
             self._primed = zlib.compressobj(1, zlib.DEFLATED, -9, 1, zdict=self._zdict)
+            self._inflate = zlib.decompressobj(-9, zdict=self._zdict)
         payload = marshal.dumps(tuple(raw.values()) if keys == self._keys else dict(raw))
         packer = self._primed.copy()
         body: bytes = packer.compress(payload) + packer.flush()
@@ -398,7 +400,7 @@ class _Packer:
     def unpack(self, packed: bytes) -> ExportStatus:
         """The status packed."""
         log_id, start = self._split(packed)
-        inflate = zlib.decompressobj(-9, zdict=self._zdict)
+        inflate = self._inflate.copy()
         values = marshal.loads(inflate.decompress(packed[start:]))
         raw = (
             values if isinstance(values, dict) else dict(zip(self._keys or (), values, strict=True))
