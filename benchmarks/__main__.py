@@ -50,7 +50,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller runs (under two minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a few minutes)")
     parser.add_argument(
         "--only",
         action="append",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -34,9 +35,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     if name == "uvloop":
-        import uvloop
-
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        factory: Callable[[], asyncio.AbstractEventLoop] = importlib.import_module(
+            "uvloop"
+        ).new_event_loop
         return factory
     return asyncio.new_event_loop
 
@@ -68,16 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         from qianfan_export_wait.cli import main as cli_main
 
         return cli_main([*args.rest, "--event-loop", args.event_loop])
-    with asyncio.Runner(loop_factory=_loop_factory(args.event_loop)) as runner:
+    loop = _loop_factory(args.event_loop)()
+    try:
         if args.mode == "client":
             from .suite_client import measure
 
             url, rounds, calls = args.rest
-            figures = runner.run(measure(url, int(rounds), int(calls)))
+            figures = loop.run_until_complete(measure(url, int(rounds), int(calls)))
             print(json.dumps({"fast_json": _json.FAST, **figures}), flush=True)
         else:
             url, first, last, concurrency = args.rest
-            runner.run(_get_status_forever(url, int(first), int(last), int(concurrency)))
+            loop.run_until_complete(
+                _get_status_forever(url, int(first), int(last), int(concurrency))
+            )
+    finally:
+        loop.close()
     return 0
 
 
