@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from qianfan_export_wait.console import inputs
 from qianfan_export_wait.console.exits import UsageError
 from qianfan_export_wait.console.inputs import _parse_lines, gather_ids, read_earlier_run
 from qianfan_export_wait.models import id_file_lines, parse_export_id
@@ -54,6 +55,38 @@ def test_the_fast_paths_for_usual_lines_read_every_line_as_the_full_rule_does(
     except UsageError:
         fast = ["refused"]
     assert fast == _by_the_full_rule(raw)
+
+
+def _read(parse: Any, data: bytes) -> list[object]:
+    try:
+        return list(parse("f", io.BytesIO(data)))
+    except UsageError as exc:
+        return ["refused", str(exc)]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(1, 2**63 - 1).map(lambda n: str(n).encode()),
+            st.sampled_from(
+                [b"007", b"0", b"+5", b"9" * 19, b"amemt-x", b"a\rb", b"# c", b"", b"\xef\xbb\xbf7"]
+            ),
+            st.binary(max_size=12),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([b"\n", b"\r\n"]),
+    st.booleans(),
+    st.integers(1, 64),
+)
+def test_reading_a_file_by_blocks_gives_what_reading_it_by_lines_gives(
+    lines: list[bytes], end: bytes, last_newline: bool, block: int
+) -> None:
+    data = end.join(lines) + (end if last_newline and lines else b"")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inputs, "_BLOCK_BYTES", block)  # block edges land mid-line too
+        by_blocks = _read(inputs._parse_blocks, data)
+    assert by_blocks == _read(_parse_lines, data)
 
 
 def test_ids_file_dash_reads_stdin_as_bytes() -> None:

@@ -35,8 +35,7 @@ def gather_ids(arguments: Sequence[str], ids_file: str | None, stdin: TextIO) ->
         except ValueError as exc:
             raise UsageError(f"argument {position}: {exc}") from None
     if ids_file is not None:
-        for export_id in read_ids_file(ids_file, stdin):
-            ids[export_id] = None
+        ids.update(dict.fromkeys(read_ids_file(ids_file, stdin)))
     return list(ids)
 
 
@@ -45,11 +44,15 @@ def read_ids_file(path: str, stdin: TextIO) -> Iterator[ExportId]:
     ``models.id_file_lines``); read line by line, so a large file never sits in memory
     as text as well as ids."""
     if path == "-":
-        yield from _parse_lines("--ids-file -", _binary_lines(stdin))
+        buffer: BinaryIO | None = getattr(stdin, "buffer", None)
+        if buffer is not None:
+            yield from _parse_blocks("--ids-file -", buffer)
+        else:
+            yield from _parse_lines("--ids-file -", _binary_lines(stdin))
         return
     try:
-        with open(path, "rb") as lines:
-            yield from _parse_lines(f"--ids-file {path}", lines)
+        with open(path, "rb") as stream:
+            yield from _parse_blocks(f"--ids-file {path}", stream)
     except FileNotFoundError:
         raise UsageError(f"--ids-file {path!r} does not exist") from None
     except OSError as exc:
@@ -69,9 +72,42 @@ _PLAIN_STR_ID = re.compile(rb"[A-Za-z_][!-\"$-~]{0,%d}" % (MAX_EXPORT_ID_LENGTH 
 printable ASCII with no space, no ``#`` and no CR, within the length limit."""
 
 
-def _parse_lines(where: str, lines: Iterable[bytes]) -> Iterator[ExportId]:
+_BLOCK_BYTES = 1 << 20
+_PLAIN_INT_LINES = re.compile(rb"(?:[1-9][0-9]{0,17}\n)*")
+"""Lines that are each an int id as it stands: no leading zero, at most 18 digits (so
+within 2**63-1), LF-terminated."""
+
+
+def _parse_blocks(where: str, stream: BinaryIO) -> Iterator[ExportId]:
+    """``_parse_lines`` over ``stream`` read a block at a time: a block of plain int lines
+    (the usual file) is checked by one regular expression and converted at C speed (a
+    million ids in a fraction of a second); any other block goes line by line."""
+    number = 1
+    rest = b""
+    while True:
+        block = stream.read(_BLOCK_BYTES)
+        if not block:
+            if rest:
+                yield from _parse_lines(where, (rest,), first=number)
+            return
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        block, rest = block[:cut], block[cut:]
+        if not block:
+            continue
+        lines = block.count(b"\n")
+        if _PLAIN_INT_LINES.fullmatch(block):
+            yield from map(int, block.split())
+        else:
+            # Split on LF alone, as reading line by line does (a lone CR stays in its line);
+            # a line without its LF reads the same.
+            yield from _parse_lines(where, block.split(b"\n")[:-1], first=number)
+        number += lines
+
+
+def _parse_lines(where: str, lines: Iterable[bytes], *, first: int = 1) -> Iterator[ExportId]:
     try:
-        for number, raw in enumerate(lines, 1):
+        for number, raw in enumerate(lines, first):
             # The usual line, plain digits and a newline, is read at once (a million
             # lines in well under a second); any other goes through the full rule.
             digits = raw[:-1] if raw[-1:] == b"\n" else raw
