@@ -93,8 +93,6 @@ class Driver:
         self._fetch = fetch
         self._limiter = limiter
         self._areserve = getattr(limiter, "areserve", None)
-        # A limiter that books without awaiting lets a worker take its next poll itself.
-        self._reserve = None if self._areserve is not None else getattr(limiter, "reserve", None)
         self._clock = clock
         self._real_clock = isinstance(clock, MonotonicClock)
         self._slack = core.resolution
@@ -197,8 +195,6 @@ class Driver:
         areserve = self._areserve
         reserve = getattr(self._limiter, "reserve", None)
         start_poll = self._start_poll
-        budget = core.policy.budget
-        pace = 1.0 / budget if budget else 0.0
         try:
             while not self._closed:
                 now = clock.now()
@@ -224,11 +220,6 @@ class Driver:
                             break
                         self._held = None
                         start_poll(entry, held[1], now)
-                        if pace:
-                            # The sweep's turns: one every 1/budget s, catching up on
-                            # at most one turn missed by a late wake-up.
-                            paced_at = self._paced_at
-                            self._paced_at = (paced_at if paced_at > now - pace else now) + pace
                         if len(polls) >= limit or self._closed:
                             break
                     room = len(polls) < limit
@@ -298,10 +289,21 @@ class Driver:
 
     # -- polls -----------------------------------------------------------------------------
 
-    def _start_poll(self, entry: Entry, ticket: int, now: float) -> None:
+    def _sent(self, now: float) -> None:
+        """The bookkeeping of a poll handed out at ``now``, by the dispatcher or a worker:
+        the rate meter's sample, and with a budget the sweep's next turn (one every
+        1/budget s, catching up on at most one turn missed by a late wake-up)."""
         meter = self._meter
         if now >= meter.next_sample:
             meter.sample(now, self.core.requests)
+        budget = self.core.policy.budget
+        if budget:
+            pace = 1.0 / budget
+            paced_at = self._paced_at
+            self._paced_at = (paced_at if paced_at > now - pace else now) + pace
+
+    def _start_poll(self, entry: Entry, ticket: int, now: float) -> None:
+        self._sent(now)
         idle = self._idle
         while idle:
             # A worker that finished its last poll takes this one: no task per poll.
@@ -362,7 +364,9 @@ class Driver:
         """The poll a worker that just finished may send now, by the dispatcher's rules
         (room in flight, the sweep's pace, a rate-limiter slot, an export due), counted
         in flight; ``None`` leaves it to the dispatcher."""
-        reserve = self._reserve
+        # A limiter that books without awaiting lets a worker take its next poll itself
+        # (read from the limiter each time: it may be replaced while the waiter runs).
+        reserve = None if self._areserve is not None else getattr(self._limiter, "reserve", None)
         core = self.core
         if (
             reserve is None
@@ -381,14 +385,7 @@ class Driver:
         if entry is None:
             return None
         self._held = None
-        meter = self._meter
-        if now >= meter.next_sample:
-            meter.sample(now, core.requests)
-        budget = core.policy.budget
-        if budget:
-            pace = 1.0 / budget
-            paced_at = self._paced_at
-            self._paced_at = (paced_at if paced_at > now - pace else now) + pace
+        self._sent(now)
         self.polls[entry] = asyncio.current_task()  # type: ignore[assignment]
         return entry, held[1]
 
