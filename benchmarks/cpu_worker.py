@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import sys
-from collections.abc import Callable
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -31,15 +29,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("mode", choices=("client", "get-status", "cli"))
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     return parser.parse_args(argv)
-
-
-def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    if name == "uvloop":
-        factory: Callable[[], asyncio.AbstractEventLoop] = importlib.import_module(
-            "uvloop"
-        ).new_event_loop
-        return factory
-    return asyncio.new_event_loop
 
 
 async def _get_status_forever(url: str, first: int, last: int, concurrency: int) -> None:
@@ -69,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         from qianfan_export_wait.cli import main as cli_main
 
         return cli_main([*args.rest, "--event-loop", args.event_loop])
-    loop = _loop_factory(args.event_loop)()
+    from qianfan_export_wait.console.signals import loop_factory
+
+    loop = loop_factory(args.event_loop)()
     try:
         if args.mode == "client":
             from .suite_client import measure

@@ -135,7 +135,7 @@ async def _loop_lag(count: int, seconds: float, saturated: bool) -> dict[str, fl
 
 
 async def _cli_run(
-    sim: SimProcess, ids_path: Path, options: list[str], stop_after: float | None
+    sim: SimProcess, ids_path: Path, count: int, options: list[str], stop_after: float | None
 ) -> dict[str, float]:
     """The CLI waiting on ``ids_path``: run to its end, or sent SIGTERM after
     ``stop_after`` s. Peak RSS and CPU come from ``os.wait4``; the first request's time from
@@ -165,7 +165,7 @@ async def _cli_run(
             # on the million-id runs, where it would slow the simulator down.
             if swept_at is None and stop_after is None and now - checked_at >= 1.0:
                 checked_at = now
-                if (await sim.stats())["exports"]["polled"] >= _count_ids(ids_path):
+                if (await sim.stats())["exports"]["polled"] >= count:
                     swept_at = now
             if signalled_at is None and stop_after is not None and now - started >= stop_after:
                 process.send_signal(signal.SIGTERM)
@@ -191,16 +191,6 @@ async def _cli_run(
         "every_id_polled_after_s": round(swept_at - started, 1) if swept_at else math.nan,
         "exit_after_sigterm_s": round(ended - signalled_at, 2) if signalled_at else math.nan,
     }
-
-
-_COUNTS: dict[Path, int] = {}
-
-
-def _count_ids(path: Path) -> int:
-    if path not in _COUNTS:
-        with path.open("rb") as lines:
-            _COUNTS[path] = sum(1 for _ in lines)
-    return _COUNTS[path]
 
 
 async def _write_ids(sim: SimProcess, folder: str, count: int, mixed: bool) -> Path:
@@ -234,7 +224,7 @@ async def _rss_runs(quick: bool) -> dict[str, dict[str, float]]:
             for key, count, mixed, options, stop_after in runs:
                 path = await _write_ids(sim, folder, count, mixed)
                 gc.collect()
-                results[key] = await _cli_run(sim, path, options, stop_after)
+                results[key] = await _cli_run(sim, path, count, options, stop_after)
                 path.unlink()
     return results
 
