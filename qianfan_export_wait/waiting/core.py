@@ -118,6 +118,12 @@ class PendingRun(NamedTuple):
     entries: list[Entry]
 
 
+def status_age(entry: Entry, at: float) -> float | None:
+    """How old ``entry``'s last status is at ``at`` (``None`` if it has none)."""
+    answered = entry.answered
+    return None if answered is None else max(0.0, at - answered)
+
+
 def entry_callers(callers: Caller | list[Caller]) -> list[Caller]:
     """``Entry.callers`` as a list."""
     return list(callers) if isinstance(callers, list) else [callers]
@@ -138,6 +144,7 @@ class Entry:
     """One export id being waited on, and what is known of it."""
 
     __slots__ = (
+        "answered",
         "attempt",
         "callers",
         "deadline",
@@ -165,6 +172,8 @@ class Entry:
         self.state: ExportState | str | None = None
         # The last status seen: the object itself, or packed (see _COMPACT_ABOVE).
         self.seen: ExportStatus | bytes | None = None
+        # When the last status was received (the clock's time), or None.
+        self.answered: float | None = None
 
     def __repr__(self) -> str:
         return f"<Entry {self.export_id!r} state={self.state} polls={self.polls}>"
@@ -585,6 +594,7 @@ class Scheduler:
             self._timeout_error(entry, at),
             entry.polls,
             at - caller.started,
+            status_age=status_age(entry, at),
         )
         entry.seen = None
         return outcome
@@ -632,6 +642,7 @@ class Scheduler:
         """A status answer for ``entry``. Returns ``True`` when it is ``Done`` and waits
         for its file (with ``downloads`` on): report that with ``on_downloaded``."""
         entry.in_flight = False
+        entry.answered = now
         if entry.trouble is not None or self.failures_in_row or not self.proven:
             self._answered(entry, now)
         state = status.state
@@ -784,6 +795,7 @@ class Scheduler:
             None if entry.trouble is None else entry.trouble.last_error,
             entry.polls,
             now - caller.started,
+            status_age=status_age(entry, now),
         )
 
     def unavailable_for(self, now: float) -> float | None:
@@ -926,6 +938,7 @@ class Scheduler:
             return
         first: ExportOutcome | None = None
         status = self.last_status(entry)
+        age = status_age(entry, now)
         for caller in [] if callers is None else entry_callers(callers):
             outcome = ExportOutcome(
                 entry.export_id,
@@ -936,6 +949,7 @@ class Scheduler:
                 now - caller.started,
                 file,
                 download_error,
+                age,
             )
             first = first or outcome
             self._hand(caller, outcome)
@@ -957,7 +971,13 @@ class Scheduler:
             caller.defer(Pending(entry, kind, error, now, None))
             return
         outcome = ExportOutcome(
-            entry.export_id, kind, self.last_status(entry), error, entry.polls, now - caller.started
+            entry.export_id,
+            kind,
+            self.last_status(entry),
+            error,
+            entry.polls,
+            now - caller.started,
+            status_age=status_age(entry, now),
         )
         self._hand(caller, outcome)
 
@@ -974,6 +994,7 @@ class Scheduler:
             pending.at - caller.started,
             file,
             download_error,
+            status_age(entry, pending.at),
         )
         if entry.callers is None:
             entry.seen = None  # dropped: nobody else will read it

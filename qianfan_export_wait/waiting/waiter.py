@@ -210,11 +210,18 @@ class OutcomeStream(Caller):
         "_signal",
         "_started_flag",
         "_tasks",
+        "_timeout",
         "_waiter",
     )
 
-    def __init__(self, waiter: ExportWaiter, ids: list[ExportId]) -> None:
+    def __init__(
+        self,
+        waiter: ExportWaiter,
+        ids: list[ExportId],
+        timeout: float | None = POLICY_TIMEOUT,
+    ) -> None:
         super().__init__(0.0, inf)
+        self._timeout = timeout
         self._waiter = waiter
         self._ids: list[ExportId] | None = ids
         self._entries: list[Entry] = []
@@ -616,12 +623,18 @@ class ExportWaiter:
         outcome = await self.submit(export_id, timeout=timeout)
         return _status_or_raise(outcome)
 
-    async def wait_all(self, ids: Iterable[ExportId]) -> WaitReport:
-        """Wait until every export has an outcome; return them in the caller's order."""
+    async def wait_all(
+        self, ids: Iterable[ExportId], *, timeout: float | None = POLICY_TIMEOUT
+    ) -> WaitReport:
+        """Wait until every export has an outcome; return them in the caller's order.
+
+        ``timeout``: seconds for this call (default: the policy's; ``None``: none); an
+        export still unfinished then has a ``timeout`` outcome in the report.
+        """
         unique = _unique_ids(ids)
         self._check_usable()
         now = self.clock.now()
-        batch = _Batch(now, self._deadline(now, POLICY_TIMEOUT), len(unique))
+        batch = _Batch(now, self._deadline(now, timeout), len(unique))
         if not unique:
             return WaitReport((), elapsed=0.0)
         self._subscribe(batch, unique)
@@ -635,14 +648,20 @@ class ExportWaiter:
             (outcomes[export_id] for export_id in unique), elapsed=self.clock.now() - now
         )
 
-    def as_completed(self, ids: Iterable[ExportId]) -> OutcomeStream:
+    def as_completed(
+        self, ids: Iterable[ExportId], *, timeout: float | None = POLICY_TIMEOUT
+    ) -> OutcomeStream:
         """The outcomes of ``ids`` as each is known: ``async for outcome in ...``.
 
-        Leaving the loop stops polling for them at once.
+        ``timeout``: seconds from the first iteration (default: the policy's; ``None``:
+        none); the exports unfinished then come as ``timeout`` outcomes. Leaving the loop
+        stops polling for them at once.
         """
         unique = _unique_ids(ids)
         self._check_usable()
-        return OutcomeStream(self, unique)
+        if timeout is not POLICY_TIMEOUT:
+            check_number("timeout", timeout, allow_none=True)
+        return OutcomeStream(self, unique, timeout)
 
     # -- plumbing for the callers ------------------------------------------------------
 
@@ -665,7 +684,7 @@ class ExportWaiter:
         now = self.clock.now()
         caller.started = now
         if isinstance(caller, OutcomeStream):
-            caller.deadline = self._deadline(now, POLICY_TIMEOUT)
+            caller.deadline = self._deadline(now, caller._timeout)
         caller._entries.extend(self._core.join_many(caller, ids, now))
         self._core.watch(caller)
         self._driver.kick()
