@@ -49,3 +49,79 @@ async def test_an_outcome_without_a_status_has_no_age() -> None:
     waiter, _, _ = make_waiter({1: [asyncio.TimeoutError()]}, policy=SLOW)
     outcome = await waiter.submit(1, timeout=5)
     assert outcome.status is None and outcome.status_age is None
+
+
+# -- a poll, a download and a caller each have one owner that cleans up ---------------------
+
+
+async def _leave_as_the_poll_is_handed_out(waiter, client, leave) -> None:  # type: ignore[no-untyped-def]
+    """Run the loop until the waiter has handed a poll to its idle worker but the worker
+    has not run yet, then call ``leave()`` in that same loop iteration."""
+    driver = waiter._driver
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        if driver.polls and len(client.calls) == 1 and not driver._idle:
+            leave()
+            return
+    raise AssertionError("the poll was never handed out")
+
+
+async def test_a_stream_left_as_its_poll_is_handed_out_frees_the_slot() -> None:
+    script: dict[int | str, list[Answer]] = {1: ["Uploading"], 2: ["Done"]}
+    waiter, client, _ = make_waiter(script, policy=SLOW, max_in_flight=1)
+    stream = waiter.as_completed([1], timeout=None)
+    stream._start()
+    await _leave_as_the_poll_is_handed_out(waiter, client, stream.release)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert waiter.stats.in_flight == 0
+    assert waiter._driver.polls == {}
+    # The slot is free: a new caller's export is polled, not starved to its deadline.
+    outcome = await waiter.submit(2, timeout=50)
+    assert outcome.kind is OutcomeKind.DONE
+
+
+async def test_a_handle_cancelled_as_its_poll_is_handed_out_frees_the_slot() -> None:
+    script: dict[int | str, list[Answer]] = {1: ["Uploading"], 2: ["Done"]}
+    waiter, client, _ = make_waiter(script, policy=SLOW, max_in_flight=1)
+    handle = waiter.submit(1, timeout=None)
+    await _leave_as_the_poll_is_handed_out(waiter, client, handle.cancel)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert waiter._driver.polls == {}
+    assert waiter._core.entries == {}
+    outcome = await waiter.submit(2, timeout=50)
+    assert outcome.kind is OutcomeKind.DONE
+
+
+class _HeldDownloads:
+    """A downloader whose downloads wait until released."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = 0
+
+    async def download(self, status, *, refresh):  # type: ignore[no-untyped-def]
+        self.started += 1
+        await self.gate.wait()
+        return None
+
+
+async def test_a_download_cancelled_before_it_first_ran_leaves_no_trace() -> None:
+    files = _HeldDownloads()
+    waiter, _, _ = make_waiter({1: ["Done"]}, policy=SLOW, downloader=files)
+    stream = waiter.as_completed([1], timeout=None)
+    stream._start()
+    driver = waiter._driver
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        if driver.downloads:
+            stream.release()  # in the same loop iteration: the download never ran
+            break
+    else:
+        raise AssertionError("the download never started")
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert files.started == 0
+    assert driver.downloads == {}
+    assert waiter.stats.downloading == 0
