@@ -125,3 +125,35 @@ async def test_a_download_cancelled_before_it_first_ran_leaves_no_trace() -> Non
     assert files.started == 0
     assert driver.downloads == {}
     assert waiter.stats.downloading == 0
+
+
+# -- a new caller does not inherit another's backoff ---------------------------------------
+
+
+async def test_a_caller_joining_an_export_answered_long_ago_polls_it_anew() -> None:
+    slow = PollPolicy(min_delay=1, max_delay=100, timeout=1000, wait=wait_fixed(60))
+    script: dict[int | str, list[Answer]] = {1: ["Uploading"], 2: ["Uploading"]}
+    waiter, client, clock = make_waiter(script, policy=slow)
+    first = waiter.submit(1, timeout=None)  # polled at 0, then due at 60
+    await waiter.submit(2, timeout=30)  # only to be at 30 on the virtual clock
+    joined_at = clock.now()
+    assert 30 <= joined_at < 31
+    outcome = await waiter.submit(1, timeout=5)
+    polls = client.times_for(1)
+    assert polls[0] == 0.0
+    assert joined_at <= polls[1] <= joined_at + slow.min_delay
+    assert outcome.kind is OutcomeKind.TIMEOUT
+    first.cancel()
+
+
+async def test_a_caller_joining_an_export_answered_just_now_shares_that_answer() -> None:
+    joined: list[object] = []
+
+    def join_on_first_answer(event: object) -> None:
+        if not joined:
+            joined.append(waiter.submit(1, timeout=None))
+
+    script: dict[int | str, list[Answer]] = {1: ["Uploading", "Uploading", "Done"]}
+    waiter, client, _ = make_waiter(script, policy=SLOW, on_update=join_on_first_answer)
+    await waiter.submit(1, timeout=None)
+    assert client.times_for(1) == [0.0, 10.0, 20.0]  # the second caller added no poll

@@ -470,7 +470,18 @@ class Scheduler:
             return entry
         entry.add_caller(caller)
         due = self.queue.due_time(entry)
-        if due is not None and due > caller.deadline:
+        if due is None:
+            return entry  # in flight (or downloading): the answer on its way is fresh
+        answered = entry.answered
+        if (
+            due > now
+            and entry.trouble is None
+            and (answered is None or now - answered > self.policy.min_delay)
+        ):
+            # A new caller does not inherit another's backoff: what it would learn is
+            # older than the schedule ever lets an answer get, so it polls anew.
+            self.queue.push(entry, now)
+        elif due > caller.deadline:
             # The Smithy rule for this caller too: one last poll at its deadline.
             self.queue.push(entry, caller.deadline)
         return entry
