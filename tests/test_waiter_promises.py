@@ -9,6 +9,7 @@ from tenacity import wait_fixed
 from waiter_support import Answer, make_waiter
 
 from qianfan_export_wait import OutcomeKind, PollPolicy
+from qianfan_export_wait.ratelimit import FixedRateLimiter
 
 SLOW = PollPolicy(min_delay=1, max_delay=100, timeout=1000, wait=wait_fixed(10))
 
@@ -157,3 +158,47 @@ async def test_a_caller_joining_an_export_answered_just_now_shares_that_answer()
     waiter, client, _ = make_waiter(script, policy=SLOW, on_update=join_on_first_answer)
     await waiter.submit(1, timeout=None)
     assert client.times_for(1) == [0.0, 10.0, 20.0]  # the second caller added no poll
+
+
+# -- timeout means a last look was sent and answered not Done -------------------------------
+
+
+def _done_from(clock, at: float):  # type: ignore[no-untyped-def]
+    return lambda: "Done" if clock.now() >= at else "Uploading"
+
+
+async def test_exports_done_before_their_deadline_are_not_reported_as_timeouts() -> None:
+    # 100 exports finish one after another by 4 s; each caller waits 5 s; the rate limit
+    # (50/s) can carry a last look for every one of them, so none may time out with a
+    # stale Uploading.
+    policy = PollPolicy(min_delay=1, max_delay=30, timeout=1000)
+    waiter, client, clock = make_waiter({}, policy=policy, limiter=FixedRateLimiter(50))
+    client.script.update({i: [_done_from(clock, i * 0.04)] for i in range(1, 101)})
+    outcomes = await asyncio.gather(*(waiter.submit(i, timeout=5) for i in range(1, 101)))
+    late = [outcome.export_id for outcome in outcomes if outcome.kind is not OutcomeKind.DONE]
+    assert late == []
+
+
+async def test_callers_sharing_one_deadline_each_get_a_last_look() -> None:
+    # 200 callers arrive 20 a second, each waiting 20 s, with exports that finish at
+    # scattered times; every timeout must be an export not Done at its caller's deadline,
+    # looked at shortly before it.
+    policy = PollPolicy(min_delay=1, max_delay=60, timeout=1000)
+    waiter, client, clock = make_waiter({}, policy=policy, limiter=FixedRateLimiter(40))
+    finish = {i: (i * 7919) % 60 for i in range(1, 201)}
+    client.script.update({i: [_done_from(clock, float(at))] for i, at in finish.items()})
+    handles = []
+    for i in range(1, 201):
+        handles.append((clock.now(), waiter.submit(i, timeout=20)))
+        if i % 20 == 0:
+            await asyncio.sleep(0)
+            clock.advance(1.0)
+    for started, handle in handles:
+        outcome = await handle
+        deadline = started + 20
+        if outcome.kind is OutcomeKind.TIMEOUT:
+            assert finish[outcome.export_id] > deadline - policy.min_delay, outcome
+            looks = [t for t in client.times_for(outcome.export_id) if t <= deadline]
+            assert looks and looks[-1] >= deadline - policy.min_delay, (outcome, looks)
+        else:
+            assert outcome.kind is OutcomeKind.DONE

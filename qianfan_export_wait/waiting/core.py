@@ -14,6 +14,7 @@ same outcome. An entry that no caller wants any more is dropped and polled no mo
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import logging
@@ -151,6 +152,7 @@ class Entry:
         "due",
         "export_id",
         "in_flight",
+        "look",
         "polls",
         "seen",
         "started",
@@ -174,6 +176,9 @@ class Entry:
         self.seen: ExportStatus | bytes | None = None
         # When the last status was received (the clock's time), or None.
         self.answered: float | None = None
+        # The deadline its last look is owed for (a key of LastLooks), or None: none owed
+        # (no deadline, or the look was sent).
+        self.look: float | None = None
 
     def __repr__(self) -> str:
         return f"<Entry {self.export_id!r} state={self.state} polls={self.polls}>"
@@ -345,6 +350,119 @@ class DueQueue:
         entry.due = None
 
 
+class LastLooks:
+    """The last looks owed: every export with a deadline gets one poll shortly before it,
+    and they are planned early enough that the rate limit can carry them all.
+
+    Looks are owed per deadline (``Entry.look``). Sent in deadline order (earliest
+    deadline first), the ``k``-th look must go by its deadline less ``k / rate``; the
+    plan's ``start`` is the latest moment from which sending them back to back still
+    makes every one in time, so polls go as late (as fresh) as the rate allows and no
+    later. A poll sent within ``window`` of its deadline pays the look on the way.
+    """
+
+    __slots__ = ("_buckets", "_counts", "_keys", "_start", "margin", "per_request", "total")
+
+    def __init__(self, margin: float) -> None:
+        self.margin = margin
+        self.per_request = 0.0  # 1 / the rate
+        self.total = 0
+        self._counts: dict[float, int] = {}
+        self._buckets: dict[float, deque[Entry]] = {}
+        self._keys: list[float] = []  # sorted
+        self._start: float | None = inf  # None: to be computed again
+
+    def owe(self, entry: Entry) -> None:
+        """``entry`` is owed a look for its (finite) deadline."""
+        key = entry.deadline
+        entry.look = key
+        self.total += 1
+        self._start = None
+        count = self._counts.get(key)
+        if count is None:
+            self._counts[key] = 1
+            self._buckets[key] = deque((entry,))
+            bisect.insort(self._keys, key)
+        else:
+            self._counts[key] = count + 1
+            self._buckets[key].append(entry)
+
+    def owe_many(self, entries: list[Entry], key: float) -> None:
+        """``owe`` for many new entries, all with deadline ``key``."""
+        for entry in entries:
+            entry.look = key
+        count = self._counts.get(key)
+        if count is None:
+            self._counts[key] = len(entries)
+            self._buckets[key] = deque(entries)
+            bisect.insort(self._keys, key)
+        else:
+            self._counts[key] = count + len(entries)
+            self._buckets[key].extend(entries)
+        self.total += len(entries)
+        self._start = None
+
+    def paid(self, entry: Entry) -> None:
+        """``entry`` owes no look any more (sent, dropped, or its deadline moved)."""
+        key = entry.look
+        if key is None:
+            return
+        entry.look = None
+        self.total -= 1
+        count = self._counts[key] - 1
+        if count:
+            self._counts[key] = count
+        else:
+            del self._counts[key]
+            del self._buckets[key]
+            del self._keys[bisect.bisect_left(self._keys, key)]
+        # Fewer looks owed: the plan may start later (fresher looks), never sooner.
+        self._start = None
+
+    def set_rate(self, rate: float) -> None:
+        """The rate the limiter allows now (requests per second)."""
+        per_request = 0.0 if rate == inf or rate <= 0 else 1.0 / rate
+        if per_request != self.per_request:
+            self.per_request = per_request
+            self._start = None
+
+    def start(self) -> float:
+        """When looks must begin to go, one after another, so that all are in time
+        (``inf`` when none is owed)."""
+        start = self._start
+        if start is not None:
+            return start
+        per_request = self.per_request
+        total = self.total
+        best = inf
+        owed = 0
+        counts = self._counts
+        for key in self._keys:
+            if key - total * per_request >= best:
+                break  # no later deadline can start sooner
+            owed += counts[key]
+            term = key - owed * per_request
+            if term < best:
+                best = term
+        start = self._start = best - self.margin if best < inf else inf
+        return start
+
+    def pop(self) -> Entry | None:
+        """The entry owing the look with the earliest deadline, its look paid."""
+        keys = self._keys
+        while keys:
+            key = keys[0]
+            bucket = self._buckets[key]
+            while bucket:
+                entry = bucket.popleft()
+                if entry.look == key:  # (stale copies: paid or moved since)
+                    self.paid(entry)
+                    return entry
+            # Only stale copies were left: the count says otherwise only by a bug.
+            raise AssertionError("LastLooks: a count without its entries")  # pragma: no cover
+        return None
+
+
 class Outage:
     """The service gives no answers: only one probe is in flight, on a capped backoff."""
 
@@ -435,6 +553,9 @@ class Scheduler:
         self.entries: dict[ExportId, Entry] = {}
         self.queue = DueQueue(resolution)
         self.resolution = resolution
+        self.looks = LastLooks(margin=2.0 * resolution)
+        # A poll sent this close to a deadline is that deadline's last look.
+        self.look_window = max(policy.min_delay, resolution)
         self.notify = notify
         self.poll_schedule = Schedule(policy.poll_strategy())
         self.retry_schedule = Schedule(policy.retry_strategy())
@@ -467,8 +588,13 @@ class Scheduler:
             self.entries[export_id] = entry
             self.total += 1
             self.queue.push(entry, now)
+            if entry.deadline < inf:
+                self.looks.owe(entry)
             return entry
+        before = entry.deadline
         entry.add_caller(caller)
+        if entry.deadline != before:
+            self._replan(entry)
         due = self.queue.due_time(entry)
         if due is None:
             return entry  # in flight (or downloading): the answer on its way is fresh
@@ -507,6 +633,8 @@ class Scheduler:
         caller.waiting += len(joined)
         self.total += len(fresh)
         self.queue.push_new(fresh, now)
+        if fresh and caller.deadline < inf:
+            self.looks.owe_many(fresh, caller.deadline)
         return joined
 
     def joined_all(self, caller: Caller, now: float) -> None:
@@ -534,10 +662,15 @@ class Scheduler:
         self._close(caller)
         abandoned = []
         for entry in caller.entries():
-            if entry.has_caller(caller) and not entry.remove_caller(caller):
+            if not entry.has_caller(caller):
+                continue
+            before = entry.deadline
+            if not entry.remove_caller(caller):
                 self._drop(entry, OutcomeKind.PENDING)
                 if entry.in_flight:
                     abandoned.append(entry)
+            elif entry.deadline != before:
+                self._replan(entry)
         return abandoned
 
     def next_deadline(self) -> float:
@@ -616,7 +749,11 @@ class Scheduler:
         """When the next poll may go (``inf``: nothing to send until an answer comes)."""
         outage = self.outage
         if outage is None:
-            return self.queue.ready_at()
+            ready = self.queue.ready_at()
+            if self.looks.total:
+                start = self.looks.start()
+                return start if start < ready else ready
+            return ready
         if outage.probe is not None or not self.queue:
             return inf
         return outage.probe_due
@@ -635,7 +772,24 @@ class Scheduler:
         """
         outage = self.outage
         if outage is None:
-            entry = self.queue.pop(now)
+            entry = None
+            looks = self.looks
+            if looks.total and now >= looks.start():
+                # Last looks are due: the earliest deadline's goes first, wherever the
+                # export stands in the poll schedule.
+                entry = looks.pop()
+                while entry is not None and entry.in_flight:
+                    entry = looks.pop()  # its answer is on the way: that is its look
+                if entry is not None:
+                    self.queue.discard(entry)
+            if entry is None:
+                entry = self.queue.pop(now)
+                if (
+                    entry is not None
+                    and entry.look is not None
+                    and now >= entry.deadline - self.look_window
+                ):
+                    looks.paid(entry)
         elif outage.probe is None and now >= outage.probe_due:
             entry = self.queue.pop_earliest()
             outage.probe = entry
@@ -683,8 +837,7 @@ class Scheduler:
             due = now + self.poll_schedule.delay(
                 attempt, started=entry.started, now=now, result=status
             )
-            deadline = entry.deadline
-            self.queue.push(entry, due if due < deadline else deadline)
+            self._schedule(entry, due)
         return False
 
     def on_downloaded(
@@ -704,6 +857,8 @@ class Scheduler:
         """The server refused the poll for the account's rate limit."""
         self._answered(entry, now)
         self.throttled += 1
+        if entry.look is None and entry.deadline < inf and entry.callers is not None:
+            self.looks.owe(entry)  # a throttle tells nothing: the look is owed again
         if self._expire_callers_of(entry, now):
             # Not an answer about the export: back in line without spending its backoff.
             self._schedule(entry, now + (error.retry_after or 0.0))
@@ -783,6 +938,7 @@ class Scheduler:
             self.queue.discard(entry)
         self.entries.clear()
         self._deadlines.clear()
+        self.looks = LastLooks(self.looks.margin)
         for caller in callers.values():
             if not caller.closed:
                 self._close(caller)
@@ -906,10 +1062,19 @@ class Scheduler:
         return ServiceUnavailableError(max(0.0, now - since), outage.last_error)
 
     def _schedule(self, entry: Entry, due: float) -> None:
-        """Queue the next poll, never later than the nearest deadline of its callers
-        (the Smithy rule: the last poll is at the deadline)."""
+        """Queue the next poll; while a last look is owed, never later than the nearest
+        deadline of its callers (the Smithy rule; ``LastLooks`` sends it sooner when the
+        rate limit needs the time)."""
         deadline = entry.deadline
-        self.queue.push(entry, due if due < deadline else deadline)
+        if entry.look is not None and due > deadline:
+            due = deadline
+        self.queue.push(entry, due)
+
+    def _replan(self, entry: Entry) -> None:
+        """``entry``'s nearest deadline moved: the look owed is for the new one."""
+        self.looks.paid(entry)
+        if entry.deadline < inf and entry.callers is not None:
+            self.looks.owe(entry)
 
     def _expire_callers_of(self, entry: Entry, now: float) -> bool:
         """After an answer: end the wait of callers past their deadline; return whether
@@ -1035,7 +1200,10 @@ class Scheduler:
 
     def _forget(self, entry: Entry, caller: Caller, kind: OutcomeKind) -> bool:
         """``caller`` has its outcome for ``entry``; drop the entry if nobody is left."""
+        before = entry.deadline
         if entry.remove_caller(caller):
+            if entry.deadline != before:
+                self._replan(entry)
             return True
         self._drop(entry, kind)
         if not caller.lazy:
@@ -1047,6 +1215,7 @@ class Scheduler:
             del self.entries[entry.export_id]
             self.counts[kind] += 1
         self.queue.discard(entry)
+        self.looks.paid(entry)
         outage = self.outage
         if outage is not None and outage.probe is entry and not entry.in_flight:
             outage.probe = None

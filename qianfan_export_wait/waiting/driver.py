@@ -216,6 +216,8 @@ class Driver:
         try:
             while not self._closed:
                 now = clock.now()
+                # Last looks are planned at the rate the limiter allows now.
+                core.looks.set_rate(self._limiter.rate)
                 limit = self.max_in_flight if core.proven else 1
                 room = len(polls) < limit
                 ready = core.ready_at()
