@@ -202,3 +202,28 @@ async def test_callers_sharing_one_deadline_each_get_a_last_look() -> None:
             assert looks and looks[-1] >= deadline - policy.min_delay, (outcome, looks)
         else:
             assert outcome.kind is OutcomeKind.DONE
+
+
+async def test_a_waiter_left_by_every_caller_goes_back_to_its_idle_size() -> None:
+    script: dict[int | str, list[Answer]] = {i: ["Uploading"] for i in range(1, 51)}
+    waiter, client, _ = make_waiter(script, policy=SLOW)
+    idle_tasks = len(asyncio.all_tasks())
+    handles = [waiter.submit(i, timeout=3600) for i in range(1, 51)]
+    stream = waiter.as_completed(range(1, 51), timeout=3600)
+    stream._start()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    for handle in handles:
+        handle.cancel()
+    await stream.aclose()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    sent = len(client.calls)
+    core = waiter._core
+    assert core.entries == {} and core.callers == 0
+    assert core._deadlines == [] and core.looks.total == 0
+    assert waiter._driver.polls == {} and waiter._driver.downloads == {}
+    assert len(asyncio.all_tasks()) == idle_tasks
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(client.calls) == sent  # nothing more is sent

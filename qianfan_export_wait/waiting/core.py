@@ -1188,6 +1188,11 @@ class Scheduler:
     def _close(self, caller: Caller) -> None:
         caller.closed = True
         self.callers -= 1
+        if not self.callers:
+            # Nobody waits: every deadline kept is a finished caller's. Back to idle size.
+            self._deadlines.clear()
+            self._closed_deadlines = 0
+            return
         if caller.deadline < inf:
             # Finished callers stay in the deadline heap until their deadline comes up;
             # in a long-lived waiter that could be hours of them, so sweep now and then.
