@@ -14,16 +14,12 @@ same outcome. An entry that no caller wants any more is dropped and polled no mo
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import logging
-import marshal
-import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from math import floor, inf
-from typing import TYPE_CHECKING, Any, NamedTuple
+from math import inf
+from typing import TYPE_CHECKING
 
 from ..errors import (
     ApiError,
@@ -35,504 +31,37 @@ from ..errors import (
     TransientError,
     UnexpectedError,
 )
-from ..models import ExportId, ExportState, ExportStatus, parse_export_status
+from ..models import ExportId, ExportStatus
+from .duequeue import DueQueue
+from .entries import Caller, Entry, Pending, PendingRun, entry_callers, status_age
+from .health import OUTAGE_AFTER_FAILURES, Outage, Trouble
+from .looks import LastLooks
 from .outcomes import TERMINAL_KINDS, ExportOutcome, OutcomeKind, StateChange, WaiterEvent
+from .packing import StatusPacker
 from .policy import PROBE_MAX_DELAY, PollPolicy, Schedule
 
 if TYPE_CHECKING:
     from ..download import DownloadRecord
+
 
 __all__ = [
     "OUTAGE_AFTER_FAILURES",
     "Caller",
     "DueQueue",
     "Entry",
+    "LastLooks",
     "Outage",
     "Pending",
+    "PendingRun",
     "Scheduler",
     "entry_callers",
 ]
 
 logger = logging.getLogger("qianfan_export_wait")
 
-OUTAGE_AFTER_FAILURES = 8
-"""Transient failures in a row, with no answer between them, that make an outage."""
-
 _COMPACT_ABOVE = 10_000
-"""With more entries than this, each keeps its last status packed (``_Packer``),
+"""With more entries than this, each keeps its last status packed (``StatusPacker``),
 unpacked again only if needed."""
-
-
-class Caller:
-    """One caller's interest in some exports: when it began, its deadline, and where its
-    outcomes go. The driver's handles, batches and streams subclass it."""
-
-    __slots__ = ("closed", "deadline", "started", "waiting")
-
-    def __init__(self, started: float, deadline: float) -> None:
-        self.started = started
-        self.deadline = deadline
-        # Exports joined and not yet given an outcome; closed once none is left, or on
-        # leaving.
-        self.waiting = 0
-        self.closed = False
-
-    lazy = False
-    """Whether outcomes may come as ``Pending`` records to ``defer``, made into outcomes
-    (``Scheduler.materialize``) only when read."""
-
-    def deliver(self, outcome: ExportOutcome) -> None:
-        """Take one export's outcome (called once per export this caller waits on)."""
-        raise NotImplementedError
-
-    def defer(self, pending: Pending | PendingRun) -> None:
-        """Take one export's outcome (a ``Pending``), or many (a ``PendingRun``), to be
-        made when read (only if ``lazy``)."""
-        raise NotImplementedError
-
-    def abort(self, error: BaseException) -> None:
-        """The waiter stops for good: end this caller's wait with ``error``."""
-        raise NotImplementedError
-
-    def entries(self) -> Iterable[Entry]:
-        """The entries this caller joined (some may be finished for it already)."""
-        raise NotImplementedError
-
-
-class Pending(NamedTuple):
-    """An outcome not yet made: what a lazy caller keeps until it reads it (``at``: when
-    it came; ``files``: the download's record or error, if any)."""
-
-    entry: Entry
-    kind: OutcomeKind
-    error: QianfanError | None
-    at: float
-    files: tuple[DownloadRecord | None, DownloadError | None] | None
-
-
-class PendingRun(NamedTuple):
-    """Many outcomes of one kind that came at once (a deadline): what a lazy caller keeps
-    instead of one record each, until it reads them (``entries`` last first)."""
-
-    kind: OutcomeKind
-    at: float
-    entries: list[Entry]
-
-
-def status_age(entry: Entry, at: float) -> float | None:
-    """How old ``entry``'s last status is at ``at`` (``None`` if it has none)."""
-    answered = entry.answered
-    return None if answered is None else max(0.0, at - answered)
-
-
-def entry_callers(callers: Caller | list[Caller]) -> list[Caller]:
-    """``Entry.callers`` as a list."""
-    return list(callers) if isinstance(callers, list) else [callers]
-
-
-class Trouble:
-    """An export that gets no answer: since when, how many failures in a row, the last."""
-
-    __slots__ = ("errors_in_row", "last_error", "since")
-
-    def __init__(self, since: float, error: ApiError) -> None:
-        self.since = since
-        self.errors_in_row = 0
-        self.last_error = error
-
-
-class Entry:
-    """One export id being waited on, and what is known of it."""
-
-    __slots__ = (
-        "answered",
-        "attempt",
-        "callers",
-        "deadline",
-        "due",
-        "export_id",
-        "in_flight",
-        "look",
-        "polls",
-        "seen",
-        "started",
-        "state",
-        "trouble",
-    )
-
-    def __init__(self, export_id: ExportId, caller: Caller) -> None:
-        self.export_id = export_id
-        self.callers: Caller | list[Caller] | None = caller
-        self.deadline = caller.deadline
-        self.started = caller.started
-        # The key of the DueQueue bucket it waits in (shared by the bucket), or None.
-        self.due: float | None = None
-        self.in_flight = False
-        self.polls = 0
-        self.attempt = 0
-        self.trouble: Trouble | None = None
-        self.state: ExportState | str | None = None
-        # The last status seen: the object itself, or packed (see _COMPACT_ABOVE).
-        self.seen: ExportStatus | bytes | None = None
-        # When the last status was received (the clock's time), or None.
-        self.answered: float | None = None
-        # The deadline its last look is owed for (a key of LastLooks), or None: none owed
-        # (no deadline, or the look was sent).
-        self.look: float | None = None
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.export_id!r} state={self.state} polls={self.polls}>"
-
-    def caller_list(self) -> list[Caller]:
-        """The callers still waiting on this export."""
-        callers = self.callers
-        if callers is None:
-            return []
-        if isinstance(callers, list):
-            return list(callers)
-        return [callers]
-
-    def has_caller(self, caller: Caller) -> bool:
-        """Whether ``caller`` still waits on this export."""
-        callers = self.callers
-        if isinstance(callers, list):
-            return caller in callers
-        return callers is caller
-
-    def add_caller(self, caller: Caller) -> None:
-        """Share this export with one more caller."""
-        callers = self.callers
-        if callers is None:
-            self.callers = caller
-        elif isinstance(callers, list):
-            callers.append(caller)
-        else:
-            self.callers = [callers, caller]
-        if caller.deadline < self.deadline:
-            self.deadline = caller.deadline
-
-    def remove_caller(self, caller: Caller) -> bool:
-        """Forget ``caller``; return whether any caller is left."""
-        callers = self.callers
-        if isinstance(callers, list):
-            if caller in callers:
-                callers.remove(caller)
-            if len(callers) == 1:
-                self.callers = callers[0]
-            elif not callers:
-                self.callers = None
-        elif callers is caller:
-            self.callers = None
-        remaining = self.callers
-        if remaining is None:
-            return False
-        if isinstance(remaining, list):
-            self.deadline = min(other.deadline for other in remaining)
-        else:
-            self.deadline = remaining.deadline
-        return True
-
-
-class _Bucket(deque["Entry"]):
-    """Entries due within one window; ``key`` is the one float all of them point to."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: float) -> None:
-        super().__init__()
-        self.key = key
-
-
-class DueQueue:
-    """Entries by the time their next poll is due, in buckets ``resolution`` seconds wide.
-
-    A bucket becomes ready when its window has passed, so every entry in it is due: polls
-    falling due within one window go out in one wake-up, late by at most the window and
-    never early. With ``resolution`` 0 every due time is its own bucket. A push costs
-    O(1) (plus O(log buckets) for a new bucket), and a queued entry 8 bytes: it points to
-    its bucket's key rather than holding a due time of its own.
-    """
-
-    __slots__ = ("_buckets", "_keys", "_resolution")
-
-    def __init__(self, resolution: float) -> None:
-        self._resolution = resolution
-        self._buckets: dict[float, _Bucket] = {}
-        self._keys: list[float] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._keys)
-
-    def _ready_time(self, key: float) -> float:
-        resolution = self._resolution
-        return key if resolution <= 0.0 else (key + 1.0) * resolution
-
-    def due_time(self, entry: Entry) -> float | None:
-        """When ``entry``'s bucket is ready, or ``None`` if it is not queued."""
-        key = entry.due
-        return None if key is None else self._ready_time(key)
-
-    def push(self, entry: Entry, due: float) -> None:
-        """Queue ``entry`` for ``due`` (moving it if it was queued for another time)."""
-        resolution = self._resolution
-        key = due if resolution <= 0.0 else float(floor(due / resolution))
-        if entry.due == key:
-            return  # already in that bucket
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(key)
-            heapq.heappush(self._keys, key)
-        bucket.append(entry)
-        entry.due = bucket.key
-
-    def push_new(self, entries: list[Entry], due: float) -> None:
-        """Queue ``entries``, none queued yet, all for ``due``."""
-        if not entries:
-            return
-        resolution = self._resolution
-        key = due if resolution <= 0.0 else float(floor(due / resolution))
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(key)
-            heapq.heappush(self._keys, key)
-        bucket.extend(entries)
-        key = bucket.key
-        for entry in entries:
-            entry.due = key
-
-    def ready_at(self) -> float:
-        """When the earliest bucket is ready (``inf`` when empty)."""
-        keys = self._keys
-        return self._ready_time(keys[0]) if keys else inf
-
-    def pop(self, now: float) -> Entry | None:
-        """The next entry due at or before ``now``, unqueued; ``None`` if there is none."""
-        keys = self._keys
-        resolution = self._resolution
-        while keys:
-            key = keys[0]
-            if (key if resolution <= 0.0 else (key + 1.0) * resolution) > now:
-                return None
-            entry = self._pop_from(key)
-            if entry is not None:
-                return entry
-        return None
-
-    def pop_earliest(self) -> Entry | None:
-        """The entry due soonest (within a bucket), due or not."""
-        keys = self._keys
-        while keys:
-            entry = self._pop_from(keys[0])
-            if entry is not None:
-                return entry
-        return None
-
-    def _pop_from(self, key: float) -> Entry | None:
-        bucket = self._buckets[key]
-        while bucket:
-            entry = bucket.popleft()
-            # Stale copies (moved, dropped, or popped already) are skipped here.
-            if entry.due == key:
-                entry.due = None
-                if not bucket:
-                    self._drop_bucket(key)
-                return entry
-        self._drop_bucket(key)
-        return None
-
-    def _drop_bucket(self, key: float) -> None:
-        del self._buckets[key]
-        heapq.heappop(self._keys)
-
-    @staticmethod
-    def discard(entry: Entry) -> None:
-        """Unqueue ``entry`` (its stale copy is skipped when reached)."""
-        entry.due = None
-
-
-class LastLooks:
-    """The last looks owed: every export with a deadline gets one poll shortly before it,
-    and they are planned early enough that the rate limit can carry them all.
-
-    Looks are owed per deadline (``Entry.look``). Sent in deadline order (earliest
-    deadline first), the ``k``-th look must go by its deadline less ``k / rate``; the
-    plan's ``start`` is the latest moment from which sending them back to back still
-    makes every one in time, so polls go as late (as fresh) as the rate allows and no
-    later. A poll sent within ``window`` of its deadline pays the look on the way.
-    """
-
-    __slots__ = ("_buckets", "_counts", "_keys", "_start", "margin", "per_request", "total")
-
-    def __init__(self, margin: float) -> None:
-        self.margin = margin
-        self.per_request = 0.0  # 1 / the rate
-        self.total = 0
-        self._counts: dict[float, int] = {}
-        self._buckets: dict[float, deque[Entry]] = {}
-        self._keys: list[float] = []  # sorted
-        self._start: float | None = inf  # None: to be computed again
-
-    def owe(self, entry: Entry) -> None:
-        """``entry`` is owed a look for its (finite) deadline."""
-        key = entry.deadline
-        entry.look = key
-        self.total += 1
-        self._start = None
-        count = self._counts.get(key)
-        if count is None:
-            self._counts[key] = 1
-            self._buckets[key] = deque((entry,))
-            bisect.insort(self._keys, key)
-        else:
-            self._counts[key] = count + 1
-            self._buckets[key].append(entry)
-
-    def owe_many(self, entries: list[Entry], key: float) -> None:
-        """``owe`` for many new entries, all with deadline ``key``."""
-        for entry in entries:
-            entry.look = key
-        count = self._counts.get(key)
-        if count is None:
-            self._counts[key] = len(entries)
-            self._buckets[key] = deque(entries)
-            bisect.insort(self._keys, key)
-        else:
-            self._counts[key] = count + len(entries)
-            self._buckets[key].extend(entries)
-        self.total += len(entries)
-        self._start = None
-
-    def paid(self, entry: Entry) -> None:
-        """``entry`` owes no look any more (sent, dropped, or its deadline moved)."""
-        key = entry.look
-        if key is None:
-            return
-        entry.look = None
-        self.total -= 1
-        count = self._counts[key] - 1
-        if count:
-            self._counts[key] = count
-        else:
-            del self._counts[key]
-            del self._buckets[key]
-            del self._keys[bisect.bisect_left(self._keys, key)]
-        # Fewer looks owed: the plan may start later (fresher looks), never sooner.
-        self._start = None
-
-    def set_rate(self, rate: float) -> None:
-        """The rate the limiter allows now (requests per second)."""
-        per_request = 0.0 if rate == inf or rate <= 0 else 1.0 / rate
-        if per_request != self.per_request:
-            self.per_request = per_request
-            self._start = None
-
-    def start(self) -> float:
-        """When looks must begin to go, one after another, so that all are in time
-        (``inf`` when none is owed)."""
-        start = self._start
-        if start is not None:
-            return start
-        per_request = self.per_request
-        total = self.total
-        best = inf
-        owed = 0
-        counts = self._counts
-        for key in self._keys:
-            if key - total * per_request >= best:
-                break  # no later deadline can start sooner
-            owed += counts[key]
-            term = key - owed * per_request
-            if term < best:
-                best = term
-        start = self._start = best - self.margin if best < inf else inf
-        return start
-
-    def pop(self) -> Entry | None:
-        """The entry owing the look with the earliest deadline, its look paid."""
-        keys = self._keys
-        while keys:
-            key = keys[0]
-            bucket = self._buckets[key]
-            while bucket:
-                entry = bucket.popleft()
-                if entry.look == key:  # (stale copies: paid or moved since)
-                    self.paid(entry)
-                    return entry
-            # Only stale copies were left: the count says otherwise only by a bug.
-            raise AssertionError("LastLooks: a count without its entries")  # pragma: no cover
-        return None
-
-
-class Outage:
-    """The service gives no answers: only one probe is in flight, on a capped backoff."""
-
-    __slots__ = ("last_error", "probe", "probe_attempt", "probe_due", "started")
-
-    def __init__(self, started: float, last_error: ApiError) -> None:
-        self.started = started
-        self.last_error = last_error
-        self.probe: Entry | None = None
-        self.probe_attempt = 0
-        self.probe_due = started
-
-
-class _Packer:
-    """Packs a status into about 90 bytes where the object takes a kilobyte: its log id,
-    then its values marshalled and deflated against the first status packed (statuses
-    share most of their text: keys, states, path prefixes)."""
-
-    __slots__ = ("_inflate", "_keys", "_primed", "_zdict")
-
-    def __init__(self) -> None:
-        self._keys: tuple[str, ...] | None = None
-        self._zdict = b""
-        # A compressor with the dictionary loaded, copied for each status: cheaper than
-        # loading the dictionary into a new one every time.
-        self._primed: Any = None
-        self._inflate: Any = None
-
-    @staticmethod
-    def _log_id(log_id: str | None) -> bytes:
-        """A two-byte length (65535: none), then the log id's text."""
-        if log_id is None:
-            return b"\xff\xff"
-        text = log_id.encode("utf-8", "surrogatepass")
-        return len(text).to_bytes(2, "little") + text
-
-    @staticmethod
-    def _split(packed: bytes) -> tuple[str | None, int]:
-        size = int.from_bytes(packed[:2], "little")
-        if size == 0xFFFF:
-            return None, 2
-        return packed[2 : 2 + size].decode("utf-8", "surrogatepass"), 2 + size
-
-    def pack(self, status: ExportStatus) -> bytes:
-        """The status packed."""
-        raw = status.raw
-        keys = tuple(raw)
-        if self._keys is None:
-            self._keys = keys
-            self._zdict = marshal.dumps(tuple(raw.values()))
-            self._primed = zlib.compressobj(1, zlib.DEFLATED, -9, 1, zdict=self._zdict)
-            self._inflate = zlib.decompressobj(-9, zdict=self._zdict)
-        payload = marshal.dumps(tuple(raw.values()) if keys == self._keys else dict(raw))
-        packer = self._primed.copy()
-        body: bytes = packer.compress(payload) + packer.flush()
-        return self._log_id(status.log_id) + body
-
-    def with_log_id(self, packed: bytes, log_id: str | None) -> bytes:
-        """``packed`` with another log id (no unpacking: the cheap update)."""
-        return self._log_id(log_id) + packed[self._split(packed)[1] :]
-
-    def unpack(self, packed: bytes) -> ExportStatus:
-        """The status packed."""
-        log_id, start = self._split(packed)
-        inflate = self._inflate.copy()
-        values = marshal.loads(inflate.decompress(packed[start:]))
-        raw = (
-            values if isinstance(values, dict) else dict(zip(self._keys or (), values, strict=True))
-        )
-        return parse_export_status({"log_id": log_id, "result": raw})
 
 
 class Scheduler:
@@ -569,7 +98,7 @@ class Scheduler:
         self.auth_error: AuthError | None = None
         self.outage: Outage | None = None
         self.failures_in_row = 0
-        self._packer = _Packer()
+        self._packer = StatusPacker()
         # Counts over the waiter's life.
         self.total = 0
         self.counts = dict.fromkeys(OutcomeKind, 0)
