@@ -19,6 +19,7 @@ checked after every step of ``tests/test_waiter_model.py``:
 """
 
 from .clock import Clock, MonotonicClock, VirtualClock
+from .handles import ExportHandle, OutcomeStream
 from .outcomes import (
     ExportOutcome,
     OutcomeKind,
@@ -36,10 +37,12 @@ from .policy import (
     DEFAULT_MAX_UNAVAILABLE,
     DEFAULT_MIN_DELAY,
     DEFAULT_TIMEOUT,
+    POLICY_TIMEOUT,
     PollPolicy,
+    UsePolicyTimeout,
 )
 from .run import wait_for_exports
-from .waiter import POLICY_TIMEOUT, ExportHandle, ExportWaiter, OutcomeStream, StatusClient
+from .waiter import ExportWaiter, StatusClient
 
 __all__ = [
     "DEFAULT_MAX_DELAY",
@@ -59,6 +62,7 @@ __all__ = [
     "StateChange",
     "StatusClient",
     "UpdateHook",
+    "UsePolicyTimeout",
     "VirtualClock",
     "WaitReport",
     "WaitReportError",
