@@ -93,6 +93,7 @@ class _Churn:
         self.actions: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.unexpected: Counter[str] = Counter()
+        self.started = asyncio.Event()
 
     async def produce(self) -> None:
         seed = 1000
@@ -103,6 +104,7 @@ class _Churn:
             )
             self.recent.extend(ids)
             self.history.extend(ids)
+            self.started.set()
             await asyncio.sleep(1.0)
 
     def _pick(self, most: int) -> list[int]:
@@ -114,8 +116,7 @@ class _Churn:
 
     async def caller(self) -> None:
         rng = self.rng
-        while not self.recent:
-            await asyncio.sleep(0.1)
+        await self.started.wait()
         while True:
             action = rng.choice(
                 ("wait", "wait_short", "submit_cancel", "wait_all", "stream_full",
@@ -231,6 +232,21 @@ def _flatness(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, dict[
             "flat": bool(abs(slope) <= allowed) if not math.isnan(slope) else False,
         }
     return fits
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    def safe(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: safe(inner) for key, inner in value.items()}
+        if isinstance(value, list):
+            return [safe(inner) for inner in value]
+        return value
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(safe(document), indent=1) + "\n", encoding="utf-8")
+    print(f"   wrote {path}", file=sys.stderr, flush=True)
 
 
 async def soak(
@@ -359,7 +375,6 @@ async def run(quick: bool, minutes: float | None = None, output: Path | None = N
     for problem, count in report["unexpected"].items():
         result.notes.append(f"{count} x {problem}")
     if output is not None and not quick:
-        output.mkdir(parents=True, exist_ok=True)
         document = {
             "schema": 1,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -376,7 +391,5 @@ async def run(quick: bool, minutes: float | None = None, output: Path | None = N
             },
             **report,
         }
-        path = output / "soak.json"
-        path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-        print(f"   wrote {path}", file=sys.stderr, flush=True)
+        _write(output / "soak.json", document)
     return result
