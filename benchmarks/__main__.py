@@ -1,5 +1,8 @@
 """``python -m benchmarks [--quick] [--only NAME ...]``: run the suites, print a table,
-write ``results/latest.json`` and PNG plots."""
+write ``results/latest.json`` and PNG plots.
+
+The ``soak`` suite runs for ``--soak-minutes`` (30) and only when named (``--only soak``);
+``--quick`` runs a few seconds of it with the rest."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from . import (
     suite_scale,
     suite_sdk,
     suite_service,
+    suite_soak,
     suite_throttle,
 )
 from .common import SuiteResult
@@ -44,7 +48,10 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "service": lambda args: suite_service.run(args.quick),
     "download": lambda args: suite_download.run(args.quick),
     "fleet": lambda args: suite_fleet.run(args.quick, args.sdk_python),
+    "soak": lambda args: suite_soak.run(args.quick, args.soak_minutes, args.output),
 }
+# Suites too long for a full run: they run only when named with --only (or as --quick).
+ON_REQUEST = {"soak"}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 
 
@@ -67,7 +74,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="interpreter with the official qianfan SDK for the sdk and fleet suites "
         "(default: $QIANFAN_BENCH_SDK_PYTHON, else this one)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=suite_soak.DEFAULT_MINUTES,
+        metavar="MIN",
+        help=f"length of the soak suite (default {suite_soak.DEFAULT_MINUTES:g}; "
+        "it runs only with --only soak, or for seconds with --quick)",
+    )
+    args = parser.parse_args(argv)
+    if not args.soak_minutes > 0:
+        parser.error(f"--soak-minutes must be above 0, got {args.soak_minutes:g}")
+    return args
 
 
 async def _run_all(args: argparse.Namespace, names: list[str]) -> dict[str, SuiteResult]:
@@ -148,7 +166,10 @@ def _json_safe(value: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks; exit 0 unless a suite broke (missed targets are not errors)."""
     args = _parse(argv)
-    names = [name for name in SUITES if not args.only or name in args.only]
+    if args.only:
+        names = [name for name in SUITES if name in args.only]
+    else:
+        names = [name for name in SUITES if args.quick or name not in ON_REQUEST]
     started = time.monotonic()
     results = asyncio.run(_run_all(args, names))
     document: dict[str, Any] = {

@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ._checks import check_count
 from .errors import MissingCredentialsError
@@ -147,7 +147,7 @@ def uri_encode(value: object, *, keep_slash: bool = False) -> str:
 def canonical_time(timestamp: str | datetime | int | float | None = None) -> str:
     """Format a timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (UTC); ``None`` means now."""
     if timestamp is None:
-        moment = datetime.now(timezone.utc)
+        moment = datetime.now(UTC)
     elif isinstance(timestamp, str):
         if not _is_timestamp(timestamp):
             raise ValueError(f"timestamp {timestamp!r} is not of the form YYYY-MM-DDTHH:MM:SSZ")
@@ -155,13 +155,13 @@ def canonical_time(timestamp: str | datetime | int | float | None = None) -> str
     elif isinstance(timestamp, datetime):
         if timestamp.tzinfo is None:
             raise ValueError("timestamp must be an aware datetime (naive datetimes are ambiguous)")
-        moment = timestamp.astimezone(timezone.utc)
+        moment = timestamp.astimezone(UTC)
     elif isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)):
         raise ValueError(
             f"timestamp must be str, aware datetime or epoch seconds, got {timestamp!r}"
         )
     else:
-        moment = datetime.fromtimestamp(int(timestamp), timezone.utc)
+        moment = datetime.fromtimestamp(int(timestamp), UTC)
     return moment.strftime(_TIMESTAMP_FORMAT)
 
 
@@ -269,7 +269,7 @@ class AuthorizationParts:
     @property
     def issued_at(self) -> datetime:
         """The signing time as an aware UTC datetime."""
-        return datetime.strptime(self.timestamp, _TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(self.timestamp, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
 
 
 def parse_authorization(value: str) -> AuthorizationParts:

@@ -52,7 +52,7 @@ from __future__ import annotations
 import email.utils
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -394,7 +394,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = _parse_http_date(value)
         if when is None:
             return None
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
@@ -407,7 +407,7 @@ def _parse_http_date(value: str | None) -> datetime | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _clean_text(value: object, limit: int = 500) -> str:

@@ -26,7 +26,10 @@ Options go in the ``qianfan_simulator`` marker: those of
 ``faults``, ``max_seconds``, ``fail_ratio``, ``credentials``, ``SimulatorConfig``
 fields), and ``setenv=True`` to set the variables above for the test (undone after it).
 
-``qianfan_simulator`` needs pytest-asyncio; without it, tests using it are skipped.
+``qianfan_simulator`` is served in the event loop the test runs in, whatever its scope
+(``@pytest.mark.asyncio(loop_scope="module")``, ``asyncio_default_test_loop_scope``;
+``asyncio_default_fixture_loop_scope`` does not matter to it). It needs pytest-asyncio;
+without it, tests using it are skipped.
 Asked for by a plain (sync) test it fails with a pointer to ``qianfan_simulator_sync``:
 its server would never answer there. Importing this plugin imports nothing of the
 library (no aiohttp) until a fixture is used.
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -90,20 +93,37 @@ def _qianfan_simulator_sync(
         yield fake
 
 
-if pytest_asyncio is not None:
+_LoopScope = Literal["function", "class", "module", "package", "session"]
+_LOOP_SCOPES: tuple[_LoopScope, ...] = ("function", "class", "module", "package", "session")
 
-    @pytest_asyncio.fixture(name="qianfan_simulator")
-    async def _qianfan_simulator(
+
+def _test_loop_scope(request: pytest.FixtureRequest) -> str:
+    """The scope of the event loop the test runs in, as pytest-asyncio decides it: the
+    closest ``asyncio`` marker's ``loop_scope``, else ``asyncio_default_test_loop_scope``,
+    else ``function``."""
+    marker = request.node.get_closest_marker("asyncio")
+    scope = None
+    if marker is not None:
+        scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")
+    if scope is None:
+        try:
+            scope = request.config.getini("asyncio_default_test_loop_scope")
+        except ValueError:  # a pytest-asyncio without the option: function loops
+            scope = None
+    return str(scope or "function")
+
+
+def _scoped_fixture_name(scope: str) -> str:
+    return f"_qianfan_simulator_on_{scope}_loop"
+
+
+def _simulator_fixture_body() -> Any:
+    """A fresh fixture function (pytest-asyncio marks the function object with its loop
+    scope, so each scope needs its own)."""
+
+    async def serve(
         request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     ) -> AsyncIterator[SimulatedQianfan]:
-        """A running simulator with a random AK/SK, in the test's event loop; see
-        ``simulated_qianfan``."""
-        if not inspect.iscoroutinefunction(getattr(request, "function", None)):
-            pytest.fail(
-                "qianfan_simulator runs in the test's event loop, so a plain (sync) test "
-                "would get a server that never answers: use qianfan_simulator_sync",
-                pytrace=False,
-            )
         from .testing import simulated_qianfan
 
         options, setenv = _marker_options(request)
@@ -111,6 +131,49 @@ if pytest_asyncio is not None:
             if setenv:
                 _apply_environ(fake, monkeypatch)
             yield fake
+
+    return serve
+
+
+_SCOPES_SERVED: list[str] = []
+if pytest_asyncio is not None:
+    # One simulator fixture per loop scope, each run in that scope's loop: the public
+    # fixture picks the one whose loop is the test's, whatever the loop scope defaults
+    # (asyncio_default_fixture_loop_scope) say. A pytest-asyncio older than 0.24 knows
+    # no loop scopes but the function's.
+    _takes_loop_scope = "loop_scope" in inspect.signature(pytest_asyncio.fixture).parameters
+    for _scope in _LOOP_SCOPES if _takes_loop_scope else ("function",):
+        _name = _scoped_fixture_name(_scope)
+        _decorate = (
+            pytest_asyncio.fixture(name=_name, loop_scope=_scope)
+            if _takes_loop_scope
+            else pytest_asyncio.fixture(name=_name)
+        )
+        # pytest finds fixtures among the plugin module's names.
+        globals()[_name] = _decorate(_simulator_fixture_body())
+        _SCOPES_SERVED.append(_scope)
+
+    @pytest.fixture(name="qianfan_simulator")
+    def _qianfan_simulator(request: pytest.FixtureRequest) -> SimulatedQianfan:
+        """A running simulator with a random AK/SK, in the test's event loop (of any loop
+        scope); see ``simulated_qianfan``."""
+        if not inspect.iscoroutinefunction(getattr(request, "function", None)):
+            pytest.fail(
+                "qianfan_simulator runs in the test's event loop, so a plain (sync) test "
+                "would get a server that never answers: use qianfan_simulator_sync",
+                pytrace=False,
+            )
+        scope = _test_loop_scope(request)
+        if scope not in _SCOPES_SERVED:
+            pytest.fail(
+                f"qianfan_simulator cannot serve a test whose event loop has scope "
+                f"{scope!r}: this pytest-asyncio offers only a function-scoped loop to "
+                "fixtures; install pytest-asyncio>=0.24, or run the test on the "
+                "function loop",
+                pytrace=False,
+            )
+        fake: SimulatedQianfan = request.getfixturevalue(_scoped_fixture_name(scope))
+        return fake
 
 else:  # pragma: no cover - exercised only without pytest-asyncio
 

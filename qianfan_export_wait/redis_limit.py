@@ -26,7 +26,6 @@ import contextlib
 import logging
 import math
 import secrets
-import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -109,10 +108,8 @@ def _raise_if_cancelled() -> None:
 
 
 async def _bounded(awaitable: Awaitable[_T], timeout: float) -> _T:
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, timeout)  # pragma: no cover (Python 3.10)
+    async with asyncio.timeout(timeout):
+        return await awaitable
 
 
 class RedisRateLimiter:

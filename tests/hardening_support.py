@@ -93,7 +93,7 @@ async def run_cli(
         out, err = await asyncio.wait_for(
             process.communicate(None if stdin is None else stdin.encode("utf-8")), timeout
         )
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
         raise

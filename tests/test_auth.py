@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def test_generated_vector_file_holds_at_least_400_vectors() -> None:
     "timestamp",
     [
         "2024-01-04T03:20:30Z",
-        datetime(2024, 1, 4, 3, 20, 30, tzinfo=timezone.utc),
+        datetime(2024, 1, 4, 3, 20, 30, tzinfo=UTC),
         datetime(2024, 1, 4, 11, 20, 30, tzinfo=timezone(timedelta(hours=8))),
         1704338430,
         1704338430.9,
@@ -151,9 +151,9 @@ def test_timestamp_of_other_type_is_rejected(timestamp: Any) -> None:
 
 
 def test_missing_timestamp_means_now() -> None:
-    before = datetime.now(timezone.utc).replace(microsecond=0)
-    stamped = datetime.strptime(canonical_time(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    assert before <= stamped <= datetime.now(timezone.utc)
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamped = datetime.strptime(canonical_time(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= stamped <= datetime.now(UTC)
 
 
 # --- canonical pieces ---------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_parse_authorization_round_trips(credentials: Credentials) -> None:
     assert parts.timestamp == "2024-01-04T03:20:30Z"
     assert parts.expiration_seconds == 60
     assert parts.signed_headers == SIGNED
-    assert parts.issued_at == datetime(2024, 1, 4, 3, 20, 30, tzinfo=timezone.utc)
+    assert parts.issued_at == datetime(2024, 1, 4, 3, 20, 30, tzinfo=UTC)
     rebuilt = f"{parts.prefix}/{';'.join(parts.signed_headers)}/{parts.signature}"
     assert rebuilt == authorization
 

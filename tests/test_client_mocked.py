@@ -3,7 +3,6 @@ error as it arrives, with no server at all."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from typing import Any
@@ -90,7 +89,7 @@ async def test_aioresponses_request_is_signed_for_default_host(credentials: Cred
             AuthError,
             id="x-bce-error-code",
         ),
-        pytest.param({"exception": asyncio.TimeoutError()}, TransientError, id="timeout"),
+        pytest.param({"exception": TimeoutError()}, TransientError, id="timeout"),
         pytest.param(
             {"exception": aiohttp.ServerDisconnectedError()}, TransientError, id="disconnected"
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -173,7 +173,7 @@ def test_retry_after_and_date_headers_are_carried() -> None:
     )
     assert error is not None
     assert error.retry_after == 7.0
-    assert error.server_date == datetime(2024, 1, 4, 3, 20, 30, tzinfo=timezone.utc)
+    assert error.server_date == datetime(2024, 1, 4, 3, 20, 30, tzinfo=UTC)
 
 
 def test_error_class_for_without_anything_is_plain_api_error() -> None:
@@ -182,7 +182,7 @@ def test_error_class_for_without_anything_is_plain_api_error() -> None:
 
 # --- Retry-After --------------------------------------------------------------------------
 
-_NOW = datetime(2024, 1, 4, 3, 20, 30, tzinfo=timezone.utc)
+_NOW = datetime(2024, 1, 4, 3, 20, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

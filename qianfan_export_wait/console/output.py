@@ -117,7 +117,7 @@ class LineWriter:
                 await asyncio.wait_for(
                     self._wait_until(most), None if limit == math.inf else min(limit, 0.25)
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self.written != written:
                     written, moved_at = self.written, time.monotonic()
                 continue

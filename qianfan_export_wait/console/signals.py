@@ -51,9 +51,7 @@ class Interrupt:
 
     def acknowledge(self) -> None:
         """The main task has caught the cancellation this caused: let it await again."""
-        uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
-        if uncancel is not None:
-            uncancel()
+        self._task.uncancel()
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop]:
@@ -103,16 +101,5 @@ def run_interruptible(
             for signum in installed:
                 loop.remove_signal_handler(signum)
 
-    factory = loop_factory(loop)
-    runner = getattr(asyncio, "Runner", None)  # Python 3.11+
-    if runner is not None:
-        with runner(loop_factory=factory) as running:
-            return int(running.run(run()))
-    previous = asyncio.get_event_loop_policy()  # Python 3.10: a policy makes the loop
-    policy = asyncio.DefaultEventLoopPolicy()
-    policy.new_event_loop = factory  # type: ignore[method-assign]
-    asyncio.set_event_loop_policy(policy)
-    try:
-        return asyncio.run(run())
-    finally:
-        asyncio.set_event_loop_policy(previous)
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as running:
+        return int(running.run(run()))

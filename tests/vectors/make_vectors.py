@@ -60,7 +60,7 @@ KNOWN_NAMES = ["host", "content-type", "content-length", "content-md5", "x-bce-d
 
 
 def canonical_time(epoch: int) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
         f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"
