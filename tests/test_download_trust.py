@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tenacity import wait_none
 
 from qianfan_export_wait import ExportStatus, ExportStatusClient
-from qianfan_export_wait.download import Downloader
+from qianfan_export_wait.download import Downloader, _PartialFile, read_partial_note
+from qianfan_export_wait.download_rules import md5_of_etag
 from qianfan_export_wait.errors import DownloadError, UnsafeFileError
 from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
 
@@ -181,3 +184,126 @@ async def test_every_refusal_is_a_download_error(
     async with _downloader(fake, tmp_path / "dl") as downloader:
         with pytest.raises(DownloadError):
             await downloader.download(status)
+
+
+# -- the partial-file loader, fuzzed ---------------------------------------------------------
+
+_MD5_ETAG = st.binary(min_size=16, max_size=16).map(lambda digest: f'"{digest.hex()}"')
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+_NOTES = st.one_of(
+    st.binary(max_size=200),
+    _JSON.map(lambda value: json.dumps(value).encode()),
+    st.fixed_dictionaries(
+        {"etag": st.one_of(_MD5_ETAG, st.text(max_size=40), _JSON)},
+        optional={"size": _JSON, "md5": _JSON, "sha256": _JSON},
+    ).map(lambda value: json.dumps(value).encode()),
+    st.integers(min_value=1, max_value=50_000).map(lambda depth: b"[" * depth + b"]" * depth),
+)
+_KINDS = ("absent", "regular", "link", "folder", "fifo")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    note=_NOTES,
+    held=st.binary(max_size=300),
+    part_kind=st.sampled_from(_KINDS),
+    note_kind=st.sampled_from(_KINDS),
+)
+def test_partial_loader_resumes_only_what_it_may_and_never_follows_a_link(
+    tmp_path_factory: pytest.TempPathFactory,
+    note: bytes,
+    held: bytes,
+    part_kind: str,
+    note_kind: str,
+) -> None:
+    """Whatever lies in the folder: the loader takes up a regular ``.part`` under a
+    regular note naming a strong MD5 ETag, drops anything else that is regular, refuses
+    (``UnsafeFileError``) a link or non-regular file, and never touches a link's target."""
+    base = tmp_path_factory.mktemp("loader")
+    folder = base / "export"
+    folder.mkdir()
+    outside = base / "outside"
+    outside.write_bytes(b"outside")
+    for name, kind, content in (
+        (".f.csv.part", part_kind, held),
+        (".f.csv.part.json", note_kind, note),
+    ):
+        path = folder / name
+        if kind == "regular":
+            path.write_bytes(content)
+        elif kind == "link":
+            path.symlink_to(outside)
+        elif kind == "folder":
+            path.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(path)
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    partial = _PartialFile(dir_fd, folder, "f.csv")
+    try:
+        partial.load()
+    except UnsafeFileError as error:
+        assert {part_kind, note_kind} & {"link", "folder", "fifo"}
+        assert ".f.csv.part" in str(error)
+    else:
+        assert {part_kind, note_kind} <= {"absent", "regular"}
+        left = sorted(path.name for path in folder.iterdir())
+        if partial.resume_etag is not None:
+            assert (part_kind, note_kind) == ("regular", "regular")
+            assert md5_of_etag(partial.resume_etag) is not None
+            assert partial.resume_etag == json.loads(note)["etag"]
+            assert partial.offset == len(held)
+            assert left == [".f.csv.part", ".f.csv.part.json"]
+        else:
+            assert partial.offset == 0
+            assert left == []
+    finally:
+        partial.close()
+        os.close(dir_fd)
+    assert outside.read_bytes() == b"outside"
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(_NOTES, st.binary(max_size=5000)))
+def test_note_reader_never_raises_and_names_only_md5_etags(raw: bytes) -> None:
+    etag = read_partial_note(raw)
+    assert etag is None or md5_of_etag(etag) is not None
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_whatever_part_was_planted_the_file_in_place_is_the_servers(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """A true prefix, a prefix with one byte changed, a longer file, random bytes: the
+    file that lands and its record are always the server's file, checked whole."""
+
+    async def run() -> None:
+        async with simulated_qianfan(file_sizes=(SIZE, SIZE)) as fake:
+            async with fake.client(max_attempts=1) as client:
+                status = await _done(fake, client)
+            truth = _true_bytes(fake, status)
+            length = data.draw(st.integers(min_value=0, max_value=SIZE + 10), label="length")
+            planted = bytearray(truth[:length] + b"\0" * max(0, length - SIZE))
+            if planted and data.draw(st.booleans(), label="flip one byte"):
+                spot = data.draw(st.integers(0, len(planted) - 1), label="spot")
+                planted[spot] ^= 0x01
+            if data.draw(st.booleans(), label="random bytes instead"):
+                planted = bytearray(data.draw(st.binary(max_size=500), label="random"))
+            dest = tmp_path_factory.mktemp("planted")
+            folder = dest / str(status.export_id)
+            folder.mkdir()
+            name = fake.simulator.file_of(status.export_id).name
+            (folder / f".{name}.part").write_bytes(bytes(planted))
+            _plant_note(folder, name, _etag(fake, status), SIZE, None)
+            async with _downloader(fake, dest, max_attempts=3) as downloader:
+                record = await downloader.download(status)
+            on_disk = await asyncio.to_thread(Path(record.path).read_bytes)
+            assert on_disk == truth
+            assert record.sha256 == hashlib.sha256(truth).hexdigest()
+            assert record.bytes == SIZE
+
+    asyncio.run(run())
