@@ -6,8 +6,9 @@ For one export, in order:
 1. Where: ``downloadUrl`` for a ``local`` export (a presigned link, fetched as it is), a
    signed BOS ``GetObject`` of ``volumeId``/``exportPath`` for a ``storage`` one (see
    ``bos.py``). The file goes to ``dest_dir/<exportID>/<name>``, both names made safe
-   (``download_rules.safe_name``). A file already there is complete (only a verified file
-   is ever renamed into place): it is hashed, not fetched.
+   (``download_rules.safe_name``). A file already at the target is hashed and confirmed
+   with ``If-None-Match`` (its MD5 as the ETag): HTTP 304, or an answer whose validators
+   match it, keeps it unfetched; anything else fetches the whole file to replace it.
 2. The export's folder is opened without following a link and locked (``flock``) while
    its file is fetched, so two runs never write the same file at once. Every file in it
    is reached through that folder (``dir_fd``) with ``lstat`` and ``O_NOFOLLOW``: a
@@ -386,13 +387,19 @@ class _PartialFile:
             os.unlink(self.note_name, dir_fd=self._dir_fd)
 
 
-def _sha256_in_folder(name: str, dir_fd: int, shown: Path) -> tuple[int, str]:
+def _hash_in_folder(name: str, dir_fd: int, shown: Path) -> tuple[int, bytes, str]:
     fd = _open_regular(name, os.O_RDONLY, dir_fd, shown)
     try:
-        size, _, sha256 = _hash_fd(fd)
+        return _hash_fd(fd)
     finally:
         os.close(fd)
-    return size, sha256
+
+
+def _proves(expected: Expected, have: tuple[int, bytes, str]) -> bool:
+    """Whether the server's validators (an MD5 or SHA-256 at least) match a file's."""
+    if expected.md5 is None and expected.sha256_hex is None:
+        return False
+    return check_received(expected, *have) is None
 
 
 @dataclass(slots=True)
@@ -403,6 +410,9 @@ class _Job:
     source: Source
     refresh: Refresh | None
     needs_refresh: bool = False
+    have: tuple[int, bytes, str] | None = None
+    """Size, MD5 and SHA-256 of a file already at the target, to be confirmed."""
+    confirmed: bool = False
 
 
 class Downloader:
@@ -574,12 +584,10 @@ class Downloader:
         except OSError as exc:
             raise DownloadError(f"cannot create {export_folder}: {exc.strerror}") from exc
         async with _FolderLock(export_folder) as dir_fd:
+            job = _Job(status, source, refresh)
             if await asyncio.to_thread(_lstat_regular, name, dir_fd, final) is not None:
-                size, sha256 = await asyncio.to_thread(_sha256_in_folder, name, dir_fd, final)
-                record = DownloadRecord(status.export_id, str(final), size, sha256, fetched=False)
-            else:
-                job = _Job(status, source, refresh)
-                record = await self._fetch(job, _PartialFile(dir_fd, export_folder, name), final)
+                job.have = await asyncio.to_thread(_hash_in_folder, name, dir_fd, final)
+            record = await self._fetch(job, _PartialFile(dir_fd, export_folder, name), final)
             if extract:
                 unpacked = await asyncio.to_thread(_extract_if_zip, final, self._extract_limits)
                 if unpacked is not None:
@@ -598,7 +606,10 @@ class Downloader:
         return retryable
 
     async def _fetch(self, job: _Job, partial: _PartialFile, final: Path) -> DownloadRecord:
-        await asyncio.to_thread(partial.load)
+        """Fetch the file, or confirm the one at the target (``job.have``) against the
+        server's validators; a target they do not confirm is replaced."""
+        if job.have is None:
+            await asyncio.to_thread(partial.load)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._retry_wait,
@@ -609,6 +620,10 @@ class Downloader:
             async for attempt in retrying:
                 with attempt:
                     verified = await self._attempt(job, partial)
+            if job.confirmed:
+                partial.close()
+                size, sha256 = verified
+                return DownloadRecord(job.status.export_id, str(final), size, sha256, fetched=False)
             await asyncio.to_thread(partial.finish, final.name)
         except (asyncio.CancelledError, DownloadTimeoutError):
             partial.close()  # kept, with its note, for the next run to resume
@@ -629,11 +644,16 @@ class Downloader:
         url, headers = self._request_for(job, partial.offset)
         if partial.offset and partial.resume_etag is not None:
             headers["If-Match"] = partial.resume_etag
+        elif job.have is not None and not partial.offset:
+            headers["If-None-Match"] = f'"{job.have[1].hex()}"'
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(None) as stall:
                 stall.reschedule(loop.time() + self.stall_timeout)
                 await self._stream(job, partial, url, headers, stall)
+            if job.confirmed:
+                assert job.have is not None
+                return job.have[0], job.have[2]
         except TimeoutError as exc:
             if not stall.expired():
                 raise
@@ -670,6 +690,10 @@ class Downloader:
                 timeout=self._timeout,
                 skip_auto_headers=("Accept-Encoding",),
             ) as response:
+                if response.status == 304 and "If-None-Match" in headers:
+                    # The server's ETag is the MD5 of the file at the target.
+                    job.confirmed = True
+                    return
                 try:
                     plan = plan_body(
                         response.status,
@@ -689,6 +713,9 @@ class Downloader:
                     if error.code == OBJECT_CHANGED:
                         await asyncio.to_thread(partial.discard)
                     raise
+                if job.have is not None and _proves(plan.expected, job.have):
+                    job.confirmed = True  # the answer's validators match: body not needed
+                    return
                 size = plan.expected.size
                 if self.max_bytes is not None and size is not None and size > self.max_bytes:
                     raise DownloadTooLargeError(

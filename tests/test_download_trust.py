@@ -186,6 +186,38 @@ async def test_every_refusal_is_a_download_error(
             await downloader.download(status)
 
 
+async def test_planted_target_is_checked_against_the_server_and_replaced(
+    fake: SimulatedQianfan, client: ExportStatusClient, tmp_path: Path
+) -> None:
+    """Before the fix a regular file at the target was reported verified, with its own
+    sha256, without asking the server anything."""
+    status = await _done(fake, client)
+    folder, name = _layout(tmp_path, fake, status)
+    (folder / name).write_bytes(b"#!/bin/sh\nplanted\n")
+    async with _downloader(fake, tmp_path / "dl") as downloader:
+        record = await downloader.download(status)
+    truth = _true_bytes(fake, status)
+    assert await asyncio.to_thread((folder / name).read_bytes) == truth
+    assert (record.sha256, record.bytes, record.fetched) == (
+        hashlib.sha256(truth).hexdigest(),
+        SIZE,
+        True,
+    )
+
+
+async def test_true_target_is_confirmed_by_the_server_without_a_body(
+    fake: SimulatedQianfan, client: ExportStatusClient, tmp_path: Path
+) -> None:
+    status = await _done(fake, client)
+    async with _downloader(fake, tmp_path / "dl") as downloader:
+        first = await downloader.download(status)
+        sent_before = fake.stats.file_bytes_sent
+        second = await downloader.download(status)
+    assert (second.fetched, second.sha256, second.path) == (False, first.sha256, first.path)
+    assert fake.stats.file_requests_by_outcome["not_modified"] == 1
+    assert fake.stats.file_bytes_sent == sent_before
+
+
 # -- the partial-file loader, fuzzed ---------------------------------------------------------
 
 _MD5_ETAG = st.binary(min_size=16, max_size=16).map(lambda digest: f'"{digest.hex()}"')
