@@ -27,6 +27,7 @@
     ├── UnexpectedError                 not an API error (a strategy, a limiter, a closed
     │                                   client, a bug) ended an export; ``__cause__`` is it
     ├── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
+    ├── ClientClosedError(RuntimeError) an object was used after ``aclose()``
     └── DownloadError                   a Done export's file could not be fetched or
         │                               unpacked: export_id, reason, http_status
         ├── DownloadSourceError         no usable location: not Done, no downloadUrl or
@@ -37,6 +38,7 @@
         │   └── DownloadTimeoutError    the body stalled, or the caller's deadline passed
         ├── DownloadTooLargeError       the file is larger than ``max_bytes``
         ├── DownloaderClosedError       the downloader was used after ``aclose()``
+        │                               (also a ``ClientClosedError``)
         ├── ChecksumError               size, Content-MD5, ETag or sha256 do not match
         │                               the bytes received; nothing is left on disk
         ├── UnsafeArchiveError          ``extract`` refused the zip: a path outside the
