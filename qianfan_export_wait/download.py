@@ -557,7 +557,7 @@ class Downloader:
                         )
                 except DownloadError:
                     raise
-                except (Exception, RecursionError) as exc:
+                except Exception as exc:  # OSError, BadZipFile, RecursionError, ValueError...
                     if isinstance(exc, TimeoutError) and budget.expired():
                         raise
                     raise DownloadError(f"{type(exc).__name__} while downloading: {exc}") from exc
@@ -748,8 +748,6 @@ class Downloader:
             raise TransferError(
                 f"no data for {self._timeout.sock_read:g} s after {partial.offset} bytes"
             ) from exc
-        except UnsafeFileError:
-            raise
         except OSError as exc:
             raise DownloadError(f"cannot write {partial.part}: {exc.strerror}") from exc
 
