@@ -372,9 +372,13 @@ class _PartialFile:
                 os.unlink(name, dir_fd=self._dir_fd)
 
     def finish(self, final_name: str) -> None:
-        """Rename into place, check that what landed is the file verified, fsync the
-        folder, drop the note. Blocking."""
+        """Drop the note, rename into place, check that what landed is the file
+        verified, fsync the folder. Blocking."""
         assert self._fd is not None
+        # The note goes first: a run killed here leaves a .part without a note (dropped
+        # next time), never a finished file beside a stale note.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.note_name, dir_fd=self._dir_fd)
         os.replace(self.part_name, final_name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
         held = os.fstat(self._fd)
         landed = os.stat(final_name, dir_fd=self._dir_fd, follow_symlinks=False)
@@ -383,8 +387,14 @@ class _PartialFile:
             raise UnsafeFileError(f"{self.part} was replaced while it was verified; nothing kept")
         self.close()
         os.fsync(self._dir_fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.note_name, dir_fd=self._dir_fd)
+
+    def tidy(self) -> None:
+        """Drop a stale partial file and note beside a confirmed target, if they can be
+        dropped (a link goes, never its target). Blocking."""
+        self.close()
+        for name in (self.part_name, self.note_name):
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=self._dir_fd)
 
 
 def _hash_in_folder(name: str, dir_fd: int, shown: Path) -> tuple[int, bytes, str]:
@@ -621,7 +631,7 @@ class Downloader:
                 with attempt:
                     verified = await self._attempt(job, partial)
             if job.confirmed:
-                partial.close()
+                await asyncio.to_thread(partial.tidy)
                 size, sha256 = verified
                 return DownloadRecord(job.status.export_id, str(final), size, sha256, fetched=False)
             await asyncio.to_thread(partial.finish, final.name)

@@ -339,3 +339,19 @@ def test_whatever_part_was_planted_the_file_in_place_is_the_servers(
             assert record.bytes == SIZE
 
     asyncio.run(run())
+
+
+async def test_stale_part_and_note_beside_a_confirmed_target_are_dropped(
+    fake: SimulatedQianfan, client: ExportStatusClient, tmp_path: Path
+) -> None:
+    """A run killed between the rename and dropping the note left a note beside the
+    finished file for good (seen as a flaky ``test_download_soak`` leftover)."""
+    status = await _done(fake, client)
+    folder, name = _layout(tmp_path, fake, status)
+    await asyncio.to_thread((folder / name).write_bytes, _true_bytes(fake, status))
+    (folder / f".{name}.part").write_bytes(b"stale")
+    _plant_note(folder, name, _etag(fake, status), SIZE, None)
+    async with _downloader(fake, tmp_path / "dl") as downloader:
+        record = await downloader.download(status)
+    assert not record.fetched
+    assert sorted(path.name for path in folder.iterdir()) == [name]
