@@ -10,8 +10,12 @@ captures the SDK's requests and ``tests/test_bos.py`` compares them byte for byt
   endpoint that already starts with the bucket, or a ``*.cdn.bcebos.com`` one, is used as
   it is with ``/<key>``; any other host (an IP address, ``localhost``) gets path style,
   ``/<bucket>/<key>``.
-* The path is URI-encoded with ``/`` kept (``baidubce.utils.normalize_string``) and sent
-  exactly so; the key must not be empty nor start with ``/``.
+* The path is URI-encoded with ``/`` kept (``baidubce.utils.normalize_string``: all but
+  ``A-Z a-z 0-9 . ~ - _``) and sent exactly so; the key must not be empty nor start with
+  ``/`` (the SDK's checks). Beyond the SDK, a key with a ``.`` or ``..`` segment, over
+  1024 bytes or with control characters, and a bucket name that breaks BOS's naming rule
+  (``check_bucket_valid``: 3-63 of ``a-z 0-9 -``, no ``-`` at either end) are refused
+  with ``DownloadSourceError`` before anything is built.
 * The headers: ``Host`` (with the port only when it is not the scheme's default),
   ``Content-Length: 0``, ``x-bce-date`` and ``Authorization``, plus ``Range: bytes=a-b``
   when a range is asked for. The signature covers Baidu's default set (``host``,
@@ -47,6 +51,9 @@ __all__ = [
 BOS_ENDPOINT_ENV = "QIANFAN_BOS_ENDPOINT"
 DEFAULT_BOS_ENDPOINT = "https://bj.bcebos.com"
 SIGNATURE_EXPIRATION_SECONDS = 1800
+MAX_KEY_BYTES = 1024
+"""Longest object key BOS stores, in UTF-8 bytes."""
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 _BOS_SUFFIX = "bcebos.com"
 _CNAME_LIKE_SUFFIX = ".cdn.bcebos.com"
 # The SDK's check_ipv4 is a regex .match(): a host that starts like an IPv4 address.
@@ -69,13 +76,27 @@ class BosObject:
     key: str
 
     def __post_init__(self) -> None:
-        if not self.bucket or "/" in self.bucket or not self.bucket.isprintable():
-            raise DownloadSourceError(f"volumeId {self.bucket!r} is not a BOS bucket name")
+        if not _BUCKET_NAME.fullmatch(self.bucket):
+            # The SDK's check_bucket_valid: a name BOS could never have given a bucket.
+            raise DownloadSourceError(
+                f"volumeId {self.bucket!r} is not a BOS bucket name: expected 3-63 "
+                "characters of a-z, 0-9 and '-', starting with a letter or digit and not "
+                "ending with '-'"
+            )
         if not self.key or self.key.startswith("/"):
             # The SDK's own check: "Key can not be empty or start with '/'".
             raise DownloadSourceError(f"exportPath {self.key!r} is empty or starts with '/'")
         if not self.key.isprintable():
-            raise DownloadSourceError("exportPath contains control characters")
+            raise DownloadSourceError(f"exportPath {self.key!r} contains control characters")
+        if len(self.key.encode("utf-8")) > MAX_KEY_BYTES:
+            raise DownloadSourceError(
+                f"exportPath {self.key[:60]!r}... is longer than BOS's {MAX_KEY_BYTES} bytes"
+            )
+        if {".", ".."} & set(self.key.split("/")):
+            raise DownloadSourceError(
+                f"exportPath {self.key!r} has a '.' or '..' segment: HTTP stacks resolve "
+                "those, so it cannot name one object safely"
+            )
 
 
 def object_url(endpoint: URL, obj: BosObject) -> tuple[URL, str]:

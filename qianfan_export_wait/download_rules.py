@@ -38,6 +38,7 @@ __all__ = [
     "file_name_for",
     "is_loopback_host",
     "link_expires_at",
+    "md5_of_etag",
     "plan_body",
     "safe_name",
     "source_for",
@@ -213,6 +214,12 @@ def _etag(headers: Mapping[str, str]) -> str | None:
     return value.strip() if value else None
 
 
+def md5_of_etag(etag: str | None) -> bytes | None:
+    """The MD5 a strong ETag states (a simple upload's quoted hex MD5), else ``None`` (a
+    weak or multipart ETag proves nothing about the bytes)."""
+    return _md5_of(etag, None)
+
+
 def _md5_of(etag: str | None, content_md5: str | None) -> bytes | None:
     if content_md5:
         try:
@@ -271,7 +278,11 @@ def plan_body(
         raise DownloadSourceError(f"{what} (HTTP {status})", http_status=status, code=code)
     etag = _etag(headers)
     length_text = headers.get("Content-Length") or headers.get("content-length")
-    length = int(length_text) if length_text and length_text.isdigit() else None
+    length = (
+        int(length_text)
+        if length_text and length_text.isascii() and length_text.isdigit()
+        else None
+    )
     if status == 206:
         match = _CONTENT_RANGE.fullmatch((headers.get("Content-Range") or "").strip())
         if match is None or int(match.group(1)) != offset:
@@ -285,14 +296,19 @@ def plan_body(
         start = offset
     else:
         size, start = length, 0
-    if known is not None and start > 0 and known.etag and etag and known.etag != etag:
-        raise TransferError(
-            "the stored file's ETag changed mid-transfer; starting again",
-            http_status=status,
-            code=OBJECT_CHANGED,
-        )
-    if known is not None and start > 0:
-        return BodyPlan(start, known)
+    if start > 0:
+        # Bytes held are taken as a prefix only when the answer's own ETag is the whole
+        # object's MD5 and the one they were begun under: the whole file is then checked
+        # against it at the end. Anything else starts again from byte 0.
+        md5 = _md5_of(etag, None)
+        if known is None or md5 is None or etag != known.etag:
+            raise TransferError(
+                "the stored file's ETag changed, or is not an MD5 that can prove the "
+                f"bytes held (ETag {etag!r}); starting again",
+                http_status=status,
+                code=OBJECT_CHANGED,
+            )
+        return BodyPlan(start, Expected(size=size, etag=etag, md5=md5, sha256_hex=None))
     sha256 = headers.get("x-bce-content-sha256") or headers.get("X-Bce-Content-Sha256")
     expected = Expected(
         size=size,

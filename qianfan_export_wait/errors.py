@@ -27,17 +27,24 @@
     ├── UnexpectedError                 not an API error (a strategy, a limiter, a closed
     │                                   client, a bug) ended an export; ``__cause__`` is it
     ├── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
+    ├── ClientClosedError(RuntimeError) an object was used after ``aclose()``
     └── DownloadError                   a Done export's file could not be fetched or
         │                               unpacked: export_id, reason, http_status
         ├── DownloadSourceError         no usable location: not Done, no downloadUrl or
         │                               bucket/key, an unsafe URL, HTTP 404, BOS said no
         ├── TransferError               reset, short body, timeout, HTTP 5xx: resumed
-        │   └── LinkExpiredError        HTTP 403 or a past expiry on the link: the status
-        │                               is polled again for a fresh link, then retried
+        │   ├── LinkExpiredError        HTTP 403 or a past expiry on the link: the status
+        │   │                           is polled again for a fresh link, then retried
+        │   └── DownloadTimeoutError    the body stalled, or the caller's deadline passed
+        ├── DownloadTooLargeError       the file is larger than ``max_bytes``
+        ├── DownloaderClosedError       the downloader was used after ``aclose()``
+        │                               (also a ``ClientClosedError``)
         ├── ChecksumError               size, Content-MD5, ETag or sha256 do not match
         │                               the bytes received; nothing is left on disk
-        └── UnsafeArchiveError          ``extract`` refused the zip: a path outside the
-                                        folder, a link, too many files or bytes
+        ├── UnsafeArchiveError          ``extract`` refused the zip: a path outside the
+        │                               folder, a link, too many files or bytes
+        └── UnsafeFileError             a file in the download folder is a link, a fifo,
+                                        a folder...: never followed nor opened
 
 Classification (:func:`classify_response`) looks at the body's ``error_code`` first (it may
 arrive with HTTP 200, as an int or a string), then at ``X-Bce-Error-Code`` (or, on a 4xx/5xx
@@ -59,9 +66,13 @@ __all__ = [
     "ApiError",
     "AuthError",
     "ChecksumError",
+    "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
     "DownloadSourceError",
+    "DownloadTimeoutError",
+    "DownloadTooLargeError",
+    "DownloaderClosedError",
     "ExportFailedError",
     "ExportTimeoutError",
     "InvalidRequestError",
@@ -76,6 +87,7 @@ __all__ = [
     "TransientError",
     "UnexpectedError",
     "UnsafeArchiveError",
+    "UnsafeFileError",
     "WaitError",
     "WaiterClosedError",
     "classify_response",
@@ -329,6 +341,29 @@ class LinkExpiredError(TransferError):
     reason = "expired_link"
 
 
+class DownloadTimeoutError(TransferError):
+    """No progress for ``stall_timeout`` seconds (``code="Stalled"``), or the caller's
+    deadline passed (``code="Deadline"``); not retried."""
+
+    reason = "timeout"
+
+
+class DownloadTooLargeError(DownloadError):
+    """The file is, or grew while streaming, larger than the downloader's ``max_bytes``."""
+
+    reason = "too_large"
+
+
+class ClientClosedError(QianfanError, RuntimeError):
+    """An object was used after ``aclose()``."""
+
+
+class DownloaderClosedError(DownloadError, ClientClosedError):
+    """The ``Downloader`` was used after ``aclose()``."""
+
+    reason = "closed"
+
+
 class ChecksumError(DownloadError):
     """The bytes received do not match ``Content-Length``, ``Content-MD5`` or the ETag."""
 
@@ -339,6 +374,13 @@ class UnsafeArchiveError(DownloadError):
     """A zip was refused: a member outside the folder, a link, or too many files or bytes."""
 
     reason = "unsafe_archive"
+
+
+class UnsafeFileError(DownloadError):
+    """A path in the download folder is a symbolic link or not a regular file: refused,
+    never followed or opened."""
+
+    reason = "unsafe_file"
 
 
 def _as_int_code(code: object) -> int | str | None:

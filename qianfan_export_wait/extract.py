@@ -18,6 +18,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -142,21 +143,40 @@ def _unpack(
 ) -> None:
     written = 0
     for info in members:
-        path = staging.joinpath(*check_member_name(info.filename))
-        if _member_kind(info) == "dir":
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        member_bytes = 0
-        with archive.open(info) as packed, open(path, "xb") as unpacked:
-            while piece := packed.read(_COPY_CHUNK):
-                member_bytes += len(piece)
-                written += len(piece)
-                if member_bytes > info.file_size or written > limits.max_bytes:
-                    raise UnsafeArchiveError(
-                        f"zip member {info.filename!r} inflates past its declared size "
-                        "or the byte limit"
-                    )
-                unpacked.write(piece)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o644)
+        try:
+            written = _unpack_member(archive, info, staging, limits, written)
+        except UnsafeArchiveError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError, OSError) as exc:
+            raise UnsafeArchiveError(
+                f"zip member {info.filename!r} cannot be unpacked: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def _unpack_member(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    staging: Path,
+    limits: ExtractLimits,
+    written: int,
+) -> int:
+    """Write one member; the bytes written in all so far, this member's included."""
+    path = staging.joinpath(*check_member_name(info.filename))
+    if _member_kind(info) == "dir":
+        path.mkdir(parents=True, exist_ok=True)
+        return written
+    path.parent.mkdir(parents=True, exist_ok=True)
+    member_bytes = 0
+    with archive.open(info) as packed, open(path, "xb") as unpacked:
+        while piece := packed.read(_COPY_CHUNK):
+            member_bytes += len(piece)
+            written += len(piece)
+            if member_bytes > info.file_size or written > limits.max_bytes:
+                raise UnsafeArchiveError(
+                    f"zip member {info.filename!r} inflates past its declared size "
+                    "or the byte limit"
+                )
+            unpacked.write(piece)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o644)
+    return written

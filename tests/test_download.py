@@ -111,7 +111,9 @@ async def test_complete_file_is_not_fetched_again(
     async with _downloader(fake, tmp_path) as downloader:
         first = await downloader.download(status)
         second = await downloader.download(status)
-    assert fake.stats.total_file_requests == 1
+    # The second asks only whether the file there is still the server's (HTTP 304).
+    assert (_requests(fake, "full"), _requests(fake, "not_modified")) == (1, 1)
+    assert fake.stats.file_bytes_sent == SIZE
     assert (second.fetched, second.sha256, second.path) == (False, first.sha256, first.path)
 
 

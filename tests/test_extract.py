@@ -120,3 +120,26 @@ def test_file_that_is_not_a_zip_is_refused_clearly(tmp_path: Path) -> None:
     source.write_bytes(b"not a zip")
     with pytest.raises(UnsafeArchiveError, match="not a readable zip"):
         safe_extract(source)
+
+
+def test_member_whose_bytes_fail_their_crc_is_an_unsafe_archive_error(tmp_path: Path) -> None:
+    """Before the fix a bad CRC came out as a bare ``zipfile.BadZipFile``."""
+    source = tmp_path / "crc.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.csv", b"a,b\n" * 100)
+    packed = bytearray(source.read_bytes())
+    packed[packed.index(b"a,b\n") + 1] ^= 0xFF
+    source.write_bytes(bytes(packed))
+    with pytest.raises(UnsafeArchiveError, match=r"a\.csv") as caught:
+        safe_extract(source)
+    assert isinstance(caught.value.__cause__, zipfile.BadZipFile)
+    assert _leftovers(tmp_path) == ["crc.zip"]
+
+
+def test_file_and_folder_of_the_same_name_is_an_unsafe_archive_error(tmp_path: Path) -> None:
+    """Before the fix a member ``a`` then ``a/b`` raised a bare ``NotADirectoryError``."""
+    source = _zip(tmp_path / "clash.zip", {"a": b"file", "a/b": b"below a file"})
+    with pytest.raises(UnsafeArchiveError, match="a/b") as caught:
+        safe_extract(source)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert _leftovers(tmp_path) == ["clash.zip"]

@@ -23,6 +23,7 @@ OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS)
 FILE_OUTCOMES = (
     "full",
     "partial",
+    "not_modified",
     "precondition_failed",
     "unsatisfiable",
     "expired",
@@ -33,6 +34,7 @@ FILE_OUTCOMES = (
 """Every file request ends in exactly one of these.
 
 ``full``: HTTP 200 with the whole file; ``partial``: HTTP 206 for a ``Range``;
+``not_modified``: HTTP 304, ``If-None-Match`` named the file's ETag;
 ``precondition_failed``: HTTP 412, ``If-Match`` named another ETag; ``unsatisfiable``:
 HTTP 416; ``expired``: HTTP 403, the link's signature has expired; ``auth_failed``:
 HTTP 403, a bad signature (link or BOS); ``not_found``: HTTP 404; the fault kinds as in

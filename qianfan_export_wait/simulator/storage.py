@@ -8,9 +8,10 @@
   signed with the account's AK/SK (what Baidu's SDK sends to an IP endpoint), checked by
   the same verifier as the status API.
 
-Both answer ``Range: bytes=a-[b]`` with HTTP 206 and ``If-Match`` with HTTP 412 when the
-ETag differs; a full answer carries ``Content-MD5``; every answer carries the ETag (the
-hex MD5, quoted, as BOS gives it for a simple upload). Faults come from
+Both answer ``Range: bytes=a-[b]`` with HTTP 206, ``If-Match`` with HTTP 412 when the
+ETag differs and ``If-None-Match`` with HTTP 304 when it is the same (as BOS does); a
+full answer carries ``Content-MD5``; every answer carries the ETag (the hex MD5, quoted,
+as BOS gives it for a simple upload). Faults come from
 ``SimulatorConfig.download_faults``, one draw per file request.
 """
 
@@ -204,6 +205,10 @@ class FileServer:
             return _bos_error(
                 412, "PreconditionFailed", "If-Match does not match.", self._next_request_id()
             )
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None and if_none_match.strip() in ("*", etag):
+            stats.record_file("not_modified", export.export_id)
+            return web.Response(status=304, headers={"ETag": etag})
         start, end, ranged = 0, sim_file.size, False
         match = _RANGE.fullmatch(request.headers.get("Range", "").strip())
         if match is not None:
