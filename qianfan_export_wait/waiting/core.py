@@ -390,7 +390,7 @@ class Scheduler:
             self.looks.owe(entry)  # a throttle tells nothing: the look is owed again
         if self._expire_callers_of(entry, now):
             # Not an answer about the export: back in line without spending its backoff.
-            self._schedule(entry, now + (error.retry_after or 0.0))
+            self._schedule(entry, now + (self.policy.bounded_retry_after(error.retry_after) or 0.0))
 
     def on_transient(self, entry: Entry, error: TransientError, now: float) -> None:
         """No usable answer (connection refused, 5xx, reset, timeout, bad body)."""
@@ -419,7 +419,10 @@ class Scheduler:
             trouble.errors_in_row, started=entry.started, now=now, error=error
         )
         if error.retry_after is not None:
-            delay = error.retry_after
+            delay = self.policy.bounded_retry_after(error.retry_after) or 0.0
+        budget = self.policy.max_unavailable
+        if budget is not None and trouble.since + budget - now < delay:
+            delay = max(trouble.since + budget - now, 0.0)  # looked at again when it runs out
         logger.debug("export %r: %s; retrying in %.2f s", entry.export_id, error, delay)
         self._schedule(entry, now + delay)
 

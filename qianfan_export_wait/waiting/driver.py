@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 from ..ratelimit import AsyncRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Entry, Scheduler
+from .policy import RetryAfterBound
 
 __all__ = ["Driver"]
 
@@ -128,6 +129,7 @@ class Driver:
         self._meter = _RateMeter()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
         self._logged_unexpected: set[type] = set()
+        self._retry_after = RetryAfterBound(core.policy)
 
     # -- control -----------------------------------------------------------------------
 
@@ -455,7 +457,8 @@ class Driver:
         now = self._clock.now()
         try:
             if isinstance(error, ThrottledError):
-                self._limiter.on_throttle(now, ticket, error.retry_after)
+                pause = self._retry_after.pause(error.retry_after, now, core.next_deadline())
+                self._limiter.on_throttle(now, ticket, pause)
                 core.on_throttled(entry, error, now)
             elif isinstance(error, TransientError):
                 core.on_transient(entry, error, now)
@@ -526,7 +529,9 @@ class Driver:
         try:
             status = await self._fetch(export_id)
         except ThrottledError as error:
-            self._limiter.on_throttle(clock.now(), reservation.ticket, error.retry_after)
+            now = clock.now()
+            pause = self._retry_after.pause(error.retry_after, now, self.core.next_deadline())
+            self._limiter.on_throttle(now, reservation.ticket, pause)
             raise
         self._limiter.on_success(clock.now(), reservation.ticket)
         return status
