@@ -54,6 +54,7 @@ __all__ = [
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
     "EXPORT_STATUS_PATH",
+    "MAX_CLOCK_OFFSET",
     "MAX_RESPONSE_BYTES",
     "ClientStats",
     "ExportStatusClient",
@@ -72,6 +73,8 @@ SIGNATURE_EXPIRATION_SECONDS = 1800
 SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
 _CONTENT_TYPE = "application/json"
 _SKEW_THRESHOLD_SECONDS = 30.0
+MAX_CLOCK_OFFSET = 86400.0
+"""A server ``Date`` further than this from the local clock is never adopted."""
 _MAX_RESIGNS = 3
 DEFAULT_CONNECTION_LIMIT = 100
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
@@ -531,6 +534,17 @@ class ExportStatusClient:
         if error.bce_error_code != "RequestExpired" or error.server_date is None:
             return False
         offset = error.server_date.timestamp() - self._clock()
+        if not abs(offset) <= MAX_CLOCK_OFFSET:
+            # A server clock a day or more off is a broken or hostile header, not skew:
+            # signing with it would fail (or not even format) from then on.
+            logger.warning(
+                "the server's Date header (%s) is %+.0f s off the local clock, more than "
+                "%g s: not adopted; check the local clock if this repeats",
+                error.server_date.isoformat(),
+                offset,
+                MAX_CLOCK_OFFSET,
+            )
+            return False
         if abs(offset - self._clock_offset) < _SKEW_THRESHOLD_SECONDS:
             return False
         logger.warning(

@@ -9,6 +9,7 @@ with ``classify_response``; and the simulator, a real aiohttp server on 127.0.0.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,7 +96,7 @@ async def test_retry_after_of_a_day_cannot_freeze_the_waiter_at_the_virtual_inst
     paused = [r for r in caplog.records if "Retry-After" in r.getMessage()]
     assert paused and {r.levelno for r in paused} == {logging.WARNING}
     # Never more than max_retry_after between two requests, whatever the header said.
-    gaps = [later - earlier for earlier, later in zip(api.sent, api.sent[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(api.sent)]
     assert max(gaps) <= PollPolicy().max_retry_after + 1e-9
 
 
@@ -162,7 +163,7 @@ async def test_a_503_with_retry_after_of_a_day_still_ends_at_max_unavailable() -
         assert outcome.elapsed <= 61 + PollPolicy().max_retry_after
     # Retried no sooner than the bound allows, and no later either.
     times = client.times_for(1)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert gaps and max(gaps) <= PollPolicy().max_retry_after + 1e-9
     assert clock.now() < 600
 
@@ -175,7 +176,7 @@ def _throttled_for_a_day() -> ThrottledError:
 
 async def test_a_throttle_pause_never_runs_past_a_callers_deadline() -> None:
     # A minute's bound, a 5 s caller: its last look still goes at its deadline.
-    waiter, client, clock = make_waiter(
+    waiter, client, _clock = make_waiter(
         {1: [_throttled_for_a_day, "Done"]},
         policy=PollPolicy(min_delay=1, max_delay=10, timeout=None, max_retry_after=60),
     )
@@ -186,7 +187,7 @@ async def test_a_throttle_pause_never_runs_past_a_callers_deadline() -> None:
 
 @pytest.mark.parametrize("bound", [0.0, 2.5, 10.0])
 async def test_a_throttle_pause_is_the_bound_not_the_header(bound: float) -> None:
-    waiter, client, clock = make_waiter(
+    waiter, client, _clock = make_waiter(
         {1: [_throttled_for_a_day, _throttled_for_a_day, "Done"]},
         policy=PollPolicy(min_delay=1, max_delay=10, timeout=100, max_retry_after=bound),
     )
