@@ -39,6 +39,7 @@ from .errors import (
     ResponseFormatError,
     ThrottledError,
     TransientError,
+    UnexpectedAnswerError,
     classify_response,
     tls_error,
 )
@@ -604,9 +605,11 @@ class ExportStatusClient:
             exc.http_status = status
             raise
         if not record.matches(export_id):
-            raise ResponseFormatError(
+            raise UnexpectedAnswerError(
                 f"answer is for export {describe_value(record.export_id)}/"
                 f"{describe_value(record.export_id_str)}, not {describe_value(export_id)}",
+                asked=export_id,
+                answered=record.export_id if type(export_id) is int else record.export_id_str,
                 log_id=record.log_id,
                 http_status=status,
             )

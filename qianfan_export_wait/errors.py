@@ -13,6 +13,9 @@
     │   │   │                           (codes 2, 336000, 336100, 500000; HTTP 5xx;
     │   │   │                           connection reset; timeout)
     │   │   ├── ResponseFormatError     body not JSON, not the expected shape, or too large
+    │   │   │   └── UnexpectedAnswerError   an answer about another export than the one
+    │   │   │                               asked: a protocol error for that poll, retried;
+    │   │   │                               the service is up, so never an outage
     │   │   └── ServiceUnavailableError the waiter gave up: no answer for the outage budget
     │   ├── AuthError                   stop: every other request will fail too
     │   │   │                           (HTTP 401/403; codes 6, 13, 14, 110, 111;
@@ -24,8 +27,11 @@
     ├── WaitError                       raised by ``ExportWaiter.wait`` for one export
     │   ├── ExportFailedError           the export reached ``Fail``
     │   └── ExportTimeoutError          the deadline passed before a terminal state
-    ├── UnexpectedError                 not an API error (a strategy, a limiter, a closed
-    │                                   client, a bug) ended an export; ``__cause__`` is it
+    ├── UnexpectedError                 not an API error (a strategy, a limiter, a bug)
+    │                                   ended an export; ``__cause__`` is it
+    ├── ClientClosedError(RuntimeError) the ``ExportStatusClient`` was used after
+    │                                   ``aclose()``; a waiter polling through it ends
+    │                                   every wait with it
     ├── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
     └── DownloadError                   a Done export's file could not be fetched or
         │                               unpacked: export_id, reason, http_status
@@ -59,6 +65,7 @@ __all__ = [
     "ApiError",
     "AuthError",
     "ChecksumError",
+    "ClientClosedError",
     "ConfigurationError",
     "DownloadError",
     "DownloadSourceError",
@@ -74,6 +81,7 @@ __all__ = [
     "TlsError",
     "TransferError",
     "TransientError",
+    "UnexpectedAnswerError",
     "UnexpectedError",
     "UnsafeArchiveError",
     "WaitError",
@@ -159,6 +167,25 @@ class TransientError(ApiError):
 
 class ResponseFormatError(TransientError):
     """The body was not JSON, not the documented shape, or larger than allowed."""
+
+
+class UnexpectedAnswerError(ResponseFormatError):
+    """The server answered about another export than the one asked (``asked``,
+    ``answered``): that poll is retried. The service did answer, so it counts toward no
+    outage; an export that gets only such answers ends as ``error`` carrying this."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        asked: int | str | None = None,
+        answered: int | str | None = None,
+        log_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, log_id=log_id, http_status=http_status)
+        self.asked = asked
+        self.answered = answered
 
 
 class ServiceUnavailableError(TransientError):
@@ -262,6 +289,11 @@ class UnexpectedError(QianfanError):
         super().__init__(f"{type(original).__name__} while {during}: {original}")
         self.original = original
         self.__cause__ = original
+
+
+class ClientClosedError(QianfanError, RuntimeError):
+    """The ``ExportStatusClient`` was used after ``aclose()``: make a new one. No request
+    was sent."""
 
 
 class WaiterClosedError(QianfanError, RuntimeError):

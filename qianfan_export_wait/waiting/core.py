@@ -29,6 +29,7 @@ from ..errors import (
     ServiceUnavailableError,
     ThrottledError,
     TransientError,
+    UnexpectedAnswerError,
     UnexpectedError,
 )
 from ..models import ExportId, ExportStatus
@@ -62,6 +63,14 @@ logger = logging.getLogger("qianfan_export_wait")
 _COMPACT_ABOVE = 10_000
 """With more entries than this, each keeps its last status packed (``StatusPacker``),
 unpacked again only if needed."""
+
+
+def _no_answer(unavailable_for: float, last_error: ApiError) -> QianfanError:
+    """What an export that got no usable answer carries: the protocol error itself if
+    the service did answer (about another export), else ``ServiceUnavailableError``."""
+    if isinstance(last_error, UnexpectedAnswerError):
+        return last_error
+    return ServiceUnavailableError(unavailable_for, last_error)
 
 
 class Scheduler:
@@ -396,7 +405,13 @@ class Scheduler:
         """No usable answer (connection refused, 5xx, reset, timeout, bad body)."""
         entry.in_flight = False
         self.retries += 1
-        self.failures_in_row += 1
+        answered = isinstance(error, UnexpectedAnswerError)
+        if answered:  # an answer, about another export: the service is up
+            trouble = entry.trouble
+            self._answered(entry, now)
+            entry.trouble = trouble
+        else:
+            self.failures_in_row += 1
         outage = self.outage
         trouble = entry.trouble
         if trouble is None:
@@ -409,7 +424,7 @@ class Scheduler:
             outage.last_error = error
             if outage.probe is entry:
                 self._probe_failed(outage, entry, now)
-        elif self.failures_in_row >= OUTAGE_AFTER_FAILURES:
+        elif not answered and self.failures_in_row >= OUTAGE_AFTER_FAILURES:
             self._start_outage(error, now)
         if entry.callers is None or not self._expire_callers_of(entry, now):
             return
@@ -578,7 +593,7 @@ class Scheduler:
         budget = self.policy.max_unavailable
         since = trouble.since
         if budget is not None and now - since >= budget:
-            self._finish(entry, OutcomeKind.ERROR, now, ServiceUnavailableError(now - since, error))
+            self._finish(entry, OutcomeKind.ERROR, now, _no_answer(now - since, error))
             return True
         return False
 
@@ -587,7 +602,7 @@ class Scheduler:
         outage = self.outage
         trouble = entry.trouble
         if trouble is not None:
-            return ServiceUnavailableError(max(0.0, now - trouble.since), trouble.last_error)
+            return _no_answer(max(0.0, now - trouble.since), trouble.last_error)
         if outage is None:
             return None
         since = max(outage.started, entry.started)
