@@ -486,6 +486,7 @@ class ExportStatusClient:
                     failure = _transport_error(exc, self)
                     if failure is None:
                         raise
+                    failure.scrub(self._hidden)  # a reason phrase is the server's text
                     stats.transient_errors += isinstance(failure, TransientError)
                     raise failure from None
                 finally:
@@ -578,6 +579,27 @@ class ExportStatusClient:
         return b"".join(chunks)
 
     def _interpret(
+        self, export_id: ExportId, status: int, payload: bytes, headers: Any
+    ) -> ExportStatus:
+        try:
+            return self._classify(export_id, status, payload, headers)
+        except ApiError as error:
+            error.scrub(self._hidden)  # a server may echo our request headers back
+            raise
+
+    @property
+    def _hidden(self) -> dict[str, str]:
+        """What ``ApiError.scrub`` hides: our keys (if long enough to be told from
+        ordinary words), each by its masked form."""
+        credentials = self.credentials
+        hidden = {}
+        if len(credentials.access_key) > 4:
+            hidden[credentials.access_key] = credentials.masked_access_key
+        if len(credentials.secret_key) >= 8:
+            hidden[credentials.secret_key] = "<secret key>"
+        return hidden
+
+    def _classify(
         self, export_id: ExportId, status: int, payload: bytes, headers: Any
     ) -> ExportStatus:
         decoded: Any = None

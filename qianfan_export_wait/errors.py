@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -89,6 +90,7 @@ __all__ = [
     "classify_response",
     "error_class_for",
     "parse_retry_after",
+    "scrub_text",
     "tls_error",
 ]
 
@@ -156,6 +158,18 @@ class ApiError(QianfanError):
         """The ``{"code", "message", "log_id"}`` object the CLI prints."""
         return {"code": self.code, "message": str(self.message), "log_id": self.log_id}
 
+    def scrub(self, hidden: Mapping[str, str]) -> None:
+        """Hide our credentials and signatures in the text the server's answer put here
+        (see ``scrub_text``)."""
+        self.message = scrub_text(self.message, hidden)
+        self.args = (self.message, *self.args[1:])
+        if self.log_id is not None:
+            self.log_id = scrub_text(self.log_id, hidden)
+        if self.bce_error_code is not None:
+            self.bce_error_code = scrub_text(self.bce_error_code, hidden)
+        if isinstance(self.code, str):
+            self.code = scrub_text(self.code, hidden)
+
 
 class ThrottledError(ApiError):
     """The account's rate limit was hit: slow down and send the same request again."""
@@ -186,6 +200,12 @@ class UnexpectedAnswerError(ResponseFormatError):
         super().__init__(message, log_id=log_id, http_status=http_status)
         self.asked = asked
         self.answered = answered
+
+    def scrub(self, hidden: Mapping[str, str]) -> None:
+        """``ApiError.scrub``, and the id the server answered about too."""
+        super().scrub(hidden)
+        if isinstance(self.answered, str):
+            self.answered = scrub_text(self.answered, hidden)
 
 
 class ServiceUnavailableError(TransientError):
@@ -440,6 +460,26 @@ def _parse_http_date(value: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+# A bce-auth-v1 Authorization value (it names the access key and carries a signature).
+_AUTHORIZATION = re.compile(r"bce-auth-v1/[^\s\"'<>(){}\[\],]*", re.IGNORECASE)
+# A signature or signing key: 64 hex digits (HMAC-SHA256), and any longer run of them.
+_HEX_256 = re.compile(r"[0-9A-Fa-f]{64,}")
+
+
+def scrub_text(text: str, hidden: Mapping[str, str] | None = None) -> str:
+    """``text`` (from a server's answer) with every ``bce-auth-v1/...`` Authorization value
+    and every 64-hex-digit signature masked, and each key of ``hidden`` (e.g. our access
+    key) replaced by its value (e.g. the key shortened), so an answer that echoes our
+    request headers cannot put them in an error or a log."""
+    if not text:
+        return text
+    text = _AUTHORIZATION.sub("bce-auth-v1/<hidden>", text)
+    for secret, shown in (hidden or {}).items():
+        if secret and secret in text:
+            text = text.replace(secret, shown)
+    return _HEX_256.sub("<signature hidden>", text)
 
 
 def _clean_text(value: object, limit: int = 500) -> str:

@@ -22,6 +22,7 @@ from qianfan_export_wait.errors import (
     classify_response,
     error_class_for,
     parse_retry_after,
+    scrub_text,
 )
 
 THROTTLE = [4, 17, 18, 19, 336501, 336502]
@@ -297,3 +298,33 @@ def test_any_date_and_retry_after_headers_classify_without_raising(
         when.timestamp()  # a moment the client can compute an offset from
     pause = error.retry_after
     assert pause is None or 0.0 <= pause <= 3600.0
+
+
+# --- scrubbing what a server echoes -------------------------------------------------------
+
+_AK = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE"
+_SIGNATURE = "99399c09c64d103002050f93cbbc9bad818272eefa51d2b1a4bd0c7b1d3e5f7a"
+_AUTHORIZATION = (
+    f"bce-auth-v1/{_AK}/2026-12-03T10:19:29Z/1800/content-type;host;x-bce-date/{_SIGNATURE}"
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    before=st.text(max_size=30),
+    secret=st.sampled_from([_AK, _SIGNATURE, _AUTHORIZATION, _SIGNATURE.upper()]),
+    after=st.text(max_size=30),
+    repeat=st.integers(min_value=1, max_value=3),
+)
+def test_scrubbed_text_never_holds_our_access_key_or_signature(
+    before: str, secret: str, after: str, repeat: int
+) -> None:
+    text = scrub_text((before + secret + after) * repeat, {_AK: _AK[:4] + "..."})
+    assert _AK not in text
+    assert _SIGNATURE not in text.lower()
+
+
+def test_scrubbing_leaves_other_text_alone() -> None:
+    message = "QPS limit reached for app 12345 (log 7788, sha 0123abcd)"
+    assert scrub_text(message, {_AK: "AKID..."}) == message
+    assert scrub_text("", {_AK: "AKID..."}) == ""
