@@ -105,6 +105,7 @@ class Scheduler:
         self.downloads = False
         self.proven = False
         self.auth_error: AuthError | None = None
+        self.auth_failed_at = -inf
         self.outage: Outage | None = None
         self.failures_in_row = 0
         self._packer = StatusPacker()
@@ -448,11 +449,22 @@ class Scheduler:
         self._finish(entry, OutcomeKind.ERROR, now, error)
 
     def on_auth_error(self, entry: Entry, error: AuthError, now: float) -> None:
-        """Credentials rejected: every export ends with ``error`` and no poll goes again."""
+        """Credentials rejected: every export ends with ``error``, and new callers get it
+        at once until ``policy.auth_cooldown`` has passed (``auth_refusal``); then one
+        request at a time tries again."""
         entry.in_flight = False
-        if self.auth_error is None:
-            self.auth_error = error
+        self.auth_error = error
+        self.auth_failed_at = now
+        self.proven = False
         self.end_all(error, now)
+
+    def auth_refusal(self, now: float) -> AuthError | None:
+        """The authentication failure a new caller gets at once: the last one, until its
+        cool-down has passed or an answer has proven the credentials again."""
+        error = self.auth_error
+        if error is None or now - self.auth_failed_at >= self.policy.auth_cooldown:
+            return None
+        return error
 
     def on_cancelled(self, entry: Entry) -> None:
         """The poll of ``entry`` was cancelled (nobody wanted it, or the waiter closed)."""
@@ -530,6 +542,7 @@ class Scheduler:
             return  # nothing to reset: the usual case
         entry.trouble = None
         self.proven = True
+        self.auth_error = None
         self.failures_in_row = 0
         if self.outage is not None:
             self._end_outage(now)

@@ -550,7 +550,7 @@ class Driver:
             logger.debug("export %r ends as error: %r", entry.export_id, error)
 
     def _on_auth_error(self, entry: Entry, error: AuthError) -> None:
-        if self.core.auth_error is None:
+        if self.core.auth_refusal(self._clock.now()) is None:  # not within a cool-down
             logger.error(
                 "%s failed for %s: %s; stopping all polling",
                 "TLS" if isinstance(error, TlsError) else "authentication",
