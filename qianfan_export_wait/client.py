@@ -35,6 +35,7 @@ from .download_rules import is_loopback_host
 from .errors import (
     ApiError,
     AuthError,
+    ClientClosedError,
     ConfigurationError,
     ResponseFormatError,
     ThrottledError,
@@ -307,6 +308,7 @@ class ExportStatusClient:
         self._timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         self._session = session
         self._owns_session = session is None
+        self._closed = False
         if connection_limit is not None:
             check_count("connection_limit", connection_limit)
         # Requests allowed at once. Waiting for one of these is not request time: the
@@ -351,12 +353,27 @@ class ExportStatusClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session if this client made it."""
+        """Close the client for good (and its session, if it made it): later use raises
+        ``ClientClosedError``. A session given to it is left open."""
+        self._closed = True
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``aclose`` was called."""
+        return self._closed
+
+    def _closed_error(self) -> ClientClosedError:
+        return ClientClosedError(
+            f"the ExportStatusClient for {self.base_url} was closed (aclose); "
+            "no request was sent: make a new client"
+        )
+
     def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise self._closed_error()
         if self._session is None:
             # The connector does not cap connections: _slots does, and can grow.
             self._session = aiohttp.ClientSession(
@@ -438,6 +455,8 @@ class ExportStatusClient:
         return self._fetch(export_id, 1)
 
     async def _fetch(self, export_id: ExportId, attempts: int) -> ExportStatus:
+        if self._closed:
+            raise self._closed_error()
         try:
             # One coroutine from here to the socket: on the usual path (HTTP 200 with a sized,
             # well-formed body) nothing else is awaited, called twice or classified.
@@ -483,6 +502,8 @@ class ExportStatusClient:
                     stats.transient_errors += isinstance(error, TransientError)
                     raise
                 except Exception as exc:
+                    if self._closed:  # closed while this request was in flight
+                        raise self._closed_error() from exc
                     failure = _transport_error(exc, self)
                     if failure is None:
                         raise

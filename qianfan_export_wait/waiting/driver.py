@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import (
     ApiError,
     AuthError,
+    ClientClosedError,
     DownloadError,
     ThrottledError,
     TlsError,
@@ -466,7 +467,10 @@ class Driver:
                 self._on_auth_error(entry, error)
             elif isinstance(error, ApiError):
                 core.on_rejected(entry, error, now)
-            else:  # a closed client, a bug in a custom client
+            elif isinstance(error, ClientClosedError):  # every poll would fail alike
+                self._log_unexpected(error, entry)
+                core.end_all(error, now)
+            else:  # a closed session, a bug in a custom client
                 self._unexpected(entry, error)
         except Exception as bug:  # a strategy or the limiter raised on the error
             self._unexpected(entry, bug)
