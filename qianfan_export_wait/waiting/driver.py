@@ -458,7 +458,7 @@ class Driver:
         now = self._clock.now()
         try:
             if isinstance(error, ThrottledError):
-                pause = self._retry_after.pause(error.retry_after, now, core.next_deadline())
+                pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
                 self._limiter.on_throttle(now, ticket, pause)
                 core.on_throttled(entry, error, now)
             elif isinstance(error, TransientError):
@@ -534,7 +534,7 @@ class Driver:
             status = await self._fetch(export_id)
         except ThrottledError as error:
             now = clock.now()
-            pause = self._retry_after.pause(error.retry_after, now, self.core.next_deadline())
+            pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
             self._limiter.on_throttle(now, reservation.ticket, pause)
             raise
         self._limiter.on_success(clock.now(), reservation.ticket)
@@ -552,6 +552,13 @@ class Driver:
             )
         else:
             logger.debug("export %r ends as error: %r", entry.export_id, error)
+
+    def _looks_due(self) -> float:
+        """When callers' last looks must begin to go: a pause must end by then."""
+        core = self.core
+        deadline = core.next_deadline()
+        looks = core.looks.start() if core.looks.total else inf
+        return looks if looks < deadline else deadline
 
     def _on_auth_error(self, entry: Entry, error: AuthError) -> None:
         if self.core.auth_refusal(self._clock.now()) is None:  # not within a cool-down
