@@ -140,8 +140,9 @@ class PollPolicy:
 
 class RetryAfterBound:
     """How long a throttle's ``Retry-After`` holds every poll of a waiter back: at most
-    ``max_retry_after``, and never past the nearest caller deadline (so each caller's
-    last look can still go). Logs a warning when a pause begins."""
+    ``max_retry_after``, and never past the moment given as ``deadline`` (the driver
+    passes the nearest caller deadline, or when last looks must begin, if sooner).
+    Logs a warning when a pause begins."""
 
     __slots__ = ("_paused_until", "_policy")
 
@@ -151,7 +152,7 @@ class RetryAfterBound:
 
     def pause(self, retry_after: float | None, now: float, deadline: float) -> float | None:
         """The pause to hold polls for after a throttle that said ``retry_after`` at
-        ``now``, with the nearest caller deadline at ``deadline`` (``None``: none)."""
+        ``now``, ending by ``deadline`` at the latest (``None``: the header gave none)."""
         bounded = self._policy.bounded_retry_after(retry_after)
         if bounded is None or retry_after is None:
             return None
