@@ -35,10 +35,12 @@ from .download_rules import is_loopback_host
 from .errors import (
     ApiError,
     AuthError,
+    ClientClosedError,
     ConfigurationError,
     ResponseFormatError,
     ThrottledError,
     TransientError,
+    UnexpectedAnswerError,
     classify_response,
     tls_error,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "BASE_URL_ENV",
     "DEFAULT_BASE_URL",
     "EXPORT_STATUS_PATH",
+    "MAX_CLOCK_OFFSET",
     "MAX_RESPONSE_BYTES",
     "ClientStats",
     "ExportStatusClient",
@@ -72,6 +75,8 @@ SIGNATURE_EXPIRATION_SECONDS = 1800
 SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
 _CONTENT_TYPE = "application/json"
 _SKEW_THRESHOLD_SECONDS = 30.0
+MAX_CLOCK_OFFSET = 86400.0
+"""A server ``Date`` further than this from the local clock is never adopted."""
 _MAX_RESIGNS = 3
 DEFAULT_CONNECTION_LIMIT = 100
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
@@ -303,6 +308,7 @@ class ExportStatusClient:
         self._timeout = aiohttp.ClientTimeout(total=self.request_timeout)
         self._session = session
         self._owns_session = session is None
+        self._closed = False
         if connection_limit is not None:
             check_count("connection_limit", connection_limit)
         # Requests allowed at once. Waiting for one of these is not request time: the
@@ -347,12 +353,27 @@ class ExportStatusClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session if this client made it."""
+        """Close the client for good (and its session, if it made it): later use raises
+        ``ClientClosedError``. A session given to it is left open."""
+        self._closed = True
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``aclose`` was called."""
+        return self._closed
+
+    def _closed_error(self) -> ClientClosedError:
+        return ClientClosedError(
+            f"the ExportStatusClient for {self.base_url} was closed (aclose); "
+            "no request was sent: make a new client"
+        )
+
     def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise self._closed_error()
         if self._session is None:
             # The connector does not cap connections: _slots does, and can grow.
             self._session = aiohttp.ClientSession(
@@ -434,6 +455,8 @@ class ExportStatusClient:
         return self._fetch(export_id, 1)
 
     async def _fetch(self, export_id: ExportId, attempts: int) -> ExportStatus:
+        if self._closed:
+            raise self._closed_error()
         try:
             # One coroutine from here to the socket: on the usual path (HTTP 200 with a sized,
             # well-formed body) nothing else is awaited, called twice or classified.
@@ -479,9 +502,12 @@ class ExportStatusClient:
                     stats.transient_errors += isinstance(error, TransientError)
                     raise
                 except Exception as exc:
+                    if self._closed:  # closed while this request was in flight
+                        raise self._closed_error() from exc
                     failure = _transport_error(exc, self)
                     if failure is None:
                         raise
+                    failure.scrub(self._hidden)  # a reason phrase is the server's text
                     stats.transient_errors += isinstance(failure, TransientError)
                     raise failure from None
                 finally:
@@ -531,6 +557,17 @@ class ExportStatusClient:
         if error.bce_error_code != "RequestExpired" or error.server_date is None:
             return False
         offset = error.server_date.timestamp() - self._clock()
+        if not abs(offset) <= MAX_CLOCK_OFFSET:
+            # A server clock a day or more off is a broken or hostile header, not skew:
+            # signing with it would fail (or not even format) from then on.
+            logger.warning(
+                "the server's Date header (%s) is %+.0f s off the local clock, more than "
+                "%g s: not adopted; check the local clock if this repeats",
+                error.server_date.isoformat(),
+                offset,
+                MAX_CLOCK_OFFSET,
+            )
+            return False
         if abs(offset - self._clock_offset) < _SKEW_THRESHOLD_SECONDS:
             return False
         logger.warning(
@@ -565,6 +602,27 @@ class ExportStatusClient:
     def _interpret(
         self, export_id: ExportId, status: int, payload: bytes, headers: Any
     ) -> ExportStatus:
+        try:
+            return self._classify(export_id, status, payload, headers)
+        except ApiError as error:
+            error.scrub(self._hidden)  # a server may echo our request headers back
+            raise
+
+    @property
+    def _hidden(self) -> dict[str, str]:
+        """What ``ApiError.scrub`` hides: our keys (if long enough to be told from
+        ordinary words), each by its masked form."""
+        credentials = self.credentials
+        hidden = {}
+        if len(credentials.access_key) > 4:
+            hidden[credentials.access_key] = credentials.masked_access_key
+        if len(credentials.secret_key) >= 8:
+            hidden[credentials.secret_key] = "<secret key>"
+        return hidden
+
+    def _classify(
+        self, export_id: ExportId, status: int, payload: bytes, headers: Any
+    ) -> ExportStatus:
         decoded: Any = None
         decode_problem: str | None = None
         if payload:
@@ -590,9 +648,11 @@ class ExportStatusClient:
             exc.http_status = status
             raise
         if not record.matches(export_id):
-            raise ResponseFormatError(
+            raise UnexpectedAnswerError(
                 f"answer is for export {describe_value(record.export_id)}/"
                 f"{describe_value(record.export_id_str)}, not {describe_value(export_id)}",
+                asked=export_id,
+                answered=record.export_id if type(export_id) is int else record.export_id_str,
                 log_id=record.log_id,
                 http_status=status,
             )

@@ -13,6 +13,9 @@
     │   │   │                           (codes 2, 336000, 336100, 500000; HTTP 5xx;
     │   │   │                           connection reset; timeout)
     │   │   ├── ResponseFormatError     body not JSON, not the expected shape, or too large
+    │   │   │   └── UnexpectedAnswerError   an answer about another export than the one
+    │   │   │                               asked: a protocol error for that poll, retried;
+    │   │   │                               the service is up, so never an outage
     │   │   └── ServiceUnavailableError the waiter gave up: no answer for the outage budget
     │   ├── AuthError                   stop: every other request will fail too
     │   │   │                           (HTTP 401/403; codes 6, 13, 14, 110, 111;
@@ -24,8 +27,11 @@
     ├── WaitError                       raised by ``ExportWaiter.wait`` for one export
     │   ├── ExportFailedError           the export reached ``Fail``
     │   └── ExportTimeoutError          the deadline passed before a terminal state
-    ├── UnexpectedError                 not an API error (a strategy, a limiter, a closed
-    │                                   client, a bug) ended an export; ``__cause__`` is it
+    ├── UnexpectedError                 not an API error (a strategy, a limiter, a bug)
+    │                                   ended an export; ``__cause__`` is it
+    ├── ClientClosedError(RuntimeError) the ``ExportStatusClient`` was used after
+    │                                   ``aclose()``; a waiter polling through it ends
+    │                                   every wait with it
     ├── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
     ├── ClientClosedError(RuntimeError) an object was used after ``aclose()``
     └── DownloadError                   a Done export's file could not be fetched or
@@ -58,6 +64,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +92,7 @@ __all__ = [
     "TlsError",
     "TransferError",
     "TransientError",
+    "UnexpectedAnswerError",
     "UnexpectedError",
     "UnsafeArchiveError",
     "UnsafeFileError",
@@ -93,6 +101,7 @@ __all__ = [
     "classify_response",
     "error_class_for",
     "parse_retry_after",
+    "scrub_text",
     "tls_error",
 ]
 
@@ -160,6 +169,18 @@ class ApiError(QianfanError):
         """The ``{"code", "message", "log_id"}`` object the CLI prints."""
         return {"code": self.code, "message": str(self.message), "log_id": self.log_id}
 
+    def scrub(self, hidden: Mapping[str, str]) -> None:
+        """Hide our credentials and signatures in the text the server's answer put here
+        (see ``scrub_text``)."""
+        self.message = scrub_text(self.message, hidden)
+        self.args = (self.message, *self.args[1:])
+        if self.log_id is not None:
+            self.log_id = scrub_text(self.log_id, hidden)
+        if self.bce_error_code is not None:
+            self.bce_error_code = scrub_text(self.bce_error_code, hidden)
+        if isinstance(self.code, str):
+            self.code = scrub_text(self.code, hidden)
+
 
 class ThrottledError(ApiError):
     """The account's rate limit was hit: slow down and send the same request again."""
@@ -171,6 +192,31 @@ class TransientError(ApiError):
 
 class ResponseFormatError(TransientError):
     """The body was not JSON, not the documented shape, or larger than allowed."""
+
+
+class UnexpectedAnswerError(ResponseFormatError):
+    """The server answered about another export than the one asked (``asked``,
+    ``answered``): that poll is retried. The service did answer, so it counts toward no
+    outage; an export that gets only such answers ends as ``error`` carrying this."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        asked: int | str | None = None,
+        answered: int | str | None = None,
+        log_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, log_id=log_id, http_status=http_status)
+        self.asked = asked
+        self.answered = answered
+
+    def scrub(self, hidden: Mapping[str, str]) -> None:
+        """``ApiError.scrub``, and the id the server answered about too."""
+        super().scrub(hidden)
+        if isinstance(self.answered, str):
+            self.answered = scrub_text(self.answered, hidden)
 
 
 class ServiceUnavailableError(TransientError):
@@ -274,6 +320,11 @@ class UnexpectedError(QianfanError):
         super().__init__(f"{type(original).__name__} while {during}: {original}")
         self.original = original
         self.__cause__ = original
+
+
+class ClientClosedError(QianfanError, RuntimeError):
+    """The ``ExportStatusClient`` was used after ``aclose()``: make a new one. No request
+    was sent."""
 
 
 class WaiterClosedError(QianfanError, RuntimeError):
@@ -450,6 +501,26 @@ def _parse_http_date(value: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# A bce-auth-v1 Authorization value (it names the access key and carries a signature).
+_AUTHORIZATION = re.compile(r"bce-auth-v1/[^\s\"'<>(){}\[\],]*", re.IGNORECASE)
+# A signature or signing key: 64 hex digits (HMAC-SHA256), and any longer run of them.
+_HEX_256 = re.compile(r"[0-9A-Fa-f]{64,}")
+
+
+def scrub_text(text: str, hidden: Mapping[str, str] | None = None) -> str:
+    """``text`` (from a server's answer) with every ``bce-auth-v1/...`` Authorization value
+    and every 64-hex-digit signature masked, and each key of ``hidden`` (e.g. our access
+    key) replaced by its value (e.g. the key shortened), so an answer that echoes our
+    request headers cannot put them in an error or a log."""
+    if not text:
+        return text
+    text = _AUTHORIZATION.sub("bce-auth-v1/<hidden>", text)
+    for secret, shown in (hidden or {}).items():
+        if secret and secret in text:
+            text = text.replace(secret, shown)
+    return _HEX_256.sub("<signature hidden>", text)
 
 
 def _clean_text(value: object, limit: int = 500) -> str:

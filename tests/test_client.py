@@ -42,6 +42,7 @@ from qianfan_export_wait.errors import (
     ResponseFormatError,
     ThrottledError,
     TransientError,
+    UnexpectedAnswerError,
 )
 
 # --- what goes on the wire ----------------------------------------------------------------
@@ -153,7 +154,7 @@ ERROR_CASES: list[Any] = [
     pytest.param(
         answer({"result": {"exportID": 96, "state": 3}}), ResponseFormatError, id="state-as-int"
     ),
-    pytest.param(answer(success_body(97)), ResponseFormatError, id="answer-for-another-export"),
+    pytest.param(answer(success_body(97)), UnexpectedAnswerError, id="answer-for-another-export"),
 ]
 
 

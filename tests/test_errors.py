@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qianfan_export_wait.errors import (
     ApiError,
@@ -20,6 +22,7 @@ from qianfan_export_wait.errors import (
     classify_response,
     error_class_for,
     parse_retry_after,
+    scrub_text,
 )
 
 THROTTLE = [4, 17, 18, 19, 336501, 336502]
@@ -241,3 +244,87 @@ def test_bce_gateway_error_body_without_the_header_keeps_its_code_and_request_id
     # A numeric "code" or a success status is not a gateway error code.
     assert classify_response(400, {"code": "18"}, {}).bce_error_code is None  # type: ignore[union-attr]
     assert classify_response(200, {"code": "x", "result": {}}, {}) is None
+
+
+# --- any header text at all ---------------------------------------------------------------
+
+HEADER_TEXT = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
+    max_size=40,
+)
+DATE_LIKE = st.builds(
+    "{}, {:02d} {} {} {:02d}:{:02d}:{:02d} {}".format,
+    st.sampled_from(["Mon", "Thu", "Xyz", ""]),
+    st.integers(min_value=-5, max_value=99),
+    st.sampled_from(["Jan", "Dec", "Foo"]),
+    st.integers(min_value=-10, max_value=10**6),
+    st.integers(min_value=0, max_value=99),
+    st.integers(min_value=0, max_value=99),
+    st.integers(min_value=0, max_value=99),
+    st.sampled_from(["GMT", "UTC", "+0000", "-2359", "+9999", "EST", "", "Z"]),
+)
+NUMBER_LIKE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(min_value=-(10**400), max_value=10**400).map(str),
+    st.sampled_from(["1e400", "-1e400", "0x10", "1_000", " 5 ", "٣", "+inf", "-nan"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=HEADER_TEXT | DATE_LIKE | NUMBER_LIKE)
+def test_any_retry_after_is_none_or_a_finite_pause_of_at_most_an_hour(value: str) -> None:
+    seconds = parse_retry_after(value, now=_NOW)
+    assert seconds is None or (isinstance(seconds, float) and 0.0 <= seconds <= 3600.0)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    date=HEADER_TEXT | DATE_LIKE,
+    retry_after=HEADER_TEXT | DATE_LIKE | NUMBER_LIKE,
+    status=st.sampled_from([200, 400, 401, 403, 429, 500, 503]),
+)
+def test_any_date_and_retry_after_headers_classify_without_raising(
+    date: str, retry_after: str, status: int
+) -> None:
+    error = classify_response(
+        status,
+        {"error_code": 18, "error_msg": "x"},
+        {"Date": date, "Retry-After": retry_after},
+    )
+    assert isinstance(error, ApiError)
+    when = error.server_date
+    assert when is None or (isinstance(when, datetime) and when.tzinfo is not None)
+    if when is not None:
+        when.timestamp()  # a moment the client can compute an offset from
+    pause = error.retry_after
+    assert pause is None or 0.0 <= pause <= 3600.0
+
+
+# --- scrubbing what a server echoes -------------------------------------------------------
+
+_AK = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE"
+_SIGNATURE = "99399c09c64d103002050f93cbbc9bad818272eefa51d2b1a4bd0c7b1d3e5f7a"
+_AUTHORIZATION = (
+    f"bce-auth-v1/{_AK}/2026-12-03T10:19:29Z/1800/content-type;host;x-bce-date/{_SIGNATURE}"
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    before=st.text(max_size=30),
+    secret=st.sampled_from([_AK, _SIGNATURE, _AUTHORIZATION, _SIGNATURE.upper()]),
+    after=st.text(max_size=30),
+    repeat=st.integers(min_value=1, max_value=3),
+)
+def test_scrubbed_text_never_holds_our_access_key_or_signature(
+    before: str, secret: str, after: str, repeat: int
+) -> None:
+    text = scrub_text((before + secret + after) * repeat, {_AK: _AK[:4] + "..."})
+    assert _AK not in text
+    assert _SIGNATURE not in text.lower()
+
+
+def test_scrubbing_leaves_other_text_alone() -> None:
+    message = "QPS limit reached for app 12345 (log 7788, sha 0123abcd)"
+    assert scrub_text(message, {_AK: "AKID..."}) == message
+    assert scrub_text("", {_AK: "AKID..."}) == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import tracemalloc
@@ -23,11 +24,13 @@ from hardening_support import (
     RawServer,
     http_response,
     raw_server,
+    run_cli,
     success_body,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tenacity import wait_none
+from waiter_support import make_waiter
 
 from qianfan_export_wait import (
     Credentials,
@@ -37,7 +40,11 @@ from qianfan_export_wait import (
     PollPolicy,
     QianfanError,
 )
-from qianfan_export_wait.errors import ResponseFormatError, TransientError
+from qianfan_export_wait.errors import (
+    ResponseFormatError,
+    TransientError,
+    UnexpectedAnswerError,
+)
 
 REQUEST_TIMEOUT = 0.5
 # The issue's own bound: an answer (or error) within the request timeout, with slack
@@ -417,3 +424,109 @@ async def test_waiter_gives_every_good_and_hostile_id_one_outcome() -> None:
     for outcome in seen:
         if outcome.export_id in HOSTILE_BY_ID:
             assert isinstance(outcome.error, TransientError), outcome
+
+
+# --- answers about another export --------------------------------------------------------------
+
+
+class AnswersForAnotherExport:
+    """Answers a poll of export ``i`` about export ``i + 1000`` the first ``wrong`` times
+    (``None``: always), then about ``i`` itself."""
+
+    def __init__(self, wrong: int | None) -> None:
+        self.wrong = wrong
+        self.polls: dict[int, int] = {}
+
+    async def respond(self, body: bytes, writer: asyncio.StreamWriter) -> None:
+        export_id = json.loads(body)["exportID"]
+        polls = self.polls[export_id] = self.polls.get(export_id, 0) + 1
+        about = export_id if self.wrong is not None and polls > self.wrong else export_id + 1000
+        writer.write(http_response(json.dumps(success_body(about)).encode()))
+        await writer.drain()
+
+
+async def test_an_answer_about_another_export_is_a_retried_protocol_error() -> None:
+    server = AnswersForAnotherExport(wrong=1)
+    async with raw_server(server.respond) as raw, client_for(raw) as client:
+        with pytest.raises(UnexpectedAnswerError, match=r"1096.*not 96") as caught:
+            await client.fetch_once(96)
+        assert isinstance(caught.value, ResponseFormatError)  # as before: retried
+        assert (caught.value.asked, caught.value.answered) == (96, 1096)
+        assert client.stats.transient_errors == 1
+    server = AnswersForAnotherExport(wrong=1)
+    async with raw_server(server.respond) as raw, client_for(raw) as client:
+        client.max_attempts = 2
+        assert (await client.get_status(96)).export_id == 96
+
+
+def _about_another(export_id: int) -> Callable[[], UnexpectedAnswerError]:
+    """What the client raises for an answer about ``export_id + 1000`` (see above)."""
+    return lambda: UnexpectedAnswerError(
+        f"answer is for export {export_id + 1000}, not {export_id}",
+        asked=export_id,
+        answered=export_id + 1000,
+    )
+
+
+async def test_answers_about_other_exports_are_retried_and_never_make_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Before: eight such answers in a row were an outage: polling paused to one probe.
+    ids = list(range(1, 21))
+    waiter, client, _ = make_waiter(
+        {i: [*[_about_another(i)] * 3, "Done"] for i in ids},
+        policy=PollPolicy(min_delay=1, max_delay=5, timeout=600),
+    )
+    with caplog.at_level(logging.WARNING, logger="qianfan_export_wait"):
+        report = await waiter.wait_all(ids)
+    assert {outcome.kind for outcome in report.values()} == {OutcomeKind.DONE}
+    assert waiter.stats.retries == 3 * len(ids)
+    assert "not answering" not in caplog.text
+    assert all(len(client.times_for(i)) == 4 for i in ids)
+
+
+async def test_an_export_only_ever_answered_about_another_ends_as_that_error_not_an_outage() -> (
+    None
+):
+    # Before: the answers made an outage, and each export ended as ServiceUnavailableError
+    # (the command line's exit 69, "the service stayed unavailable").
+    waiter, _, _ = make_waiter(
+        {i: [_about_another(i)] for i in [*range(1, 11), 99]},
+        policy=PollPolicy(min_delay=1, max_delay=5, timeout=600, max_unavailable=60),
+    )
+    report = await waiter.wait_all(range(1, 11))
+    timed = await waiter.submit(99, timeout=30)
+    for outcome in report.values():
+        assert outcome.kind is OutcomeKind.ERROR, outcome
+        assert isinstance(outcome.error, UnexpectedAnswerError)
+        assert not outcome.unavailable
+        assert 60 <= outcome.elapsed < 61
+    assert timed.kind is OutcomeKind.TIMEOUT
+    assert isinstance(timed.error, UnexpectedAnswerError) and not timed.unavailable
+
+
+async def test_cli_exits_1_not_69_when_the_server_answers_about_other_exports() -> None:
+    server = AnswersForAnotherExport(wrong=None)
+    async with raw_server(server.respond) as raw:
+        run = await run_cli(
+            "wait",
+            "1",
+            "2",
+            "--endpoint",
+            raw.base_url,
+            "--min-delay",
+            "0.05",
+            "--max-delay",
+            "0.2",
+            "--max-unavailable",
+            "1",
+            "--timeout",
+            "20",
+            "--no-progress",
+        )
+    assert run.code == 1, run.stderr[-2000:]
+    assert [line["outcome"] for line in run.records] == ["error", "error"]
+    assert all(
+        "not 1" in line["error"]["message"] or "not 2" in line["error"]["message"]
+        for line in run.records
+    )

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from hardening_support import (
     ACCESS_KEY,
     CLI,
@@ -23,6 +24,7 @@ from hardening_support import (
     CliRun,
     cli_env,
     run_cli,
+    success_body,
     unused_port,
 )
 from scripted_server import MakeClient, Responder, ScriptedServer, answer, reset_connection
@@ -37,6 +39,7 @@ from qianfan_export_wait import (
     PollPolicy,
 )
 from qianfan_export_wait.auth import parse_authorization
+from qianfan_export_wait.client import EXPORT_STATUS_PATH
 from qianfan_export_wait.errors import ApiError, ThrottledError
 from qianfan_export_wait.simulator import FaultRates
 from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
@@ -309,3 +312,89 @@ async def test_the_secret_never_appears_in_the_text_of_an_api_error(
     rendered = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     for text in (str(error), repr(error), rendered, repr(error.__dict__)):
         assert credentials.secret_key not in text
+
+
+# --- a server that echoes our request headers back -----------------------------------------
+
+
+def _echoes(status: int, shape: str) -> Responder:
+    """An answer that quotes the request's headers (Authorization among them) in every
+    field a client might show: the message, the request id, the error code, an id."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        authorization = request.headers["Authorization"]
+        quoted = f"bad request; you sent {dict(request.headers)!r}"
+        headers = {"X-Bce-Request-Id": authorization}
+        if shape == "gateway":
+            headers["X-Bce-Error-Code"] = authorization
+            body: dict[str, object] = {"code": authorization, "message": quoted}
+        elif shape == "qianfan":
+            body = {"error_code": authorization, "error_msg": quoted, "log_id": authorization}
+        else:  # an answer about another export, whose id is the header
+            body = success_body(97)
+            body["result"]["exportIDStr"] = authorization
+            body["log_id"] = authorization
+        return web.json_response(body, status=status, headers=headers)
+
+    return respond
+
+
+ECHOES = [
+    pytest.param(_echoes(403, "gateway"), id="auth-403"),
+    pytest.param(_echoes(400, "gateway"), id="gateway-400"),
+    pytest.param(_echoes(200, "qianfan"), id="qianfan-200"),
+    pytest.param(_echoes(503, "qianfan"), id="transient-503"),
+    pytest.param(_echoes(200, "another-export"), id="another-export"),
+]
+
+
+@pytest.mark.parametrize("responder", ECHOES)
+async def test_an_answer_that_echoes_our_headers_shows_neither_access_key_nor_signature(
+    server: ScriptedServer,
+    make_client: MakeClient,
+    credentials: Credentials,
+    responder: Responder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="qianfan_export_wait")
+    server.then(responder)
+    with pytest.raises(ApiError) as caught:
+        await make_client().get_status("amemt-hkkf5y9e64j8")
+    sent = server.requests[-1].headers["Authorization"]
+    signature = parse_authorization(sent).signature
+    error = caught.value
+    rendered = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    shown = [str(error), repr(error), rendered, repr(error.__dict__), repr(error.to_dict())]
+    shown += [record.getMessage() for record in caplog.records]
+    for text in shown:
+        assert credentials.access_key not in text
+        assert signature not in text
+        assert sent not in text
+    assert credentials.access_key[:4] + "..." in str(error) or "<hidden>" in str(error)
+
+
+async def test_cli_against_a_server_that_echoes_our_headers_never_prints_them() -> None:
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers["Authorization"])
+        return await _echoes(403, "gateway")(request)
+
+    app = web.Application()
+    app.router.add_post(EXPORT_STATUS_PATH, echo)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        run = await run_cli(
+            "wait", "1", "2", "--endpoint", base_url, "--verbose", env=verbose_env()
+        )
+    finally:
+        await runner.cleanup()
+    assert run.code == 77, run.stderr[-2000:]
+    assert seen, "the server must have been asked"
+    assert_clean(run)
+    for authorization in seen:
+        assert parse_authorization(authorization).signature not in run.stdout + run.stderr

@@ -29,6 +29,7 @@ from ..errors import (
     ServiceUnavailableError,
     ThrottledError,
     TransientError,
+    UnexpectedAnswerError,
     UnexpectedError,
 )
 from ..models import ExportId, ExportStatus
@@ -64,6 +65,14 @@ _COMPACT_ABOVE = 10_000
 unpacked again only if needed."""
 
 
+def _no_answer(unavailable_for: float, last_error: ApiError) -> QianfanError:
+    """What an export that got no usable answer carries: the protocol error itself if
+    the service did answer (about another export), else ``ServiceUnavailableError``."""
+    if isinstance(last_error, UnexpectedAnswerError):
+        return last_error
+    return ServiceUnavailableError(unavailable_for, last_error)
+
+
 class Scheduler:
     """Every export a waiter is waiting on, and the rules that end each caller's wait.
 
@@ -96,6 +105,7 @@ class Scheduler:
         self.downloads = False
         self.proven = False
         self.auth_error: AuthError | None = None
+        self.auth_failed_at = -inf
         self.outage: Outage | None = None
         self.failures_in_row = 0
         self._packer = StatusPacker()
@@ -390,13 +400,19 @@ class Scheduler:
             self.looks.owe(entry)  # a throttle tells nothing: the look is owed again
         if self._expire_callers_of(entry, now):
             # Not an answer about the export: back in line without spending its backoff.
-            self._schedule(entry, now + (error.retry_after or 0.0))
+            self._schedule(entry, now + (self.policy.bounded_retry_after(error.retry_after) or 0.0))
 
     def on_transient(self, entry: Entry, error: TransientError, now: float) -> None:
         """No usable answer (connection refused, 5xx, reset, timeout, bad body)."""
         entry.in_flight = False
         self.retries += 1
-        self.failures_in_row += 1
+        answered = isinstance(error, UnexpectedAnswerError)
+        if answered:  # an answer, about another export: the service is up
+            trouble = entry.trouble
+            self._answered(entry, now)
+            entry.trouble = trouble
+        else:
+            self.failures_in_row += 1
         outage = self.outage
         trouble = entry.trouble
         if trouble is None:
@@ -409,7 +425,7 @@ class Scheduler:
             outage.last_error = error
             if outage.probe is entry:
                 self._probe_failed(outage, entry, now)
-        elif self.failures_in_row >= OUTAGE_AFTER_FAILURES:
+        elif not answered and self.failures_in_row >= OUTAGE_AFTER_FAILURES:
             self._start_outage(error, now)
         if entry.callers is None or not self._expire_callers_of(entry, now):
             return
@@ -419,7 +435,10 @@ class Scheduler:
             trouble.errors_in_row, started=entry.started, now=now, error=error
         )
         if error.retry_after is not None:
-            delay = error.retry_after
+            delay = self.policy.bounded_retry_after(error.retry_after) or 0.0
+        budget = self.policy.max_unavailable
+        if budget is not None and trouble.since + budget - now < delay:
+            delay = max(trouble.since + budget - now, 0.0)  # looked at again when it runs out
         logger.debug("export %r: %s; retrying in %.2f s", entry.export_id, error, delay)
         self._schedule(entry, now + delay)
 
@@ -430,11 +449,22 @@ class Scheduler:
         self._finish(entry, OutcomeKind.ERROR, now, error)
 
     def on_auth_error(self, entry: Entry, error: AuthError, now: float) -> None:
-        """Credentials rejected: every export ends with ``error`` and no poll goes again."""
+        """Credentials rejected: every export ends with ``error``, and new callers get it
+        at once until ``policy.auth_cooldown`` has passed (``auth_refusal``); then one
+        request at a time tries again."""
         entry.in_flight = False
-        if self.auth_error is None:
-            self.auth_error = error
+        self.auth_error = error
+        self.auth_failed_at = now
+        self.proven = False
         self.end_all(error, now)
+
+    def auth_refusal(self, now: float) -> AuthError | None:
+        """The authentication failure a new caller gets at once: the last one, until its
+        cool-down has passed or an answer has proven the credentials again."""
+        error = self.auth_error
+        if error is None or now - self.auth_failed_at >= self.policy.auth_cooldown:
+            return None
+        return error
 
     def on_cancelled(self, entry: Entry) -> None:
         """The poll of ``entry`` was cancelled (nobody wanted it, or the waiter closed)."""
@@ -512,6 +542,7 @@ class Scheduler:
             return  # nothing to reset: the usual case
         entry.trouble = None
         self.proven = True
+        self.auth_error = None
         self.failures_in_row = 0
         if self.outage is not None:
             self._end_outage(now)
@@ -575,7 +606,7 @@ class Scheduler:
         budget = self.policy.max_unavailable
         since = trouble.since
         if budget is not None and now - since >= budget:
-            self._finish(entry, OutcomeKind.ERROR, now, ServiceUnavailableError(now - since, error))
+            self._finish(entry, OutcomeKind.ERROR, now, _no_answer(now - since, error))
             return True
         return False
 
@@ -584,7 +615,7 @@ class Scheduler:
         outage = self.outage
         trouble = entry.trouble
         if trouble is not None:
-            return ServiceUnavailableError(max(0.0, now - trouble.since), trouble.last_error)
+            return _no_answer(max(0.0, now - trouble.since), trouble.last_error)
         if outage is None:
             return None
         since = max(outage.started, entry.started)

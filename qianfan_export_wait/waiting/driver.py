@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import (
     ApiError,
     AuthError,
+    ClientClosedError,
     DownloadError,
     ThrottledError,
     TlsError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 from ..ratelimit import AsyncRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Entry, Scheduler
+from .policy import RetryAfterBound
 
 __all__ = ["Driver"]
 
@@ -128,6 +130,7 @@ class Driver:
         self._meter = _RateMeter()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
         self._logged_unexpected: set[type] = set()
+        self._retry_after = RetryAfterBound(core.policy)
 
     # -- control -----------------------------------------------------------------------
 
@@ -455,7 +458,8 @@ class Driver:
         now = self._clock.now()
         try:
             if isinstance(error, ThrottledError):
-                self._limiter.on_throttle(now, ticket, error.retry_after)
+                pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
+                self._limiter.on_throttle(now, ticket, pause)
                 core.on_throttled(entry, error, now)
             elif isinstance(error, TransientError):
                 core.on_transient(entry, error, now)
@@ -463,7 +467,10 @@ class Driver:
                 self._on_auth_error(entry, error)
             elif isinstance(error, ApiError):
                 core.on_rejected(entry, error, now)
-            else:  # a closed client, a bug in a custom client
+            elif isinstance(error, ClientClosedError):  # every poll would fail alike
+                self._log_unexpected(error, entry)
+                core.end_all(error, now)
+            else:  # a closed session, a bug in a custom client
                 self._unexpected(entry, error)
         except Exception as bug:  # a strategy or the limiter raised on the error
             self._unexpected(entry, bug)
@@ -526,7 +533,9 @@ class Driver:
         try:
             status = await self._fetch(export_id)
         except ThrottledError as error:
-            self._limiter.on_throttle(clock.now(), reservation.ticket, error.retry_after)
+            now = clock.now()
+            pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
+            self._limiter.on_throttle(now, reservation.ticket, pause)
             raise
         self._limiter.on_success(clock.now(), reservation.ticket)
         return status
@@ -544,8 +553,15 @@ class Driver:
         else:
             logger.debug("export %r ends as error: %r", entry.export_id, error)
 
+    def _looks_due(self) -> float:
+        """When callers' last looks must begin to go: a pause must end by then."""
+        core = self.core
+        deadline = core.next_deadline()
+        looks = core.looks.start() if core.looks.total else inf
+        return looks if looks < deadline else deadline
+
     def _on_auth_error(self, entry: Entry, error: AuthError) -> None:
-        if self.core.auth_error is None:
+        if self.core.auth_refusal(self._clock.now()) is None:  # not within a cool-down
             logger.error(
                 "%s failed for %s: %s; stopping all polling",
                 "TLS" if isinstance(error, TlsError) else "authentication",

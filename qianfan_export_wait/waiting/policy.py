@@ -1,8 +1,10 @@
 """How often to poll one export and for how long: ``PollPolicy``, its defaults, and the
-schedules that call tenacity strategies the way tenacity does. Pure code."""
+schedules that call tenacity strategies the way tenacity does, and the bound on a server's
+``Retry-After``. Pure code (the bound logs when it pauses the waiter)."""
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from dataclasses import dataclass
@@ -15,13 +17,16 @@ from .._checks import check_count, check_number
 from ..errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_AUTH_COOLDOWN",
     "DEFAULT_MAX_DELAY",
     "DEFAULT_MAX_IN_FLIGHT",
+    "DEFAULT_MAX_RETRY_AFTER",
     "DEFAULT_MAX_UNAVAILABLE",
     "DEFAULT_MIN_DELAY",
     "DEFAULT_TIMEOUT",
     "POLICY_TIMEOUT",
     "PollPolicy",
+    "RetryAfterBound",
     "Schedule",
     "UsePolicyTimeout",
     "batch_window",
@@ -33,8 +38,12 @@ DEFAULT_MAX_DELAY = 60.0
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_MAX_IN_FLIGHT = 64
 DEFAULT_MAX_UNAVAILABLE = 600.0
+DEFAULT_MAX_RETRY_AFTER = 10.0
+DEFAULT_AUTH_COOLDOWN = 30.0
 PROBE_MAX_DELAY = 5.0
 """During an outage, the single probe is sent at least this often."""
+
+logger = logging.getLogger("qianfan_export_wait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,12 @@ class PollPolicy:
     ``max_consecutive_errors`` is deprecated: it ends an export after that many transient
     errors in a row, as the first release did.
 
+    ``max_retry_after`` (seconds) bounds how long a server's ``Retry-After`` may hold
+    polls back (a pause never runs past a caller's deadline either). ``auth_cooldown``
+    (seconds) is how long after an authentication failure new calls fail at once with
+    it; the first call after that sends one request again, so a fixed key or a passing
+    refusal needs no restart.
+
     ``budget`` (requests per second) polls by a round-robin sweep instead of a schedule
     per export: the pending exports take turns, one poll every ``1/budget`` seconds, so
     each is polled every ``pending / budget`` seconds, never more often than
@@ -64,12 +79,16 @@ class PollPolicy:
     max_consecutive_errors: int | None = None
     max_unavailable: float | None = DEFAULT_MAX_UNAVAILABLE
     budget: float | None = None
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    auth_cooldown: float = DEFAULT_AUTH_COOLDOWN
 
     def __post_init__(self) -> None:
         check_number("min_delay", self.min_delay)
         check_number("max_delay", self.max_delay)
         check_number("timeout", self.timeout, allow_none=True)
         check_number("max_unavailable", self.max_unavailable, allow_none=True)
+        check_number("max_retry_after", self.max_retry_after, inclusive=True)
+        check_number("auth_cooldown", self.auth_cooldown, inclusive=True)
         check_number("budget", self.budget, unit="requests per second", allow_none=True)
         if self.budget is not None and self.wait is not None:
             raise ConfigurationError(
@@ -110,6 +129,45 @@ class PollPolicy:
         # Faults on single requests are mostly independent, so retry soon; the exponent
         # (reset by every answer) protects a server that keeps failing.
         return _jittered_exponential(min(self.min_delay, 0.1), self.max_delay)
+
+    def bounded_retry_after(self, retry_after: float | None) -> float | None:
+        """A server's ``Retry-After`` (seconds, ``None``: none given) bounded by
+        ``max_retry_after``."""
+        if retry_after is None:
+            return None
+        return min(max(retry_after, 0.0), self.max_retry_after)
+
+
+class RetryAfterBound:
+    """How long a throttle's ``Retry-After`` holds every poll of a waiter back: at most
+    ``max_retry_after``, and never past the moment given as ``deadline`` (the driver
+    passes the nearest caller deadline, or when last looks must begin, if sooner).
+    Logs a warning when a pause begins."""
+
+    __slots__ = ("_paused_until", "_policy")
+
+    def __init__(self, policy: PollPolicy) -> None:
+        self._policy = policy
+        self._paused_until = float("-inf")
+
+    def pause(self, retry_after: float | None, now: float, deadline: float) -> float | None:
+        """The pause to hold polls for after a throttle that said ``retry_after`` at
+        ``now``, ending by ``deadline`` at the latest (``None``: the header gave none)."""
+        bounded = self._policy.bounded_retry_after(retry_after)
+        if bounded is None or retry_after is None:
+            return None
+        pause = min(bounded, max(deadline - now, 0.0))
+        if pause > 0.0 and now >= self._paused_until:
+            logger.warning(
+                "the server throttled and asked for a pause of %g s (Retry-After); "
+                "polling paused for %.1f s (max_retry_after=%g s; never past a deadline)",
+                retry_after,
+                pause,
+                self._policy.max_retry_after,
+            )
+        if now + pause > self._paused_until:
+            self._paused_until = now + pause
+        return pause
 
 
 def _jittered_exponential(low: float, high: float) -> wait_base:

@@ -94,8 +94,10 @@ class ExportWaiter:
     (still ``done``) carries ``file`` or ``download_error``.
 
     An authentication failure costs one request: every caller gets the ``AuthError``
-    and later calls raise it. An exception that is not an API error ends the exports it
-    touched as ``error`` carrying ``UnexpectedError``; nothing hangs.
+    and later calls raise it for ``PollPolicy.auth_cooldown`` seconds; after that one
+    request tries again, so a fixed key needs no new waiter. An exception that is not an
+    API error ends the exports it touched as ``error`` carrying ``UnexpectedError``;
+    nothing hangs.
     """
 
     def __init__(
@@ -302,7 +304,7 @@ class ExportWaiter:
     def _check_usable(self) -> None:
         if self._closed:
             raise WaiterClosedError("the waiter is closed")
-        error = self._core.auth_error
+        error = self._core.auth_refusal(self.clock.now())
         if error is not None:
             raise error.with_traceback(None)
 
