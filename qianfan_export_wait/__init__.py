@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .ratelimit import (
         AdaptiveRateLimiter,
         AsyncRateLimiter,
+        CappedRateLimiter,
         FixedRateLimiter,
         RateLimiter,
         Reservation,
@@ -69,6 +70,7 @@ __all__ = [
     "ApiError",
     "AsyncRateLimiter",
     "AuthError",
+    "CappedRateLimiter",
     "ChecksumError",
     "Clock",
     "ConfigurationError",
@@ -160,6 +162,7 @@ _HOMES: dict[str, str] = {
     "ExportStatus": "models",
     "AdaptiveRateLimiter": "ratelimit",
     "AsyncRateLimiter": "ratelimit",
+    "CappedRateLimiter": "ratelimit",
     "FixedRateLimiter": "ratelimit",
     "RateLimiter": "ratelimit",
     "Reservation": "ratelimit",

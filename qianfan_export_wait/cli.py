@@ -186,7 +186,8 @@ def _polling_options(group: argparse._ArgumentGroup) -> None:
         type=_number("--qps", unit="requests per second"),
         default=None,
         metavar="Q",
-        help="never send more than Q requests per second (default: adapt to the server)",
+        help="never send more than Q requests per second, and fewer while the server "
+        "throttles (default: adapt to the server)",
     )
     group.add_argument(
         "--max-unavailable",
