@@ -42,7 +42,7 @@ from .console import (
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
 from .errors import ConfigurationError
-from .redis_limit import REDIS_URL_ENV, limiter_from_url
+from .redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
 from .simulator import SIMULATOR_CREDENTIALS
 from .waiting import (
     DEFAULT_MAX_DELAY,
@@ -562,7 +562,15 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                     )
 
             async with contextlib.AsyncExitStack() as stack:
-                limiter = None if fleet is None else await stack.enter_async_context(fleet)
+                limiter = None
+                if fleet is not None:
+                    try:
+                        limiter = await stack.enter_async_context(fleet)
+                    except FleetStartError as exc:  # before any request: a wrong URL
+                        logger.error("%s", exc)
+                        if isinstance(exc, FleetAuthError):
+                            return ExitCode.NOPERM
+                        return ExitCode.UNAVAILABLE
                 waiter = ExportWaiter(
                     client,
                     policy=policy,
