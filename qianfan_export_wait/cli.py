@@ -39,6 +39,7 @@ from .console import (
     run_status,
     run_wait,
 )
+from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
 from .errors import ConfigurationError
@@ -684,6 +685,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         summary=not quiet,
     )
     _configure_logging(args, console)
+    if args.verb in ("status", "wait"):
+        problem = unwritable(sys.stdout)
+        if problem is not None:  # the JSON lines would be lost: say so before any request
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                print(f"{_PROG}: error: stdout is not writable: {problem}", file=sys.stderr)
+            return ExitCode.IOERR
     try:
         job = _PREPARE[args.verb](args, console, sys.stdin)
         try:

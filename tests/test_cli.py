@@ -375,6 +375,33 @@ async def test_a_stdout_that_cannot_be_written_exits_74_naming_the_error(
     assert "Traceback" not in err.decode()
 
 
+@pytest.mark.parametrize("verb", ["wait", "status"])
+@pytest.mark.parametrize("how", ["closed", "read-only"])
+async def test_a_stdout_not_writable_at_start_exits_74_before_any_request(
+    fake: SimulatedQianfan, tmp_path: Path, verb: str, how: str
+) -> None:
+    fake.add_export(0.0)
+    command = [*CLI, verb, "1", "--endpoint", fake.base_url, *(FAST if verb == "wait" else ())]
+    if how == "closed":  # `>&-`: the process starts with no fd 1 at all
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", '"$@" >&-', "sh", *command,
+            stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+        )  # fmt: skip
+    else:  # fd 1 open for reading only: every write fails with EBADF
+        (tmp_path / "out").write_bytes(b"")
+        read_only = os.open(tmp_path / "out", os.O_RDONLY)
+        try:
+            process = await start_cli(*command[len(CLI) :], stdout=read_only)
+        finally:
+            os.close(read_only)
+    _, err = await asyncio.wait_for(process.communicate(), 20)
+    text = err.decode()
+    assert process.returncode == 74, text
+    assert "stdout" in text and "not writable" in text
+    assert "Traceback" not in text
+    assert fake.stats.total_requests == 0
+
+
 # --- --resume -------------------------------------------------------------------------------
 
 
