@@ -516,9 +516,10 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
         not downloading
     ):
         raise UsageError("--extract and --download-concurrency need --download DIR")
+    folder = _download_folder(args.download) if downloading else None
     earlier = None
     if args.resume is not None:
-        earlier = read_earlier_run(args.resume, downloading=downloading)
+        earlier = read_earlier_run(args.resume, downloading=downloading, download_folder=folder)
         if not ids:
             ids = earlier.ids
     if not ids:
@@ -540,7 +541,6 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
     )
     options = _client_options(args, credentials)
     context = _ssl_context(args.ca_bundle)
-    folder = _download_folder(args.download) if downloading else None
     if folder is not None:  # checks the storage endpoint ($QIANFAN_BOS_ENDPOINT) now
         Downloader(folder, allow_insecure_http=args.insecure_http)
 

@@ -511,6 +511,51 @@ async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> N
     assert "4 files" in run.stderr
 
 
+def forge(records: list[dict[str, Any]], outside: Path) -> dict[int, dict[str, Any]]:
+    """1: untouched. 2: names a copy outside the folder (same bytes). 3: deleted since.
+    4: a sha256 that is not the file's. 5: the file swapped for a link to a copy."""
+    by_id = {record["export_id"]: record for record in records}
+    for n in (2, 5):
+        (outside / f"copy-{n}").write_bytes(Path(by_id[n]["file"]["path"]).read_bytes())
+    by_id[2]["file"]["path"] = str(outside / "copy-2")
+    Path(by_id[3]["file"]["path"]).unlink()
+    by_id[4]["file"]["sha256"] = "0" * 64
+    five = Path(by_id[5]["file"]["path"])
+    five.unlink()
+    five.symlink_to(outside / "copy-5")
+    return by_id
+
+
+def in_folder_and_true(file: dict[str, Any], folder: Path) -> bool:
+    path = Path(file["path"])
+    inside = folder.resolve() in path.resolve().parents and not path.is_symlink()
+    return inside and sha256_of(str(path)) == file["sha256"]
+
+
+async def test_resume_with_download_takes_a_done_record_only_for_its_file_in_place(
+    tmp_path: Path,
+) -> None:
+    folder, outside = tmp_path / "files", tmp_path / "outside"
+    outside.mkdir()
+    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
+        for _ in range(5):
+            fake.add_export(0.0, export_type="local")
+        ids = ["1", "2", "3", "4", "5"]
+        common = ["--download", str(folder), "--endpoint", fake.base_url, *FAST]
+        first = await run_cli("wait", *ids, *common)
+        assert first.code == 0, first.stderr
+        records = forge(first.records, outside)
+        earlier = write_lines(tmp_path / "earlier.jsonl", *records.values())
+        fake.stats.reset()
+        second = await run_cli("wait", "--resume", str(earlier), *common)
+        polled = set(fake.stats.polls_by_export)
+    assert second.code == 0, second.stderr
+    assert polled == {2, 3, 4, 5}  # only the genuine record was taken as it was
+    assert second.records[0] == records[1]
+    for record in second.records:
+        assert in_folder_and_true(record["file"], folder)
+
+
 async def test_download_with_extract_unpacks_zip_files(tmp_path: Path) -> None:
     async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
         zips = []
