@@ -465,6 +465,34 @@ async def test_an_interrupted_wait_resumed_from_its_output_waits_only_for_what_w
     assert asked == {2}
 
 
+async def test_a_signal_while_earlier_records_print_still_gives_every_id_one_line(
+    fake: SimulatedQianfan, tmp_path: Path
+) -> None:
+    # Earlier records are printed as fast as stdout takes them; nobody reads stdout here,
+    # so SIGTERM lands while they print. Every id still gets exactly one line.
+    count = 20_000
+    earlier = tmp_path / "earlier.jsonl"
+    lines = [record_line(n, "done" if n != 7 else "pending") for n in range(1, count + 1)]
+    earlier.write_text("".join(lines), encoding="utf-8")
+    process = await start_cli(
+        "wait", "--resume", str(earlier), "--order", "completion", "--endpoint", fake.base_url
+    )
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 20)  # printing has begun
+    await asyncio.sleep(0.3)  # the pipe stays full: the rest cannot be printed yet
+    process.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(process.communicate(), 20)
+    records = [json.loads(line) for line in (first + out).splitlines()]
+    assert process.returncode == 143
+    assert sorted(r["export_id"] for r in records) == list(range(1, count + 1))
+    assert fake.stats.total_requests == 0  # the signal came before export 7 was asked
+    assert all((r["outcome"] == "pending") == (r["export_id"] == 7) for r in records)
+
+
+def record_line(export_id: int, outcome: str) -> str:
+    return json.dumps({"export_id": export_id, "outcome": outcome, "pad": "p" * 200}) + "\n"
+
+
 async def test_resume_from_a_file_with_a_bad_line_exits_64_naming_it(
     fake: SimulatedQianfan, tmp_path: Path
 ) -> None:

@@ -83,6 +83,11 @@ class _Run:
         for line in self.printer.add(export_id, json_line(record)):
             self.console.lines.write(line)
 
+    def emit_later(self, export_id: ExportId) -> None:
+        """As ``emit``, for a line the printer makes when it is written."""
+        for line in self.printer.add_later(export_id):
+            self.console.lines.write(line)
+
     async def keep_up(self) -> None:
         """Wait while stdout lags far behind (only when it does)."""
         lines = self.console.lines
@@ -176,7 +181,8 @@ async def run_wait(
     On SIGINT/SIGTERM (through ``interrupt``) polling stops at once and every id
     without a line gets a ``pending`` one with its last known state.
     """
-    run = _Run(console, interrupt, lambda: printer_for(plan.order, plan.ids), len(plan.ids))
+    render = _earlier_line(plan)
+    run = _Run(console, interrupt, lambda: printer_for(plan.order, plan.ids, render), len(plan.ids))
     async with contextlib.AsyncExitStack() as resources:
         stage: DownloadStage | None = None
         if downloader is not None:
@@ -202,11 +208,7 @@ async def _wait(
     stream = None
     try:
         try:
-            try:
-                to_wait = await _take_earlier(run, plan, resumed)
-            finally:
-                if interrupt.code is None:
-                    _close_earlier(plan)
+            to_wait = await _take_earlier(run, plan, resumed)
             stream = waiter.as_completed(to_wait)
             async with stream:
                 async for outcome in stream:
@@ -294,11 +296,25 @@ async def _take_earlier(run: _Run, plan: WaitPlan, resumed: _Resumed) -> Sequenc
         tally.count(OutcomeKind(record["outcome"]))
         if isinstance(record.get("file"), dict):
             tally.files += 1
-        run.emit(export_id, record)
+        run.emit_later(export_id)  # read again when printed: the printer may hold it
         resumed.next = index + 1
         await run.keep_up()
     resumed.next = len(plan.ids)
     return resumed.to_wait
+
+
+def _earlier_line(plan: WaitPlan) -> Callable[[ExportId], str]:
+    """The line of an earlier run's final record, read again from its file."""
+    final = plan.earlier.final if plan.earlier is not None else {}
+
+    def render(export_id: ExportId) -> str:
+        record = final.get(export_id)
+        if record is None:  # the file changed while this run printed it
+            logger.warning("--resume: the record of export %r changed while printing", export_id)
+            record = outcome_record(export_id, "pending", None, None, 0, 0.0)
+        return json_line(record)
+
+    return render
 
 
 def _close_earlier(plan: WaitPlan) -> None:
