@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .ratelimit import (
         AdaptiveRateLimiter,
         AsyncRateLimiter,
+        CappedRateLimiter,
         FixedRateLimiter,
         RateLimiter,
         Reservation,
@@ -71,6 +72,7 @@ __all__ = [
     "ApiError",
     "AsyncRateLimiter",
     "AuthError",
+    "CappedRateLimiter",
     "ChecksumError",
     "ClientClosedError",
     "Clock",
@@ -166,6 +168,7 @@ _HOMES: dict[str, str] = {
     "ExportStatus": "models",
     "AdaptiveRateLimiter": "ratelimit",
     "AsyncRateLimiter": "ratelimit",
+    "CappedRateLimiter": "ratelimit",
     "FixedRateLimiter": "ratelimit",
     "RateLimiter": "ratelimit",
     "Reservation": "ratelimit",

@@ -39,10 +39,11 @@ from .console import (
     run_status,
     run_wait,
 )
+from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
 from .errors import ConfigurationError
-from .redis_limit import REDIS_URL_ENV, limiter_from_url
+from .redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
 from .simulator import SIMULATOR_CREDENTIALS
 from .waiting import (
     DEFAULT_MAX_DELAY,
@@ -186,7 +187,8 @@ def _polling_options(group: argparse._ArgumentGroup) -> None:
         type=_number("--qps", unit="requests per second"),
         default=None,
         metavar="Q",
-        help="never send more than Q requests per second (default: adapt to the server)",
+        help="never send more than Q requests per second, and fewer while the server "
+        "throttles (default: adapt to the server)",
     )
     group.add_argument(
         "--max-unavailable",
@@ -514,9 +516,10 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
         not downloading
     ):
         raise UsageError("--extract and --download-concurrency need --download DIR")
+    folder = _download_folder(args.download) if downloading else None
     earlier = None
     if args.resume is not None:
-        earlier = read_earlier_run(args.resume, downloading=downloading)
+        earlier = read_earlier_run(args.resume, downloading=downloading, download_folder=folder)
         if not ids:
             ids = earlier.ids
     if not ids:
@@ -538,7 +541,6 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
     )
     options = _client_options(args, credentials)
     context = _ssl_context(args.ca_bundle)
-    folder = _download_folder(args.download) if downloading else None
     if folder is not None:  # checks the storage endpoint ($QIANFAN_BOS_ENDPOINT) now
         Downloader(folder, allow_insecure_http=args.insecure_http)
 
@@ -561,7 +563,15 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                     )
 
             async with contextlib.AsyncExitStack() as stack:
-                limiter = None if fleet is None else await stack.enter_async_context(fleet)
+                limiter = None
+                if fleet is not None:
+                    try:
+                        limiter = await stack.enter_async_context(fleet)
+                    except FleetStartError as exc:  # before any request: a wrong URL
+                        logger.error("%s", exc)
+                        if isinstance(exc, FleetAuthError):
+                            return ExitCode.NOPERM
+                        return ExitCode.UNAVAILABLE
                 waiter = ExportWaiter(
                     client,
                     policy=policy,
@@ -675,6 +685,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         summary=not quiet,
     )
     _configure_logging(args, console)
+    if args.verb in ("status", "wait"):
+        problem = unwritable(sys.stdout)
+        if problem is not None:  # the JSON lines would be lost: say so before any request
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                print(f"{_PROG}: error: stdout is not writable: {problem}", file=sys.stderr)
+            return ExitCode.IOERR
     try:
         job = _PREPARE[args.verb](args, console, sys.stdin)
         try:

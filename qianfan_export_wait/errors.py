@@ -331,6 +331,10 @@ class WaiterClosedError(QianfanError, RuntimeError):
     """The waiter was closed while this call was still waiting, or is used after closing."""
 
 
+class ClientClosedError(QianfanError):
+    """Used after aclose()."""
+
+
 class DownloadError(QianfanError):
     """A Done export's file could not be fetched, verified or unpacked.
 

@@ -3,6 +3,8 @@ the time in and sleeps for the delay it gets back.
 
 * :class:`FixedRateLimiter` spaces requests ``1/qps`` apart, so no one-second window ever
   holds more than ``qps`` of them.
+* :class:`CappedRateLimiter` is what ``qps=Q`` means: never more than ``Q`` in any
+  one-second window, and below ``Q`` by the adaptive rules while the server throttles.
 * :class:`AdaptiveRateLimiter` finds the account's limit by itself: it starts low, grows
   exponentially while the limiter is the bottleneck and requests succeed (slow start),
   and on a throttle answer estimates the limit from the rate that was accepted, cuts back
@@ -13,11 +15,13 @@ the time in and sleeps for the delay it gets back.
 from __future__ import annotations
 
 import collections
+import math
 from typing import NamedTuple, Protocol
 
 __all__ = [
     "AdaptiveRateLimiter",
     "AsyncRateLimiter",
+    "CappedRateLimiter",
     "FixedRateLimiter",
     "RateLimiter",
     "Reservation",
@@ -171,7 +175,8 @@ class AdaptiveRateLimiter:
             slot = self._next_at
         else:
             slot = now
-        self._next_at = slot + 1.0 / self._rate
+        # A hair over 1/rate, as FixedRateLimiter spaces its slots (see there).
+        self._next_at = slot + (1.0 + 1e-9) / self._rate
         self._ticket += 1
         delay = slot - now
         return Reservation(0.0 if delay < self._early_tolerance else delay, self._ticket)
@@ -245,3 +250,24 @@ class AdaptiveRateLimiter:
         self._last_cut_at = now
         self._next_at = max(self._next_at, now + 1.0 / self._rate)
         self.cuts += 1
+
+
+class CappedRateLimiter(AdaptiveRateLimiter):
+    """At most ``qps`` requests in any one-second window, and fewer while the server
+    throttles: starts at ``qps``; on a throttle cuts back and finds the share left to it
+    by :class:`AdaptiveRateLimiter`'s rules, then climbs back to ``qps`` when throttles stop.
+
+    ``knobs`` are ``AdaptiveRateLimiter``'s (``min_rate``, ``decrease_factor``, ...);
+    the cap is ``qps`` whatever they say. No slot is given early (``early_tolerance`` is
+    0), so the cap holds for the times the sends are made, not only the slots booked.
+    """
+
+    def __init__(self, qps: float, **knobs: float) -> None:
+        if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not 0 < qps < math.inf:
+            raise ValueError(f"qps must be a finite number > 0, got {qps!r}")
+        for name in ("initial_rate", "max_rate", "early_tolerance"):
+            if name in knobs:
+                raise TypeError(f"CappedRateLimiter sets {name} itself (from qps)")
+        knobs.setdefault("min_rate", min(1.0, float(qps)))
+        super().__init__(initial_rate=float(qps), max_rate=float(qps), early_tolerance=0.0, **knobs)
+        self.qps = float(qps)

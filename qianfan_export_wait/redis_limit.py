@@ -12,7 +12,10 @@ throttle, probing) among all replicas. Successes ride along with the next reserv
 throttles, heartbeats and the replica's goodbye are sent by tasks the limiter owns and
 stops in :meth:`RedisRateLimiter.aclose`.
 
-When Redis does not answer within ``timeout`` the limiter falls back to a local limiter at
+Joining the fleet (``async with``, or the first reservation) must reach Redis: a URL whose
+Redis does not answer raises :class:`FleetUnreachableError`, one that refuses the URL's
+credentials :class:`FleetAuthError`, so a typo never leaves a replica silently alone.
+When Redis stops answering later, within ``timeout``, the limiter falls back to a local limiter at
 its share of the last shared rate (that rate over the live replicas, from heartbeats),
 warns once on the ``qianfan_export_wait`` logger, and goes back to the shared limit when a
 heartbeat gets through again. Importing this module does not import ``redis``.
@@ -40,7 +43,7 @@ from ._fleet import (
     fixed_interval_us,
     fleet_key,
 )
-from .errors import ConfigurationError
+from .errors import ClientClosedError, ConfigurationError, QianfanError
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter, Reservation
 
 if TYPE_CHECKING:
@@ -49,6 +52,9 @@ if TYPE_CHECKING:
 __all__ = [
     "REDIS_URL_ENV",
     "AdaptiveParams",
+    "FleetAuthError",
+    "FleetStartError",
+    "FleetUnreachableError",
     "RedisRateLimiter",
     "fleet_key",
     "fleet_limiter",
@@ -61,6 +67,19 @@ INSTALL_HINT = "pip install 'qianfan-export-wait[redis]'"
 logger = logging.getLogger("qianfan_export_wait")
 _T = TypeVar("_T")
 _SCHEMES = ("redis", "rediss", "unix")
+
+
+class FleetStartError(QianfanError):
+    """The fleet limiter could not join its fleet on Redis when it started."""
+
+
+class FleetUnreachableError(FleetStartError):
+    """Redis did not answer at start (a wrong host or port, or Redis is down)."""
+
+
+class FleetAuthError(FleetStartError):
+    """Redis refused the URL's credentials at start (a wrong password or user, or no
+    permission for the limiter's commands)."""
 
 
 def mask_url(url: str) -> str:
@@ -140,7 +159,7 @@ class RedisRateLimiter:
         name: str = "redis",
         secrets_to_hide: Sequence[str] = (),
     ) -> None:
-        from redis.exceptions import RedisError
+        from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
 
         if qps is not None and (
             isinstance(qps, bool) or not isinstance(qps, (int, float)) or not 0 < qps < math.inf
@@ -170,6 +189,7 @@ class RedisRateLimiter:
             OSError,
             asyncio.TimeoutError,
         )
+        self._refused: tuple[type[BaseException], ...] = (AuthenticationError, NoPermissionError)
         self._timeout = timeout
         self._heartbeat_interval = heartbeat_interval
         self._replica_ttl = replica_ttl
@@ -192,6 +212,7 @@ class RedisRateLimiter:
         self._returning_until = -math.inf
         self._last_slot: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._joined = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -226,7 +247,13 @@ class RedisRateLimiter:
         return self._fallback is None
 
     async def areserve(self, now: float) -> Reservation:
-        """Book the fleet's next slot: one script call on Redis, or the local fallback."""
+        """Book the fleet's next slot: one script call on Redis, or the local fallback.
+        The first one joins the fleet if ``async with`` has not (see :meth:`__aenter__`);
+        after :meth:`aclose` it raises ``ClientClosedError``."""
+        if self._closed:
+            raise ClientClosedError(f"this RedisRateLimiter ({self._name}) is closed")
+        if not self._joined:
+            await self._join()
         self._start()
         fallback = self._fallback
         if fallback is None:
@@ -343,14 +370,33 @@ class RedisRateLimiter:
         if self.qps is None:
             self._hint = Hint(float(reply[2]), float(reply[3]) if reply[3] else None, hint.seq)
 
+    async def _join(self) -> None:
+        """The first heartbeat, which must get through: at start, a Redis that cannot be
+        reached or refuses the credentials is a mistake to report, not an outage."""
+        try:
+            await self._heartbeat_call()
+        except self._refused as exc:
+            raise FleetAuthError(
+                f"fleet rate limit: Redis at {self._name} refused the credentials "
+                f"({self._describe(exc)}); check the URL's user and password"
+            ) from None
+        except self._errors as exc:
+            raise FleetUnreachableError(
+                f"fleet rate limit: Redis at {self._name} cannot be reached "
+                f"({self._describe(exc)}); check the URL's host and port"
+            ) from None
+        self._joined = True
+
     async def _heartbeat(self) -> None:
         try:
-            reply = await self._call(
-                ["heartbeat", "", self._state_ttl_ms, self._member, self._replica_ttl_us]
-            )
+            await self._heartbeat_call()
         except self._errors as exc:
             self._enter_fallback(exc)
-            return
+
+    async def _heartbeat_call(self) -> None:
+        reply = await self._call(
+            ["heartbeat", "", self._state_ttl_ms, self._member, self._replica_ttl_us]
+        )
         self._saw_replicas(reply[0])
         if self.qps is None and reply[1]:
             hint = self._hint
@@ -449,10 +495,18 @@ class RedisRateLimiter:
                 self._enter_fallback(exc)
 
     async def __aenter__(self) -> RedisRateLimiter:
-        """Join the fleet (one heartbeat, bounded by ``timeout``) and start the tasks."""
+        """Join the fleet (one heartbeat, bounded by ``timeout``) and start the tasks.
+
+        Raises ``FleetUnreachableError`` when Redis does not answer and
+        ``FleetAuthError`` when it refuses the credentials (the client it made is closed
+        first); ``ClientClosedError`` after :meth:`aclose`."""
         if self._closed:
-            raise RuntimeError("this RedisRateLimiter is closed")
-        await self._heartbeat()
+            raise ClientClosedError(f"this RedisRateLimiter ({self._name}) is closed")
+        try:
+            await self._join()
+        except FleetStartError:
+            await self.aclose()
+            raise
         self._start()
         return self
 

@@ -37,12 +37,14 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One ``redis-server`` process; ``url`` stays the same across restarts."""
+    """One ``redis-server`` process; ``url`` stays the same across restarts. With a
+    ``password`` it requires one (``requirepass``); ``url`` holds none."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, *, password: str | None = None) -> None:
         self.binary = binary
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -60,6 +62,7 @@ class RedisServer:
                 "no",
                 "--daemonize",
                 "no",
+                *(["--requirepass", self.password] if self.password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -71,7 +74,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    if conn.recv(16).startswith((b"+PONG", b"-NOAUTH")):
                         return
             except OSError:
                 pass

@@ -375,6 +375,33 @@ async def test_a_stdout_that_cannot_be_written_exits_74_naming_the_error(
     assert "Traceback" not in err.decode()
 
 
+@pytest.mark.parametrize("verb", ["wait", "status"])
+@pytest.mark.parametrize("how", ["closed", "read-only"])
+async def test_a_stdout_not_writable_at_start_exits_74_before_any_request(
+    fake: SimulatedQianfan, tmp_path: Path, verb: str, how: str
+) -> None:
+    fake.add_export(0.0)
+    command = [*CLI, verb, "1", "--endpoint", fake.base_url, *(FAST if verb == "wait" else ())]
+    if how == "closed":  # `>&-`: the process starts with no fd 1 at all
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", '"$@" >&-', "sh", *command,
+            stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+        )  # fmt: skip
+    else:  # fd 1 open for reading only: every write fails with EBADF
+        (tmp_path / "out").write_bytes(b"")
+        read_only = os.open(tmp_path / "out", os.O_RDONLY)
+        try:
+            process = await start_cli(*command[len(CLI) :], stdout=read_only)
+        finally:
+            os.close(read_only)
+    _, err = await asyncio.wait_for(process.communicate(), 20)
+    text = err.decode()
+    assert process.returncode == 74, text
+    assert "stdout" in text and "not writable" in text
+    assert "Traceback" not in text
+    assert fake.stats.total_requests == 0
+
+
 # --- --resume -------------------------------------------------------------------------------
 
 
@@ -438,6 +465,34 @@ async def test_an_interrupted_wait_resumed_from_its_output_waits_only_for_what_w
     assert asked == {2}
 
 
+async def test_a_signal_while_earlier_records_print_still_gives_every_id_one_line(
+    fake: SimulatedQianfan, tmp_path: Path
+) -> None:
+    # Earlier records are printed as fast as stdout takes them; nobody reads stdout here,
+    # so SIGTERM lands while they print. Every id still gets exactly one line.
+    count = 20_000
+    earlier = tmp_path / "earlier.jsonl"
+    lines = [record_line(n, "done" if n != 7 else "pending") for n in range(1, count + 1)]
+    earlier.write_text("".join(lines), encoding="utf-8")
+    process = await start_cli(
+        "wait", "--resume", str(earlier), "--order", "completion", "--endpoint", fake.base_url
+    )
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 20)  # printing has begun
+    await asyncio.sleep(0.3)  # the pipe stays full: the rest cannot be printed yet
+    process.send_signal(signal.SIGTERM)
+    out, _ = await asyncio.wait_for(process.communicate(), 20)
+    records = [json.loads(line) for line in (first + out).splitlines()]
+    assert process.returncode == 143
+    assert sorted(r["export_id"] for r in records) == list(range(1, count + 1))
+    assert fake.stats.total_requests == 0  # the signal came before export 7 was asked
+    assert all((r["outcome"] == "pending") == (r["export_id"] == 7) for r in records)
+
+
+def record_line(export_id: int, outcome: str) -> str:
+    return json.dumps({"export_id": export_id, "outcome": outcome, "pad": "p" * 200}) + "\n"
+
+
 async def test_resume_from_a_file_with_a_bad_line_exits_64_naming_it(
     fake: SimulatedQianfan, tmp_path: Path
 ) -> None:
@@ -482,6 +537,51 @@ async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> N
             digests[record["export_id"]].sha256_hex,
         )
     assert "4 files" in run.stderr
+
+
+def forge(records: list[dict[str, Any]], outside: Path) -> dict[int, dict[str, Any]]:
+    """1: untouched. 2: names a copy outside the folder (same bytes). 3: deleted since.
+    4: a sha256 that is not the file's. 5: the file swapped for a link to a copy."""
+    by_id = {record["export_id"]: record for record in records}
+    for n in (2, 5):
+        (outside / f"copy-{n}").write_bytes(Path(by_id[n]["file"]["path"]).read_bytes())
+    by_id[2]["file"]["path"] = str(outside / "copy-2")
+    Path(by_id[3]["file"]["path"]).unlink()
+    by_id[4]["file"]["sha256"] = "0" * 64
+    five = Path(by_id[5]["file"]["path"])
+    five.unlink()
+    five.symlink_to(outside / "copy-5")
+    return by_id
+
+
+def in_folder_and_true(file: dict[str, Any], folder: Path) -> bool:
+    path = Path(file["path"])
+    inside = folder.resolve() in path.resolve().parents and not path.is_symlink()
+    return inside and sha256_of(str(path)) == file["sha256"]
+
+
+async def test_resume_with_download_takes_a_done_record_only_for_its_file_in_place(
+    tmp_path: Path,
+) -> None:
+    folder, outside = tmp_path / "files", tmp_path / "outside"
+    outside.mkdir()
+    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
+        for _ in range(5):
+            fake.add_export(0.0, export_type="local")
+        ids = ["1", "2", "3", "4", "5"]
+        common = ["--download", str(folder), "--endpoint", fake.base_url, *FAST]
+        first = await run_cli("wait", *ids, *common)
+        assert first.code == 0, first.stderr
+        records = forge(first.records, outside)
+        earlier = write_lines(tmp_path / "earlier.jsonl", *records.values())
+        fake.stats.reset()
+        second = await run_cli("wait", "--resume", str(earlier), *common)
+        polled = set(fake.stats.polls_by_export)
+    assert second.code == 0, second.stderr
+    assert polled == {2, 3, 4, 5}  # only the genuine record was taken as it was
+    assert second.records[0] == records[1]
+    for record in second.records:
+        assert in_folder_and_true(record["file"], folder)
 
 
 async def test_download_with_extract_unpacks_zip_files(tmp_path: Path) -> None:

@@ -68,3 +68,21 @@ def test_printer_for_picks_by_order_name() -> None:
     assert isinstance(printer_for("completion", [1]), CompletionPrinter)
     with pytest.raises(ValueError, match="order"):
         printer_for("random", [1])
+
+
+def test_a_line_added_later_is_made_only_when_its_turn_comes() -> None:
+    made: list[object] = []
+
+    def render(export_id: object) -> str:
+        made.append(export_id)
+        return f"line {export_id}"
+
+    printer = OrderedPrinter([1, 2, 3, 4], render)
+    assert printer.add_later(2) == []
+    assert printer.add_later(4) == []
+    assert made == []  # held as a place, not as text
+    assert printer.add(1, "one") == ["one", "line 2"]
+    assert made == [2]
+    assert list(printer.remaining([(3, "three")])) == ["three", "line 4"]
+    assert made == [2, 4]
+    assert CompletionPrinter(render).add_later(9) == ["line 9"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest_asyncio
 from hardening_support import ACCESS_KEY, CLI, SECRET_KEY, cli_env, run_cli, unused_port
-from redis_support import RedisServer
+from redis_support import RedisServer, require_redis_server
 from test_ratelimit import max_in_any_second
 
 from qianfan_export_wait import Credentials
@@ -125,25 +125,50 @@ async def test_the_environment_variable_gives_the_redis_url(
     fake: SimulatedQianfan,
 ) -> None:
     ids = add_exports(fake, 3, spread=0.5)
-    url = f"redis://:{PASSWORD}@127.0.0.1:{unused_port()}/0"
+    port = unused_port()
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     run = await run_cli(
         *wait_args(fake, ids, "--qps", "5"), env=cli_env(QIANFAN_EXPORT_WAIT_REDIS_URL=url)
     )
-    assert run.code == 0
-    assert "did not answer" in run.stderr  # it tried the URL from the environment...
+    assert run.code == 69
+    assert f"127.0.0.1:{port}" in run.stderr  # it tried the URL from the environment...
     assert PASSWORD not in run.stderr + run.stdout  # ...and never showed its password
 
 
-async def test_an_unreachable_redis_warns_once_and_the_wait_still_finishes(
+async def test_an_unreachable_redis_at_start_exits_69_naming_the_host_before_any_request(
     fake: SimulatedQianfan,
 ) -> None:
     ids = add_exports(fake, 20, spread=1.0)
-    url = f"redis://:{PASSWORD}@127.0.0.1:{unused_port()}/0"
-    run = await run_cli(*wait_args(fake, ids, "--redis-url", url))
-    assert run.code == 0
-    assert len(run.records) == 20
-    assert run.stderr.count("did not answer") == 1
-    assert PASSWORD not in run.stderr
+    port = unused_port()
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    # A bound for a loaded machine, not a measurement: it used to run the whole wait.
+    run = await run_cli(*wait_args(fake, ids, "--redis-url", url), timeout=20)
+    assert run.code == 69
+    assert f"127.0.0.1:{port}" in run.stderr and "cannot be reached" in run.stderr
+    assert PASSWORD not in run.stderr + run.stdout
+    assert run.stdout == ""
+    assert fake.stats.total_requests == 0  # no replica silently alone
+
+
+async def test_a_wrong_redis_password_exits_77_and_never_shows_a_password(
+    fake: SimulatedQianfan,
+) -> None:
+    server = RedisServer(require_redis_server(), password=PASSWORD)
+    server.start()
+    try:
+        ids = add_exports(fake, 3, spread=0.5)
+        wrong = f"redis://:wrong-{PASSWORD[::-1]}@127.0.0.1:{server.port}/0"
+        run = await run_cli(*wait_args(fake, ids, "--redis-url", wrong), timeout=20)
+        assert run.code == 77
+        assert f"127.0.0.1:{server.port}" in run.stderr and "credentials" in run.stderr
+        assert PASSWORD[::-1] not in run.stderr + run.stdout
+        assert fake.stats.total_requests == 0
+        right = f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"
+        run = await run_cli(*wait_args(fake, ids, "--redis-url", right))
+        assert run.code == 0 and len(run.records) == 3
+        assert PASSWORD not in run.stderr + run.stdout
+    finally:
+        server.stop()
 
 
 async def test_a_redis_url_of_another_scheme_is_a_usage_error_that_hides_its_password(

@@ -9,16 +9,22 @@ import logging
 import random
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
+from hardening_support import unused_port
 from redis.asyncio import Redis
-from redis_support import RedisServer
+from redis_support import RedisServer, require_redis_server
 
 from qianfan_export_wait._fleet import FLEET_SCRIPT, AdaptiveParams, FleetModel, Hint
-from qianfan_export_wait.errors import ConfigurationError
-from qianfan_export_wait.redis_limit import RedisRateLimiter, limiter_from_url
+from qianfan_export_wait.errors import ClientClosedError, ConfigurationError
+from qianfan_export_wait.redis_limit import (
+    FleetAuthError,
+    FleetUnreachableError,
+    RedisRateLimiter,
+    limiter_from_url,
+)
 
 EPOCH = 1.7e15
 PASSWORD = "fleet-pa55-do-not-leak"
@@ -297,19 +303,93 @@ async def test_throttles_during_a_fallback_slow_the_local_limiter(
 
 
 async def test_credentials_in_the_url_never_reach_logs_errors_or_repr(
-    caplog: pytest.LogCaptureFixture,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="qianfan_export_wait")
-    url = f"redis://fleet-user:{PASSWORD}@127.0.0.1:1/0"
-    async with limiter_from_url(url, key="k", qps=5, timeout=0.2) as replica:
-        await replica.areserve(0.0)
-        shown = repr(replica)
+    url = f"redis://fleet-user:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
+    replica = limiter_from_url(url, key="k", qps=5, timeout=0.2)
+    shown = repr(replica)
+    with pytest.raises(FleetAuthError) as refused:
+        await replica.__aenter__()
     assert PASSWORD not in shown and "fleet-user" not in shown
-    assert "did not answer" in caplog.text
+    assert PASSWORD not in str(refused.value) and "fleet-user" not in str(refused.value)
     assert PASSWORD not in caplog.text
     with pytest.raises(ConfigurationError) as error:
         limiter_from_url(f"http://:{PASSWORD}@127.0.0.1/0", key="k")
     assert PASSWORD not in str(error.value)
+
+
+# --- fail fast at start; closed means closed ---------------------------------------------------
+
+
+async def test_an_unreachable_redis_at_start_is_an_error_naming_the_host_not_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = unused_port()
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    with pytest.raises(FleetUnreachableError) as entered:
+        async with limiter_from_url(url, key="k", qps=5, timeout=0.2):
+            pass
+    assert f"127.0.0.1:{port}" in str(entered.value)
+    assert PASSWORD not in str(entered.value) and PASSWORD not in caplog.text
+    # Used without ``async with``, the first reservation joins the fleet, and fails the same.
+    replica = limiter_from_url(url, key="k", timeout=0.2)
+    try:
+        with pytest.raises(FleetUnreachableError, match=f"127.0.0.1:{port}"):
+            await replica.areserve(0.0)
+        assert replica.fallbacks == 0  # no silent fallback at start
+    finally:
+        await replica.aclose()
+
+
+@pytest.fixture
+def password_redis() -> Iterator[RedisServer]:
+    server = RedisServer(require_redis_server(), password=PASSWORD)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def with_password(server: RedisServer, password: str | None) -> str:
+    auth = "" if password is None else f":{password}@"
+    return f"redis://{auth}127.0.0.1:{server.port}/0"
+
+
+@pytest.mark.parametrize("password", ["not-the-" + PASSWORD, None])
+async def test_a_wrong_or_missing_redis_password_at_start_is_an_auth_error(
+    password_redis: RedisServer, password: str | None
+) -> None:
+    url = with_password(password_redis, password)
+    with pytest.raises(FleetAuthError, match=f"127.0.0.1:{password_redis.port}") as refused:
+        async with limiter_from_url(url, key="k", qps=5):
+            pass
+    assert PASSWORD not in str(refused.value)
+    async with limiter_from_url(with_password(password_redis, PASSWORD), key="k") as replica:
+        assert replica.shared  # the right password joins the fleet
+        await replica.areserve(0.0)
+        assert replica.fallbacks == 0
+
+
+async def test_a_redis_going_away_mid_run_still_falls_back(redis_server: RedisServer) -> None:
+    async with limiter(redis_server, qps=10) as replica:
+        redis_server.stop()
+        reservation = await replica.areserve(0.0)
+    assert reservation.ticket < 0 and replica.fallbacks == 1
+
+
+async def test_a_closed_limiter_refuses_to_be_used(redis_server: RedisServer) -> None:
+    replica = limiter(redis_server, qps=10)
+    async with replica:
+        await replica.areserve(0.0)
+    with pytest.raises(ClientClosedError, match="closed"):
+        await replica.areserve(0.0)
+    with pytest.raises(ClientClosedError, match="closed"):
+        await replica.__aenter__()
+    assert replica._tasks == []  # and nothing was started again
+    replica.on_success(1.0, 1)  # an answer that lands after the close is ignored
+    replica.on_throttle(1.0, 2)
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", ""])

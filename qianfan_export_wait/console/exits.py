@@ -28,9 +28,10 @@ exit codes:
   1    some export Fail or error, or a download failed; none timed out
   2    some export timed out
   64   bad usage: an id, an option, a file or a credential (nothing was sent)
-  69   gave up: the service stayed unavailable for --max-unavailable seconds
+  69   gave up: the service stayed unavailable for --max-unavailable seconds;
+       or --redis-url's Redis cannot be reached at start
   74   stdout could not be written (e.g. the disk is full)
-  77   authentication or TLS failure
+  77   authentication or TLS failure; or --redis-url's Redis refuses its password
   130  interrupted by SIGINT (Ctrl-C): every id still gets its line
   141  stdout was closed by its reader (e.g. piped into head): the run ends quietly
   143  interrupted by SIGTERM: every id still gets its line"""

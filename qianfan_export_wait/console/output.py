@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import math
 import os
@@ -19,13 +20,32 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["LineWriter"]
+__all__ = ["LineWriter", "unwritable"]
 
 _BATCH_LINES = 512
 
 AroundWrite = Callable[[Callable[[], None]], None]
 """Runs a write (in the writer's thread), e.g. clearing and redrawing a progress bar
 around it."""
+
+
+def unwritable(stream: TextIO | None) -> str | None:
+    """Why ``stream`` cannot take a line at all (closed at start, ``>&-``; a descriptor
+    open for reading only), or ``None`` when it looks writable. A disk that is full shows
+    only on the write itself."""
+    if stream is None:  # Python's stdout when the process started without a file 1
+        return "it is closed"
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError):  # not a real file (a test's StringIO): writable
+        return None
+    try:
+        mode = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+    except OSError as exc:
+        return f"it is closed ({os.strerror(exc.errno or 0)})"
+    if mode & os.O_ACCMODE == os.O_RDONLY:
+        return "it is open for reading only"
+    return None
 
 
 class LineWriter:

@@ -8,7 +8,7 @@ import bisect
 import itertools
 import operator
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, cast
 
 from ..models import ExportId
@@ -19,11 +19,23 @@ ORDERS = ("input", "completion")
 """The values of ``--order``."""
 
 
+Render = Callable[[ExportId], str]
+"""Makes an export's line when its turn comes (for lines known early but costly to hold,
+such as an earlier run's records)."""
+
+
+def _no_render(export_id: ExportId) -> str:
+    raise LookupError(f"no line for export {export_id!r} to render")
+
+
 class Printer(Protocol):
     """Decides when each export's line is written."""
 
     def add(self, export_id: ExportId, line: str) -> list[str]:
         """Take one export's line; return the lines to write now, in order."""
+
+    def add_later(self, export_id: ExportId) -> list[str]:
+        """As ``add``, for a line the printer's ``render`` makes when it is written."""
 
     def remaining(self, pending: Iterable[tuple[ExportId, str]]) -> Iterator[str]:
         """Every line not written yet, with ``pending``'s lines (for the exports that
@@ -33,9 +45,16 @@ class Printer(Protocol):
 class CompletionPrinter:
     """Each line as soon as it comes."""
 
+    def __init__(self, render: Render = _no_render) -> None:
+        self._render = render
+
     def add(self, export_id: ExportId, line: str) -> list[str]:
         """``[line]``: nothing waits."""
         return [line]
+
+    def add_later(self, export_id: ExportId) -> list[str]:
+        """The line, made now."""
+        return [self._render(export_id)]
 
     def remaining(self, pending: Iterable[tuple[ExportId, str]]) -> Iterator[str]:
         """The pending exports' lines."""
@@ -45,7 +64,7 @@ class CompletionPrinter:
 class OrderedPrinter:
     """Lines in the caller's order, each as soon as every earlier one is known."""
 
-    def __init__(self, ids: Sequence[ExportId]) -> None:
+    def __init__(self, ids: Sequence[ExportId], render: Render = _no_render) -> None:
         # An id's place, found by bisection in sorted arrays: 8-16 bytes an id where a
         # dict costs about 90 (a million ids: 16 MB against 90). int and str ids are kept
         # apart (they never compare equal, and bools are refused). The usual --ids-file
@@ -71,6 +90,10 @@ class OrderedPrinter:
             self._str_slots = array("q", order)
         self._lines: list[str | None] = [None] * len(ids)
         self._next = 0
+        # A line held for ``render`` is the empty string (never a real line): a pointer
+        # an id, not the line's text, so an earlier run's million records are not held.
+        self._ids = ids
+        self._render = render
 
     def _index_ints(self, ids: Sequence[int], places: Sequence[int]) -> None:
         order = sorted(places, key=ids.__getitem__)
@@ -92,10 +115,14 @@ class OrderedPrinter:
             line_now = lines[self._next]
             if line_now is None:
                 break
-            ready.append(line_now)
+            ready.append(line_now or self._render(self._ids[self._next]))
             lines[self._next] = None
             self._next += 1
         return ready
+
+    def add_later(self, export_id: ExportId) -> list[str]:
+        """Keep a place for a line ``render`` makes when its turn comes."""
+        return self.add(export_id, "")
 
     def remaining(self, pending: Iterable[tuple[ExportId, str]]) -> Iterator[str]:
         """The lines still held, merged in order with ``pending``'s, which must cover
@@ -108,7 +135,7 @@ class OrderedPrinter:
             self._next += 1
             if held is not None:
                 lines[index] = None
-                yield held
+                yield held or self._render(self._ids[index])
                 continue
             export_id, line = next(pending_lines, (None, ""))
             if export_id is None or self._slot(export_id) != index:
@@ -124,10 +151,11 @@ def _int_array(ids: Sequence[ExportId]) -> array[int] | None:
         return None
 
 
-def printer_for(order: str, ids: Sequence[ExportId]) -> Printer:
-    """The printer for ``--order`` (``"input"`` or ``"completion"``)."""
+def printer_for(order: str, ids: Sequence[ExportId], render: Render = _no_render) -> Printer:
+    """The printer for ``--order`` (``"input"`` or ``"completion"``); ``render`` makes
+    the lines given by ``add_later``."""
     if order == "completion":
-        return CompletionPrinter()
+        return CompletionPrinter(render)
     if order == "input":
-        return OrderedPrinter(ids)
+        return OrderedPrinter(ids, render)
     raise ValueError(f"order must be one of {ORDERS}, got {order!r}")

@@ -83,6 +83,11 @@ class _Run:
         for line in self.printer.add(export_id, json_line(record)):
             self.console.lines.write(line)
 
+    def emit_later(self, export_id: ExportId) -> None:
+        """As ``emit``, for a line the printer makes when it is written."""
+        for line in self.printer.add_later(export_id):
+            self.console.lines.write(line)
+
     async def keep_up(self) -> None:
         """Wait while stdout lags far behind (only when it does)."""
         lines = self.console.lines
@@ -176,7 +181,8 @@ async def run_wait(
     On SIGINT/SIGTERM (through ``interrupt``) polling stops at once and every id
     without a line gets a ``pending`` one with its last known state.
     """
-    run = _Run(console, interrupt, lambda: printer_for(plan.order, plan.ids), len(plan.ids))
+    render = _earlier_line(plan)
+    run = _Run(console, interrupt, lambda: printer_for(plan.order, plan.ids, render), len(plan.ids))
     async with contextlib.AsyncExitStack() as resources:
         stage: DownloadStage | None = None
         if downloader is not None:
@@ -194,14 +200,16 @@ async def _wait(
 ) -> None:
     tally = run.tally
     interrupt = run.interrupt
-    to_wait = _take_earlier(run, plan)
     run.start_output()
     refresher = asyncio.ensure_future(
         _refresh(run.console, lambda: _snapshot(run, waiter, downloading=stage is not None))
     )
-    stream = waiter.as_completed(to_wait)
+    resumed = _Resumed()
+    stream = None
     try:
         try:
+            to_wait = await _take_earlier(run, plan, resumed)
+            stream = waiter.as_completed(to_wait)
             async with stream:
                 async for outcome in stream:
                     tally.count_outcome(outcome)
@@ -220,13 +228,18 @@ async def _wait(
         if interrupt.code is not None:
             if stage is not None:
                 await stage.cancel()  # each download still going reports itself
-            if interrupt.by_signal:
+            if interrupt.by_signal and stream is not None:
                 pending = _counted(tally, stream.iter_unfinished())  # one at a time
-        await run.finish((outcome.export_id, record_for(outcome)) for outcome in pending)
+        if stream is None:  # interrupted while printing the earlier run's records
+            unprinted = resumed.unprinted(run, plan) if interrupt.by_signal else iter(())
+            await run.finish(unprinted)
+        else:
+            await run.finish((outcome.export_id, record_for(outcome)) for outcome in pending)
         if interrupt.by_signal:
             tally.pending = tally.total - tally.finished  # lines cut short included
     finally:
         refresher.cancel()
+        _close_earlier(plan)
     tally.stopped = interrupt.code
 
 
@@ -238,24 +251,76 @@ def _counted(tally: Tally, outcomes: Iterable[ExportOutcome]) -> Iterator[Export
         yield outcome
 
 
-def _take_earlier(run: _Run, plan: WaitPlan) -> Sequence[ExportId]:
-    """Print the earlier run's final records; return the ids still to wait for."""
+class _Resumed:
+    """How far the earlier run's records have been printed: the ids before ``next`` in
+    the plan have their line, or are in ``to_wait``."""
+
+    def __init__(self) -> None:
+        self.to_wait: list[ExportId] = []
+        self.next = 0
+
+    def unprinted(self, run: _Run, plan: WaitPlan) -> Iterator[tuple[ExportId, dict[str, Any]]]:
+        """After an interrupt while printing them: every id without a line, in the plan's
+        order, with its earlier final record or a ``pending`` one."""
+        final = plan.earlier.final if plan.earlier is not None else {}
+        for export_id in self.to_wait:
+            yield export_id, outcome_record(export_id, "pending", None, None, 0, 0.0)
+        for export_id in plan.ids[self.next :]:
+            record = final.get(export_id)
+            if record is None:
+                record = outcome_record(export_id, "pending", None, None, 0, 0.0)
+            else:
+                run.tally.resumed += 1
+                run.tally.count(OutcomeKind(record["outcome"]))
+            yield export_id, record
+
+
+async def _take_earlier(run: _Run, plan: WaitPlan, resumed: _Resumed) -> Sequence[ExportId]:
+    """Print the earlier run's final records, as fast as stdout takes them (they are read
+    from the earlier file one at a time); return the ids still to wait for."""
     if plan.earlier is None or not plan.earlier.final:
+        resumed.next = len(plan.ids)
         return plan.ids
     final = plan.earlier.final
-    to_wait: list[ExportId] = []
+    opener = getattr(final, "open", None)
+    if opener is not None:
+        opener()
     tally = run.tally
-    for export_id in plan.ids:
+    for index, export_id in enumerate(plan.ids):
+        resumed.next = index
         record = final.get(export_id)
         if record is None:
-            to_wait.append(export_id)
+            resumed.to_wait.append(export_id)
             continue
         tally.resumed += 1
         tally.count(OutcomeKind(record["outcome"]))
         if isinstance(record.get("file"), dict):
             tally.files += 1
-        run.emit(export_id, record)
-    return to_wait
+        run.emit_later(export_id)  # read again when printed: the printer may hold it
+        resumed.next = index + 1
+        await run.keep_up()
+    resumed.next = len(plan.ids)
+    return resumed.to_wait
+
+
+def _earlier_line(plan: WaitPlan) -> Callable[[ExportId], str]:
+    """The line of an earlier run's final record, read again from its file."""
+    final = plan.earlier.final if plan.earlier is not None else {}
+
+    def render(export_id: ExportId) -> str:
+        record = final.get(export_id)
+        if record is None:  # the file changed while this run printed it
+            logger.warning("--resume: the record of export %r changed while printing", export_id)
+            record = outcome_record(export_id, "pending", None, None, 0, 0.0)
+        return json_line(record)
+
+    return render
+
+
+def _close_earlier(plan: WaitPlan) -> None:
+    close = getattr(plan.earlier.final, "close", None) if plan.earlier is not None else None
+    if close is not None:
+        close()
 
 
 def _byte_counter(tally: Tally) -> ProgressHook:

@@ -32,7 +32,7 @@ from ..errors import (
     WaiterClosedError,
 )
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
-from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, FixedRateLimiter, RateLimiter
+from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Caller, Scheduler
 from .driver import Driver
@@ -83,7 +83,8 @@ class ExportWaiter:
     Use it as ``async with`` for the life of a service, with any number of coroutines
     awaiting ``wait``, ``wait_all``, ``as_completed`` or ``submit`` through it; or
     without, as a one-off. ``qps=None`` adapts to the server's limit; a number caps the
-    rate at that many requests in any one second (or pass a ``limiter``).
+    rate at that many requests in any one second, and the rate backs off below it while
+    the server throttles (``CappedRateLimiter``; or pass a ``limiter``).
     ``max_in_flight`` bounds requests in flight across every caller. ``on_update`` is
     called with a ``StateChange`` for every state change and an ``ExportOutcome`` for
     every final outcome.
@@ -126,7 +127,7 @@ class ExportWaiter:
         self.max_in_flight = max_in_flight
         self.clock: Clock = clock or MonotonicClock()
         self.limiter: RateLimiter | AsyncRateLimiter = limiter or (
-            AdaptiveRateLimiter() if qps is None else FixedRateLimiter(qps)
+            AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)
         )
         self.on_update = on_update
         allowed = self._connections_for(max_in_flight)
