@@ -451,6 +451,46 @@ def uncertain(error: ApiError, operation: str) -> ApiError:
     return wrapped
 
 
+# --- one answer, either generation ------------------------------------------------------
+
+
+def decoded_answer(
+    api: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+) -> Any:
+    """The decoded JSON of a success answer of generation ``api``, after checking the
+    caller's arguments; the answer's classified error is raised instead."""
+    status = check_status(status)
+    now = check_now(now)
+    decoded, problem = decode(status, body)
+    error = (v1_error if api == "v1" else v2_error)(status, decoded, problem, headers, now)
+    if error is not None:
+        raise error
+    return decoded
+
+
+def answer_result(
+    api: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+) -> tuple[Any, str | None]:
+    """``result`` and the log/request id of a success answer of generation ``api``;
+    the answer's classified error is raised instead."""
+    decoded = decoded_answer(api, status, headers, body, now)
+    return (v1_result if api == "v1" else v2_result)(status, decoded)
+
+
+def create_result(
+    api: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+) -> tuple[Any, str | None]:
+    """``answer_result`` for a create: an error that may have followed a create is
+    raised as ``CreateUncertainError`` (see ``uncertain``)."""
+    try:
+        return answer_result(api, status, headers, body, now)
+    except ApiError as error:
+        mapped = uncertain(error, f"{api}.create_export")
+        if mapped is error:
+            raise
+        raise mapped from error
+
+
 # --- states of both generations -----------------------------------------------------------
 
 # Casefolded state names of evaluations, V1 and V2 together (a V2 prose still says

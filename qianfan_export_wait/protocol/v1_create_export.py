@@ -16,21 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import ApiError, ConfigurationError, CreateUncertainError
+from ..errors import ConfigurationError, CreateUncertainError
 from ..models import ExportId, describe_value
 from . import _create
 from ._common import (
     Request,
-    check_now,
-    check_status,
-    decode,
+    create_result,
     id_argument,
     json_body,
     optional_str,
-    uncertain,
     usable_id,
-    v1_error,
-    v1_result,
 )
 from .records import CreatedExport
 
@@ -131,19 +126,7 @@ class V1CreateExport:
         args: V1CreateExportArgs | None = None,
     ) -> CreatedExport:
         """The ``CreatedExport`` in an answer, or the classified error."""
-        status = check_status(status)
-        now = check_now(now)
-        try:
-            decoded, problem = decode(status, body)
-            error = v1_error(status, decoded, problem, headers, now)
-            if error is not None:
-                raise error
-            result, log_id = v1_result(status, decoded)
-        except ApiError as error:
-            mapped = uncertain(error, _OPERATION)
-            if mapped is error:
-                raise
-            raise mapped from error
+        result, log_id = create_result(self.api, status, headers, body, now)
         return _created(status, result, log_id)
 
 

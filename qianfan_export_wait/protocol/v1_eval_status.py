@@ -16,13 +16,9 @@ from datetime import datetime
 from ..models import ExportId
 from ._common import (
     Request,
-    check_now,
-    check_status,
-    decode,
+    answer_result,
     id_argument,
     json_body,
-    v1_error,
-    v1_result,
 )
 from ._eval import eval_record
 from .records import EvalStatus
@@ -55,13 +51,7 @@ class V1EvalStatus:
         args: ExportId | None = None,
     ) -> EvalStatus:
         """The ``EvalStatus`` in an answer, or the classified error."""
-        status = check_status(status)
-        now = check_now(now)
-        decoded, problem = decode(status, body)
-        error = v1_error(status, decoded, problem, headers, now)
-        if error is not None:
-            raise error
-        result, log_id = v1_result(status, decoded)
+        result, log_id = answer_result(self.api, status, headers, body, now)
         return eval_record(
             status,
             result,

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ..errors import ResponseFormatError
 from ..models import ExportId, ExportStatus, describe_value, parse_export_status
-from ._common import Request, check_now, check_status, decode, id_argument, json_body, v1_error
+from ._common import Request, decoded_answer, id_argument, json_body
 
 __all__ = ["PATH", "V1ExportStatus"]
 
@@ -44,12 +44,7 @@ class V1ExportStatus:
         args: ExportId | None = None,
     ) -> ExportStatus:
         """The ``ExportStatus`` in an answer, or the classified error."""
-        status = check_status(status)
-        now = check_now(now)
-        decoded, problem = decode(status, body)
-        error = v1_error(status, decoded, problem, headers, now)
-        if error is not None:
-            raise error
+        decoded = decoded_answer(self.api, status, headers, body, now)
         try:
             record = parse_export_status(decoded)
         except ResponseFormatError as exc:

@@ -16,21 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import ApiError, ConfigurationError, CreateUncertainError
+from ..errors import ConfigurationError, CreateUncertainError
 from ..models import describe_value
 from . import _create
 from ._common import (
     V2_EVAL_PATH,
     Request,
-    check_now,
-    check_status,
-    decode,
+    create_result,
     json_body,
     string_id_argument,
-    uncertain,
     usable_id,
-    v2_error,
-    v2_result,
 )
 from .records import CreatedExport
 
@@ -103,19 +98,7 @@ class V2CreateExport:
         args: V2CreateExportArgs | None = None,
     ) -> CreatedExport:
         """The ``CreatedExport`` in an answer, or the classified error."""
-        status = check_status(status)
-        now = check_now(now)
-        try:
-            decoded, problem = decode(status, body)
-            error = v2_error(status, decoded, problem, headers, now)
-            if error is not None:
-                raise error
-            result, request_id = v2_result(status, decoded)
-        except ApiError as error:
-            mapped = uncertain(error, _OPERATION)
-            if mapped is error:
-                raise
-            raise mapped from error
+        result, request_id = create_result(self.api, status, headers, body, now)
         task_id = usable_id(result.get("taskId") if isinstance(result, Mapping) else result, str)
         if task_id is None:
             raise CreateUncertainError(

@@ -18,13 +18,9 @@ from datetime import datetime
 from ._common import (
     V2_EVAL_PATH,
     Request,
-    check_now,
-    check_status,
-    decode,
+    answer_result,
     json_body,
     string_id_argument,
-    v2_error,
-    v2_result,
 )
 from ._eval import eval_record
 from .records import EvalStatus
@@ -63,13 +59,7 @@ class V2EvalStatus:
         args: str | None = None,
     ) -> EvalStatus:
         """The ``EvalStatus`` in an answer, or the classified error."""
-        status = check_status(status)
-        now = check_now(now)
-        decoded, problem = decode(status, body)
-        error = v2_error(status, decoded, problem, headers, now)
-        if error is not None:
-            raise error
-        result, request_id = v2_result(status, decoded)
+        result, request_id = answer_result(self.api, status, headers, body, now)
         return eval_record(
             status,
             result,

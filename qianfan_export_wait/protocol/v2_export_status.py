@@ -29,15 +29,11 @@ from ..models import ExportState, ExportStatus, describe_value
 from ._common import (
     V2_EVAL_PATH,
     Request,
-    check_now,
-    check_status,
-    decode,
+    answer_result,
     json_body,
     optional_str,
     required_str,
     string_id_argument,
-    v2_error,
-    v2_result,
 )
 
 __all__ = ["ACTION", "STATES", "STORAGE_TYPES", "V2ExportStatus", "split_storage_path"]
@@ -106,13 +102,7 @@ class V2ExportStatus:
         args: str | None = None,
     ) -> ExportStatus:
         """The ``ExportStatus`` in an answer, or the classified error."""
-        status = check_status(status)
-        now = check_now(now)
-        decoded, problem = decode(status, body)
-        error = v2_error(status, decoded, problem, headers, now)
-        if error is not None:
-            raise error
-        result, request_id = v2_result(status, decoded)
+        result, request_id = answer_result(self.api, status, headers, body, now)
         record = _record(status, result, request_id)
         if args is not None and record.export_id_str != args:
             raise ResponseFormatError(
