@@ -334,3 +334,18 @@ def test_v2_redirect_is_not_followed() -> None:
 def test_read_refuses_a_now_that_is_not_an_aware_datetime(now: object) -> None:
     with pytest.raises(ConfigurationError, match="now"):
         V2.read(200, {}, v2_answer(v2_result()), now)  # type: ignore[arg-type]
+
+
+def test_export_status_built_the_old_way_is_a_v1_record_as_before() -> None:
+    record = ExportStatus(
+        96, "amemt-1", 305, None, ExportState.DONE, "local", None, None, "u", "L", {}
+    )
+    assert (record.api, record.server_state, record.state_name, record.phase) == (
+        "v1",
+        None,
+        "Done",
+        Phase.DONE,
+    )
+    assert record == ExportStatus(
+        96, "amemt-1", 305, None, ExportState.DONE, "local", None, None, "u", "L", {"x": 1}
+    )
