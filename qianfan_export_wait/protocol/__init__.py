@@ -22,8 +22,10 @@ generation.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigurationError
-from ..models import ExportStatus, Phase, describe_value
+from ..models import ExportId, ExportStatus, Phase, describe_value
 from ._common import MAX_RESPONSE_BYTES, Operation, Request, signed_headers
 from .records import CreatedExport, EvalStatus
 from .v1_create_export import V1CreateExport, V1CreateExportArgs
@@ -84,3 +86,21 @@ def eval_status(
 def create_export(api: str = "v1") -> V1CreateExport | V2CreateExport:
     """The create-export call of generation ``api``."""
     return V1CreateExport() if _check_api(api) == "v1" else V2CreateExport()
+
+
+if TYPE_CHECKING:  # mypy proves each call is an Operation
+    _CALLS: tuple[
+        Operation[ExportId, ExportStatus],
+        Operation[str, ExportStatus],
+        Operation[ExportId, EvalStatus],
+        Operation[str, EvalStatus],
+        Operation[V1CreateExportArgs, CreatedExport],
+        Operation[V2CreateExportArgs, CreatedExport],
+    ] = (
+        V1ExportStatus(),
+        V2ExportStatus(),
+        V1EvalStatus(),
+        V2EvalStatus(),
+        V1CreateExport(),
+        V2CreateExport(),
+    )
