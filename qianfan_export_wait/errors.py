@@ -574,3 +574,27 @@ def classify_response(
         retry_after=parse_retry_after(headers.get("Retry-After") or headers.get("retry-after")),
         server_date=_parse_http_date(headers.get("Date") or headers.get("date")),
     )
+
+
+class CreateUncertainError(ApiError):
+    """A create request may or may not have taken effect: it was sent, but no clear answer
+    came back (a timeout or reset mid-request, a server error, an unreadable answer).
+    Never retried blindly, so that nothing is created twice: look the task up first.
+    ``operation`` names the call (e.g. ``"v2.create_export"``); ``__cause__`` is the
+    failure behind it, when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        code: int | str | None = None,
+        log_id: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, log_id=log_id, http_status=http_status)
+        self.operation = operation
+
+
+# Added at the end so that a parallel edit of the list above merges cleanly.
+__all__ += ["CreateUncertainError"]

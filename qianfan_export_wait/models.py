@@ -16,6 +16,7 @@ __all__ = [
     "ExportId",
     "ExportState",
     "ExportStatus",
+    "Phase",
     "describe_value",
     "id_file_lines",
     "parse_export_id",
@@ -51,6 +52,23 @@ class ExportState(str, enum.Enum):
 
 
 _STATES = {state.value: state for state in ExportState}
+
+
+class Phase(str, enum.Enum):
+    """Where a task stands, whatever the API generation spells its state:
+    still ``running``, or ended ``done`` or ``failed``."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task will not change phase again."""
+        return self is not Phase.RUNNING
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def describe_value(value: object) -> str:
@@ -166,7 +184,13 @@ def _optional_int(result: Mapping[str, Any], key: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class ExportStatus:
-    """One status answer: the documented fields, typed, plus ``raw``, the untouched result."""
+    """One status answer: the documented fields, typed, plus ``raw``, the untouched result.
+
+    ``api`` says which generation answered (``"v1"`` or ``"v2"``). A V2 answer's state is
+    normalized onto ``ExportState`` (``Succeeded`` is ``DONE``, ``Queued`` is
+    ``PENDING``...), its ``taskId`` is ``export_id_str`` and ``export_id`` is 0 (V2 has no
+    numeric id); ``server_state`` then keeps the state as the server spelled it.
+    """
 
     export_id: int
     export_id_str: str | None
@@ -179,6 +203,8 @@ class ExportStatus:
     download_url: str | None
     log_id: str | None
     raw: Mapping[str, Any] = field(repr=False, hash=False, compare=False)
+    api: str = "v1"
+    server_state: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -188,7 +214,23 @@ class ExportStatus:
     @property
     def state_name(self) -> str:
         """The state as the server spelled it."""
+        if self.server_state is not None:
+            return self.server_state
         return self.state.value if isinstance(self.state, ExportState) else self.state
+
+    @property
+    def state_is_known(self) -> bool:
+        """Whether the state is one of the documented ones (an unknown one reads as running)."""
+        return isinstance(self.state, ExportState)
+
+    @property
+    def phase(self) -> Phase:
+        """``done`` for ``Done``, ``failed`` for ``Fail``, else ``running``."""
+        if self.state is ExportState.DONE:
+            return Phase.DONE
+        if self.state is ExportState.FAIL:
+            return Phase.FAILED
+        return Phase.RUNNING
 
     def matches(self, export_id: ExportId) -> bool:
         """Whether this record answers for ``export_id`` (either id form)."""

@@ -56,6 +56,7 @@ CONTENT_TYPES = [
     "application/json; charset=utf-8",
     "multipart/form-data; boundary=----x",
 ]
+V2_ACTIONS = ["DescribeEvalResultExportTask", "DescribeEvalTask", "CreateEvalResultExportTask"]
 KNOWN_NAMES = ["host", "content-type", "content-length", "content-md5", "x-bce-date"]
 
 
@@ -367,6 +368,38 @@ def build(gen: Generator) -> list[dict[str, object]]:
             path="/wenxinworkshop/modelrepo/eval/result/export/info",
             headers=headers,
             headers_to_sign=["content-type", "host", "x-bce-date"],
+            epoch=epoch,
+            method="POST",
+        )
+    # Appended after every earlier vector, so the seeded stream above is unchanged.
+    for _ in range(24):
+        epoch = gen.epoch()
+        headers = {
+            "Host": rng.choice(HOSTS),
+            "Content-Type": "application/json",
+            "x-bce-date": canonical_time(epoch),
+        }
+        add(
+            "V2 console call as our protocol sends it: POST /v2/eval?Action=...",
+            path="/v2/eval",
+            query={"Action": rng.choice(V2_ACTIONS)},
+            headers=headers,
+            headers_to_sign=["content-type", "host", "x-bce-date"],
+            epoch=epoch,
+            method="POST",
+        )
+    for _ in range(16):
+        epoch = gen.epoch()
+        headers = gen.base_headers(epoch)
+        query = {"Action": rng.choice(V2_ACTIONS)}
+        query.update(gen.query(mixed_pools, rng.randint(1, 3)))
+        query[rng.choice(["action", "ACTION", "Version", "_", "a"])] = gen.segment(mixed_pools)
+        add(
+            "Action beside other keys: upper case sorts before lower case, keys encoded",
+            path=rng.choice(["/v2/eval", "/v2/dataset", "/v2/finetuning"]),
+            query=query,
+            headers=headers,
+            headers_to_sign=gen.headers_to_sign(headers),
             epoch=epoch,
             method="POST",
         )
