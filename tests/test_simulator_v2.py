@@ -15,6 +15,7 @@ from sim_v2_support import (
     V1_EVALUATION,
     V1_EXPORT_STATUS,
     V2_EVAL,
+    FakeClock,
     Reply,
     Running,
     running_simulator,
@@ -25,6 +26,7 @@ from qianfan_export_wait.auth import Credentials, canonical_time, sign
 from qianfan_export_wait.client import host_header
 from qianfan_export_wait.simulator import FaultRates
 from qianfan_export_wait.simulator.exports import VOLUME_ID
+from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan_in_thread
 
 
 @pytest.fixture
@@ -527,3 +529,30 @@ def test_signed_header_names_match_the_clients() -> None:
     assert V1_EXPORT_STATUS.endswith("/export/info")
     assert V1_CREATE + "/info" == V1_EXPORT_STATUS
     assert V1_EVALUATION.endswith("/eval/detail")
+
+
+# -- the api option of the test helpers ---------------------------------------------------
+
+
+@pytest.mark.qianfan_simulator(api="v1")
+async def test_fixture_marker_takes_the_api(qianfan_simulator: SimulatedQianfan) -> None:
+    assert qianfan_simulator.simulator.config.api == "v1"
+    async with aiohttp.ClientSession() as session:
+        running = Running(
+            qianfan_simulator.simulator, qianfan_simulator.base_url, session, FakeClock()
+        )
+        evaluation = qianfan_simulator.simulator.add_evaluation(0)
+        assert (await running.v2_evaluation(evaluation.evaluation_id_str)).status == 404
+        assert (await running.v1_evaluation(evaluation.evaluation_id)).status == 200
+
+
+def test_threaded_simulator_takes_the_api() -> None:
+    with simulated_qianfan_in_thread(api="v2") as fake:
+        assert fake.simulator.config.api == "v2"
+
+
+async def test_a_long_value_is_quoted_back_cut_short(sim: Running) -> None:
+    long_id = "ame-" + "x" * 5000
+    message = assert_v2_error(await sim.v2_evaluation(long_id), 404, "ResourceNotFound")
+    assert "ame-xxx" in message
+    assert len(message) < 200

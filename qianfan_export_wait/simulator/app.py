@@ -58,6 +58,7 @@ from .calls import (
     read_id,
     read_v1_create,
     read_v2_create,
+    shown,
 )
 from .config import FaultRates, SimulatorConfig
 from .evaluations import EvaluationOutcome, EvaluationTable, SimEvaluation
@@ -544,11 +545,10 @@ class Simulator:
             known = V2_ACTIONS.get(action)
             if known is None:
                 stats.record("invalid")
-                shown = action if action.isascii() and action.isprintable() else repr(action)
                 return self._v2_error(
                     400,
                     V2_INVALID_ACTION_CODE,
-                    f"Action {shown!r} is not one of {', '.join(sorted(V2_ACTIONS))}",
+                    f"Action {shown(action)} is not one of {', '.join(sorted(V2_ACTIONS))}",
                 )
             operation = known
         stats.record_call(f"{generation}.{operation}")
@@ -622,7 +622,7 @@ class Simulator:
         key = read_id(body, field, generation, "export_status")
         export = self._table.find(key)
         if export is None:
-            raise BadRequest(f"no export task {key!r}", not_found=True)
+            raise BadRequest(f"no export task {shown(key)}", not_found=True)
         now = self._clock()
         download_url = ""
         if export.export_type == "local" and export.state_at(now) == DONE:
@@ -639,7 +639,7 @@ class Simulator:
         key = read_id(body, field, generation, "evaluation_status")
         evaluation = self._evaluations.find(key)
         if evaluation is None:
-            raise BadRequest(f"no evaluation {key!r}", not_found=True)
+            raise BadRequest(f"no evaluation {shown(key)}", not_found=True)
         now = self._clock()
         if generation == "v1":
             result = evaluation.v1_result_at(now)
@@ -651,11 +651,11 @@ class Simulator:
         wanted = read_v1_create(body) if generation == "v1" else read_v2_create(body)
         evaluation = self._evaluations.find(wanted.evaluation_key)
         if evaluation is None:
-            raise BadRequest(f"no evaluation {wanted.evaluation_key!r}", not_found=True)
+            raise BadRequest(f"no evaluation {shown(wanted.evaluation_key)}", not_found=True)
         now = self._clock()
         if not evaluation.exportable_at(now):
             raise BadRequest(
-                f"evaluation {wanted.evaluation_key!r} is "
+                f"evaluation {shown(wanted.evaluation_key)} is "
                 f"{evaluation.state_at(now, generation)}; only a finished evaluation "
                 f"({'Done or PartlyDone' if generation == 'v1' else 'Successed'}) "
                 "can be exported"

@@ -27,6 +27,7 @@ __all__ = [
     "read_id",
     "read_v1_create",
     "read_v2_create",
+    "shown",
 ]
 
 Generation = Literal["v1", "v2"]
@@ -47,6 +48,15 @@ V2_EXPORT_CONTENT = V1_EXPORT_CONTENT | {"system"}
 _V1_EXPORT_OPTS = ("total", "part")
 _V2_STORAGE_TYPES: dict[str, ExportType] = {"sysStorage": "local", "BOS": "storage"}
 _MAX_RESULT_IDS = 100
+
+
+_SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to a readable length, for quoting a client's value back to it."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 class BadRequest(Exception):
@@ -70,18 +80,19 @@ class CreateRequest:
 def _content(value: object, allowed: frozenset[str]) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise BadRequest(
-            f"exportContent must be a non-empty list of {sorted(allowed)}, got {value!r}"
+            f"exportContent must be a non-empty list of {sorted(allowed)}, got {shown(value)}"
         )
     for item in value:
         if not isinstance(item, str) or item not in allowed:
-            raise BadRequest(f"exportContent item {item!r} is not one of {sorted(allowed)}")
+            raise BadRequest(f"exportContent item {shown(item)} is not one of {sorted(allowed)}")
     return tuple(dict.fromkeys(value))
 
 
 def _bucket(name: str, value: object) -> None:
     if value != VOLUME_ID:
         raise BadRequest(
-            f"{name} {value!r} is not a bucket of this account (the simulator has {VOLUME_ID!r})"
+            f"{name} {shown(value)} is not a bucket of this account "
+            f"(the simulator has {VOLUME_ID!r})"
         )
 
 
@@ -90,13 +101,13 @@ def read_v1_create(body: dict[str, object]) -> CreateRequest:
     ``exportContent``, ``volumeId`` (for ``storage``), ``resultIds`` (for ``part``)."""
     evaluation_id = body.get("id")
     if isinstance(evaluation_id, bool) or not isinstance(evaluation_id, int):
-        raise BadRequest(f"id must be the evaluation's int id, got {evaluation_id!r}")
+        raise BadRequest(f"id must be the evaluation's int id, got {shown(evaluation_id)}")
     export_type = body.get("exportType")
     if export_type not in EXPORT_TYPES:
-        raise BadRequest(f"exportType must be 'local' or 'storage', got {export_type!r}")
+        raise BadRequest(f"exportType must be 'local' or 'storage', got {shown(export_type)}")
     export_opt = body.get("exportOpt", "total")
     if export_opt not in _V1_EXPORT_OPTS:
-        raise BadRequest(f"exportOpt must be 'total' or 'part', got {export_opt!r}")
+        raise BadRequest(f"exportOpt must be 'total' or 'part', got {shown(export_opt)}")
     content = _content(body.get("exportContent"), V1_EXPORT_CONTENT)
     if export_type == "storage":
         _bucket("volumeId", body.get("volumeId"))
@@ -109,7 +120,7 @@ def read_v1_create(body: dict[str, object]) -> CreateRequest:
         ):
             raise BadRequest(
                 f"resultIds must list 1 to {_MAX_RESULT_IDS} result id strings for "
-                f"exportOpt 'part', got {result_ids!r}"
+                f"exportOpt 'part', got {shown(result_ids)}"
             )
     return CreateRequest(evaluation_id, "storage" if export_type == "storage" else "local", content)
 
@@ -119,10 +130,10 @@ def read_v2_create(body: dict[str, object]) -> CreateRequest:
     ``sysStorage``), ``bucket`` (for ``BOS``), ``exportContent``."""
     evaluation_id = body.get("evalId")
     if not isinstance(evaluation_id, str) or not evaluation_id:
-        raise BadRequest(f"evalId must be the evaluation's 'ame-' id, got {evaluation_id!r}")
+        raise BadRequest(f"evalId must be the evaluation's 'ame-' id, got {shown(evaluation_id)}")
     storage_type = body.get("storageType", "sysStorage")
     if not isinstance(storage_type, str) or storage_type not in _V2_STORAGE_TYPES:
-        raise BadRequest(f"storageType must be 'BOS' or 'sysStorage', got {storage_type!r}")
+        raise BadRequest(f"storageType must be 'BOS' or 'sysStorage', got {shown(storage_type)}")
     content = _content(body.get("exportContent"), V2_EXPORT_CONTENT)
     if storage_type == "BOS":
         _bucket("bucket", body.get("bucket"))
@@ -136,11 +147,11 @@ def read_id(body: dict[str, object], field: str, generation: Generation, operati
         raise BadRequest(f"{field} is missing")
     value = body[field]
     if generation == "v2" and not isinstance(value, str):
-        raise BadRequest(f"{field} must be a string id, got {value!r}")
+        raise BadRequest(f"{field} must be a string id, got {shown(value)}")
     if (
         operation == "evaluation_status"
         and generation == "v1"
         and (isinstance(value, bool) or not isinstance(value, int))
     ):
-        raise BadRequest(f"{field} must be the evaluation's int id, got {value!r}")
+        raise BadRequest(f"{field} must be the evaluation's int id, got {shown(value)}")
     return value

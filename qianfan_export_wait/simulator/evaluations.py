@@ -128,7 +128,9 @@ class SimEvaluation:
             self.running_at = created_at + finish_after * _QUEUED_SHARE
             self.manual_until = self.running_at + (finish_after * _MANUAL_SHARE if manual else 0.0)
         self.finish_at = created_at + finish_after
-        self.last_phase_at = self.finish_at - finish_after * _LAST_SHARE
+        self.last_phase_at = (
+            math.inf if math.isinf(finish_after) else self.finish_at - finish_after * _LAST_SHARE
+        )
 
     def __repr__(self) -> str:
         return (
