@@ -146,7 +146,7 @@ class Simulator:
     def __repr__(self) -> str:
         return (
             f"Simulator(credentials={self.credentials!r}, exports={len(self._table)}, "
-            f"config={self._config!r})"
+            f"evaluations={len(self._evaluations)}, config={self._config!r})"
         )
 
     # -- configuration -------------------------------------------------------------
