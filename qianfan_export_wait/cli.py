@@ -448,6 +448,19 @@ def _simulate_options(simulate: argparse.ArgumentParser) -> None:
         help="shift the simulator's clock by S seconds (default: %(default)g)",
     )
     simulate.add_argument(
+        "--api",
+        choices=("v1", "v2", "both"),
+        default="both",
+        help="which generations of Qianfan's API to serve (default: %(default)s)",
+    )
+    simulate.add_argument(
+        "--evaluations",
+        type=_count("--evaluations", minimum=0),
+        default=0,
+        metavar="N",
+        help="evaluations to serve, ids from 1000001, on the same timeline (default: %(default)d)",
+    )
+    simulate.add_argument(
         "--access-key",
         default=None,
         help="the access key to accept (default: $QIANFAN_ACCESS_KEY, else the test pair "
@@ -640,6 +653,8 @@ def _prepare_simulate(args: argparse.Namespace, console: Console, stdin: TextIO)
                 slow_delay=args.slow_delay,
                 retry_after=args.retry_after,
                 clock_skew=args.clock_skew,
+                api=args.api,
+                evaluations=args.evaluations,
             )
         except OSError as exc:  # the address is taken or not this machine's
             logger.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)

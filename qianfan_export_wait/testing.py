@@ -38,6 +38,7 @@ from .client import (
     status_request_headers,
 )
 from .simulator import FaultRates, SimExport, Simulator, SimulatorConfig, SimulatorStats
+from .simulator.config import ApiChoice
 from .simulator.exports import ExportType
 from .waiting import PollPolicy
 
@@ -188,6 +189,7 @@ async def simulated_qianfan(
     max_seconds: float = 5.0,
     fail_ratio: float = 0.0,
     credentials: Credentials | None = None,
+    api: ApiChoice = "both",
     **config: Any,
 ) -> AsyncIterator[SimulatedQianfan]:
     """Serve a simulator on 127.0.0.1 for the duration of the block.
@@ -195,10 +197,11 @@ async def simulated_qianfan(
     ``exports`` are added as ``Simulator.add_exports(exports, max_seconds, fail_ratio)``;
     ``faults`` is a ``FaultRates`` or a combined rate split evenly; other keywords
     (``slow_delay``, ``retry_after``, ``clock_skew``, ``qps_window``) go to
-    ``SimulatorConfig``. Without ``credentials`` a random test pair is made.
+    ``SimulatorConfig``. Without ``credentials`` a random test pair is made. ``api``
+    (``"v1"``, ``"v2"``, ``"both"``) is the generations of the API served.
     """
     simulator = _simulator_for(
-        exports, seed, qps, faults, max_seconds, fail_ratio, credentials, config
+        exports, seed, qps, faults, max_seconds, fail_ratio, credentials, {"api": api, **config}
     )
     async with simulator.serve("127.0.0.1", 0) as base_url:
         yield SimulatedQianfan(simulator, base_url)
@@ -316,13 +319,14 @@ def simulated_qianfan_in_thread(
     max_seconds: float = 5.0,
     fail_ratio: float = 0.0,
     credentials: Credentials | None = None,
+    api: ApiChoice = "both",
     **config: Any,
 ) -> Iterator[SimulatedQianfan]:
     """``simulated_qianfan`` for synchronous code: the simulator runs in a thread of its
     own on 127.0.0.1, so plain tests (the official SDK, ``requests``) can call it, and
     its shortcuts (``complete``, ``add_export``...) run safely in its loop."""
     simulator = _simulator_for(
-        exports, seed, qps, faults, max_seconds, fail_ratio, credentials, config
+        exports, seed, qps, faults, max_seconds, fail_ratio, credentials, {"api": api, **config}
     )
     server = _ServerThread(simulator, "127.0.0.1", 0, 10.0)
     base_url = server.start()

@@ -1,8 +1,29 @@
-"""``Simulator``: the fake export-status API as an ``aiohttp.web`` application.
+"""``Simulator``: the fake Qianfan console API as an ``aiohttp.web`` application.
 
-Per request, in order: signature check (HTTP 401 on failure), QPS limit (code 18),
-one fault draw, then the body is parsed and the export looked up (code 500001 if
-unknown), and the export's state at that moment is answered.
+It serves both generations of the three calls of an export job: an evaluation's status,
+creating its export, the export's status. V1 answers ``{"log_id", "result"}`` and refuses
+with ``error_code``/``error_msg`` in an HTTP 200 body (HTTP 401 for authentication); V2
+(``POST /v2/eval?Action=...``) answers ``{"requestId", "result"}`` and refuses with
+``{"requestId", "code", "message"}`` under an HTTP status of 400 or more:
+
+============  ==========================================================================
+HTTP 400      ``InvalidParameter`` (a bad body or a create for an unfinished evaluation),
+              ``InvalidAction`` (an ``Action`` it does not know)
+HTTP 401/403  the ``X-Bce-Error-Code`` of the failed check (``SignatureDoesNotMatch``,
+              ``RequestExpired``...; 403 for ``InvalidAccessKeyId``)
+HTTP 404      ``ResourceNotFound`` (no such evaluation or export task)
+HTTP 429      ``TooManyRequests`` (beyond the QPS limit)
+HTTP 500      ``InternalError`` (the ``code_336100`` fault's V2 form)
+============  ==========================================================================
+
+Baidu's pages give the V2 error shape but not these code strings; they are the
+simulator's choice, and a client should classify by HTTP status first.
+
+Per request, in order: the generation is served (else HTTP 404), the signature (query
+string included), the QPS limit, V2's ``Action``, one fault draw, then the call. A fault
+on a create strikes after the export was made when the answer is lost on the way back
+(``reset``, ``truncated``, ``slow``), and before it when the server answers an error
+(``http_500``, ``code_336100``), so a client cannot tell from the answer alone.
 """
 
 from __future__ import annotations
@@ -14,6 +35,7 @@ import itertools
 import json
 import random
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
@@ -24,7 +46,22 @@ from aiohttp import web
 from .._checks import check_count, check_number
 from ..auth import Credentials
 from ..client import EXPORT_STATUS_PATH
+from .calls import (
+    V1_CREATE_EXPORT_PATH,
+    V1_EVALUATION_PATH,
+    V2_ACTIONS,
+    V2_EVAL_PATH,
+    BadRequest,
+    CreateRequest,
+    Generation,
+    Operation,
+    read_id,
+    read_v1_create,
+    read_v2_create,
+    shown,
+)
 from .config import FaultRates, SimulatorConfig
+from .evaluations import EvaluationOutcome, EvaluationTable, SimEvaluation
 from .exports import DONE, EXPORT_TYPES, FAIL, ExportTable, ExportType, SimExport
 from .files import SimFile
 from .limits import FaultPicker, QpsWindow
@@ -39,7 +76,24 @@ QPS_LIMIT_CODE = 18
 QPS_LIMIT_MESSAGE = "Open api qps request limit reached"
 INVALID_PARAM_CODE = 500001
 INTERNAL_ERROR_CODE = 336100
+V2_THROTTLED_CODE = "TooManyRequests"
+V2_INVALID_CODE = "InvalidParameter"
+V2_INVALID_ACTION_CODE = "InvalidAction"
+V2_NOT_FOUND_CODE = "ResourceNotFound"
+V2_INTERNAL_ERROR_CODE = "InternalError"
 _MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Answer:
+    """A call's answer before it is sent: HTTP status, JSON payload, the outcome counted,
+    and the export or evaluation whose poll it was."""
+
+    status: int
+    payload: dict[str, Any]
+    outcome: str
+    export: SimExport | None = None
+    evaluation: SimEvaluation | None = None
 
 
 def _json_body(payload: Mapping[str, Any]) -> bytes:
@@ -72,23 +126,27 @@ class Simulator:
         self._clock = clock
         self._wall_clock = wall_clock
         self._table = ExportTable(clock)
-        self._stats = SimulatorStats(self._table, clock)
+        self._evaluations = EvaluationTable(clock)
+        self._stats = SimulatorStats(self._table, clock, self._evaluations)
         self._schedule_rng = random.Random(f"{self._config.seed}:exports")
+        self._evaluation_rng = random.Random(f"{self._config.seed}:evaluations")
         self._faults = FaultPicker(
             self._config.faults, random.Random(f"{self._config.seed}:faults")
         )
+        self._create_faults = self._make_create_faults(self._config)
         self._limiter = self._make_limiter(self._config)
         self._storage = FileServer(
             self._table, self._stats, lambda: self._config, self.wall_time, credentials
         )
         log_id_start = random.Random(f"{self._config.seed}:log-ids").randrange(10**9, 4 * 10**9)
         self._log_ids = itertools.count(log_id_start)
+        self._request_ids = random.Random(f"{self._config.seed}:request-ids")
         self._app: web.Application | None = None
 
     def __repr__(self) -> str:
         return (
             f"Simulator(credentials={self.credentials!r}, exports={len(self._table)}, "
-            f"config={self._config!r})"
+            f"evaluations={len(self._evaluations)}, config={self._config!r})"
         )
 
     # -- configuration -------------------------------------------------------------
@@ -101,23 +159,35 @@ class Simulator:
     def configure(self, **changes: Any) -> SimulatorConfig:
         """Change knobs mid-run, e.g. ``configure(qps=5, faults=FaultRates(reset=0.1))``.
 
-        ``faults`` may also be a number: a combined rate split evenly across the kinds.
+        ``faults`` (and ``create_faults``) may also be a number: a combined rate split
+        evenly across the kinds.
         A new ``seed`` restarts the fault draws; a new ``qps`` or ``qps_window`` starts an
         empty window.
         """
         faults = changes.get("faults")
         if faults is not None and not isinstance(faults, FaultRates):
             changes["faults"] = FaultRates.even(faults)
+        create_faults = changes.get("create_faults")
+        if create_faults is not None and not isinstance(create_faults, FaultRates):
+            changes["create_faults"] = FaultRates.even(create_faults)
         old, new = self._config, dataclasses.replace(self._config, **changes)
         self._config = new
         if new.seed != old.seed:
             self._faults = FaultPicker(new.faults, random.Random(f"{new.seed}:faults"))
         elif new.faults != old.faults:
             self._faults.set_rates(new.faults)
+        if (new.seed, new.create_faults) != (old.seed, old.create_faults):
+            self._create_faults = self._make_create_faults(new)
         if (new.qps, new.qps_window) != (old.qps, old.qps_window):
             self._limiter = self._make_limiter(new)
         self._storage.reconfigure(old, new)
         return new
+
+    @staticmethod
+    def _make_create_faults(config: SimulatorConfig) -> FaultPicker | None:
+        if config.create_faults is None:
+            return None
+        return FaultPicker(config.create_faults, random.Random(f"{config.seed}:create-faults"))
 
     @staticmethod
     def _make_limiter(config: SimulatorConfig) -> QpsWindow | None:
@@ -205,6 +275,98 @@ class Simulator:
         """All exports by int id (read-only view)."""
         return MappingProxyType(self._table.by_id)
 
+    # -- evaluations ---------------------------------------------------------------
+
+    def add_evaluation(
+        self,
+        finish_after: float | None = 3.0,
+        outcome: EvaluationOutcome = "done",
+        manual: bool = False,
+        evaluation_id: int | None = None,
+    ) -> SimEvaluation:
+        """Add an evaluation that ends in ``outcome`` (``done``, ``partly_done``, ``failed``,
+        ``stopped``) after ``finish_after`` seconds (``None``: held until ``finish_evaluation``);
+        ``manual`` makes it wait for a manual start first. Ids count up from 1000001."""
+        return self._evaluations.add(
+            finish_after=finish_after,
+            outcome=outcome,
+            manual=manual,
+            evaluation_id=evaluation_id,
+            now=self._clock(),
+        )
+
+    def add_evaluations(
+        self,
+        n: int,
+        max_seconds: float = 8.0,
+        fail_ratio: float = 0.1,
+        *,
+        partly_done_ratio: float = 0.0,
+        stopped_ratio: float = 0.0,
+        manual_ratio: float = 0.0,
+    ) -> list[SimEvaluation]:
+        """Add ``n`` evaluations finishing at seeded times spread uniformly over
+        [0, ``max_seconds``] from now: ``round(n * fail_ratio)`` of them, chosen by the
+        seed, end Failed, ``round(n * partly_done_ratio)`` PartlyDone,
+        ``round(n * stopped_ratio)`` Stopped, the rest Done; a seeded ``manual_ratio``
+        share waits for a manual start first."""
+        check_count("n", n, minimum=0)
+        check_number("max_seconds", max_seconds, inclusive=True)
+        ratios = {"fail_ratio": fail_ratio, "partly_done_ratio": partly_done_ratio}
+        ratios |= {"stopped_ratio": stopped_ratio, "manual_ratio": manual_ratio}
+        for name, ratio in ratios.items():
+            check_number(name, ratio, unit="fraction", inclusive=True, maximum=1.0)
+        counts = [round(n * ratio) for ratio in (fail_ratio, partly_done_ratio, stopped_ratio)]
+        if sum(counts) > n:
+            raise ValueError(
+                f"fail_ratio + partly_done_ratio + stopped_ratio must be at most 1, got "
+                f"{fail_ratio:g} + {partly_done_ratio:g} + {stopped_ratio:g}"
+            )
+        rng = self._evaluation_rng
+        chosen = rng.sample(range(n), sum(counts))
+        outcomes: dict[int, EvaluationOutcome] = {}
+        start = 0
+        ending: tuple[EvaluationOutcome, ...] = ("failed", "partly_done", "stopped")
+        for count, outcome in zip(counts, ending, strict=True):
+            outcomes.update(dict.fromkeys(chosen[start : start + count], outcome))
+            start += count
+        now = self._clock()
+        return [
+            self._evaluations.add(
+                finish_after=rng.uniform(0.0, max_seconds),
+                outcome=outcomes.get(index, "done"),
+                manual=rng.random() < manual_ratio,
+                evaluation_id=None,
+                now=now,
+            )
+            for index in range(n)
+        ]
+
+    def finish_evaluation(
+        self, evaluation_id: int | str, outcome: EvaluationOutcome = "done"
+    ) -> SimEvaluation:
+        """End an evaluation in ``outcome`` now (no-op if it already has; ``ValueError`` if
+        it ended otherwise)."""
+        return self._evaluations.finish(evaluation_id, outcome, self._clock())
+
+    def evaluation(self, evaluation_id: int | str) -> SimEvaluation:
+        """The evaluation with either id form; ``KeyError`` if there is none."""
+        return self._evaluations.get(evaluation_id)
+
+    def evaluation_state_of(self, evaluation_id: int | str, api: Generation = "v1") -> str:
+        """The evaluation's state now, as generation ``api`` spells it."""
+        return self._evaluations.get(evaluation_id).state_at(self._clock(), api)
+
+    @property
+    def evaluations(self) -> Mapping[int, SimEvaluation]:
+        """All evaluations by int id (read-only view)."""
+        return MappingProxyType(self._evaluations.by_id)
+
+    def creates_by_evaluation(self) -> dict[int, int]:
+        """How many exports create calls made per evaluation id, for every evaluation that
+        had one, whether or not the answer reached its caller (never reset)."""
+        return self._stats.creates_by_evaluation
+
     # -- observability -------------------------------------------------------------
 
     @property
@@ -233,6 +395,9 @@ class Simulator:
         if self._app is None:
             app = web.Application(client_max_size=_MAX_BODY_BYTES)
             app.router.add_post(EXPORT_STATUS_PATH, self._handle_status)
+            app.router.add_post(V1_EVALUATION_PATH, self._handle_v1_evaluation)
+            app.router.add_post(V1_CREATE_EXPORT_PATH, self._handle_v1_create)
+            app.router.add_post(V2_EVAL_PATH, self._handle_v2)
             app.router.add_get(STATS_PATH, self._handle_stats)
             self._storage.add_routes(app)
             app.on_response_prepare.append(self._stamp_date)
@@ -261,6 +426,9 @@ class Simulator:
     def _next_log_id(self) -> str:
         return str(next(self._log_ids))
 
+    def _next_request_id(self) -> str:
+        return str(uuid.UUID(int=self._request_ids.getrandbits(128), version=4))
+
     def _error_payload(self, code: int, message: str) -> dict[str, Any]:
         return {"error_code": code, "error_msg": message, "log_id": self._next_log_id()}
 
@@ -284,11 +452,57 @@ class Simulator:
             response.headers["Retry-After"] = f"{self._config.retry_after:g}"
         return response
 
+    def _v2_error(self, status: int, code: str, message: str) -> web.Response:
+        request_id = self._next_request_id()
+        response = _json_response(
+            {"requestId": request_id, "code": code, "message": message}, status=status
+        )
+        response.headers["X-Bce-Request-Id"] = request_id
+        return response
+
+    def _v2_auth_failure(self, failure: AuthFailure) -> web.Response:
+        status = 403 if failure.bce_error_code == "InvalidAccessKeyId" else 401
+        response = self._v2_error(status, failure.bce_error_code, failure.message)
+        response.headers["X-Bce-Error-Code"] = failure.bce_error_code
+        return response
+
+    def _v2_throttled(self) -> web.Response:
+        response = self._v2_error(429, V2_THROTTLED_CODE, QPS_LIMIT_MESSAGE)
+        if self._config.retry_after is not None:
+            response.headers["Retry-After"] = f"{self._config.retry_after:g}"
+        return response
+
+    def _refusal(self, generation: Generation, refusal: BadRequest, v1_message: str) -> _Answer:
+        if generation == "v1":
+            return _Answer(200, self._error_payload(INVALID_PARAM_CODE, v1_message), "invalid")
+        status, code = (404, V2_NOT_FOUND_CODE) if refusal.not_found else (400, V2_INVALID_CODE)
+        payload = {"requestId": self._next_request_id(), "code": code, "message": refusal.message}
+        return _Answer(status, payload, "invalid")
+
+    def _success(self, generation: Generation, result: dict[str, Any]) -> dict[str, Any]:
+        if generation == "v1":
+            return {"log_id": self._next_log_id(), "result": result}
+        return {"requestId": self._next_request_id(), "result": result}
+
     async def _handle_status(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, "v1", "export_status")
+
+    async def _handle_v1_evaluation(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, "v1", "evaluation_status")
+
+    async def _handle_v1_create(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, "v1", "create_export")
+
+    async def _handle_v2(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, "v2", None)
+
+    async def _handle(
+        self, request: web.Request, generation: Generation, operation: Operation | None
+    ) -> web.StreamResponse:
         stats = self._stats
         stats.record_arrival()
         try:
-            return await self._answer_status(request, stats)
+            return await self._answer(request, stats, generation, operation)
         except ConnectionResetError:
             # The client went away before its body arrived (it cancelled the request):
             # there is nobody to answer, and nothing worth a traceback in the log.
@@ -296,9 +510,19 @@ class Simulator:
         finally:
             stats.record_departure()
 
-    async def _answer_status(
-        self, request: web.Request, stats: SimulatorStats
+    async def _answer(
+        self,
+        request: web.Request,
+        stats: SimulatorStats,
+        generation: Generation,
+        operation: Operation | None,
     ) -> web.StreamResponse:
+        """Per request, in order: the generation is served, the signature (over the path,
+        the query and the signed headers), the QPS limit, V2's ``Action``, one fault draw,
+        then the call itself."""
+        if not self._config.serves(generation):
+            stats.record("not_served")
+            return web.Response(status=404, text="404: Not Found")
         failure = verify_authorization(
             self.credentials,
             method=request.method,
@@ -310,12 +534,27 @@ class Simulator:
         )
         if failure is not None:
             stats.record("auth_failed")
+            if generation == "v2":
+                return self._v2_auth_failure(failure)
             return self._auth_failure(failure)
         if self._limiter is not None and not self._limiter.try_acquire(self._clock()):
             stats.record("throttled")
-            return self._throttled()
-        fault = self._faults.draw()
-        if fault == "reset":
+            return self._v2_throttled() if generation == "v2" else self._throttled()
+        if operation is None:
+            action = request.query.get("Action", "")
+            known = V2_ACTIONS.get(action)
+            if known is None:
+                stats.record("invalid")
+                return self._v2_error(
+                    400,
+                    V2_INVALID_ACTION_CODE,
+                    f"Action {shown(action)} is not one of {', '.join(sorted(V2_ACTIONS))}",
+                )
+            operation = known
+        stats.record_call(f"{generation}.{operation}")
+        creating = operation == "create_export"
+        fault = (self._create_faults or self._faults).draw() if creating else self._faults.draw()
+        if fault == "reset" and not creating:
             stats.record(fault)
             reset_connection(request)
             return web.Response(status=500)
@@ -324,41 +563,135 @@ class Simulator:
             return web.Response(status=500, text="500 Internal Server Error")
         if fault == "code_336100":
             stats.record(fault)
+            if generation == "v2":
+                return self._v2_error(500, V2_INTERNAL_ERROR_CODE, "internal error")
             return self._error(INTERNAL_ERROR_CODE, "internal error")
-        if fault == "slow":
+        if fault == "slow" and not creating:
             await asyncio.sleep(self._config.slow_delay)
-        export = await self._find_export(request)
-        if export is None:
-            outcome = "invalid"
-            payload = self._error_payload(INVALID_PARAM_CODE, "param invalid")
-        else:
-            outcome = "ok"
-            now = self._clock()
-            download_url = ""
-            if export.export_type == "local" and export.state_at(now) == DONE:
-                origin = f"{request.scheme}://{request.host}"
-                download_url = self._storage.download_url(origin, request.host, export)
-            payload = {
-                "log_id": self._next_log_id(),
-                "result": export.result_at(now, download_url),
-            }
-        body = _json_body(payload)
+        answer = await self._call(request, generation, operation)
+        if creating and fault == "reset":
+            # The export exists now, and its creator never hears of it.
+            stats.record(fault)
+            reset_connection(request)
+            return web.Response(status=500)
+        if creating and fault == "slow":
+            await asyncio.sleep(self._config.slow_delay)
+        body = _json_body(answer.payload)
         if fault == "truncated":
             stats.record(fault)
-            return web.Response(body=body[: len(body) // 2], content_type="application/json")
-        stats.record(fault or outcome)
-        if export is not None:
-            stats.record_answer(export)
-        return web.Response(body=body, content_type="application/json")
+            return web.Response(
+                body=body[: len(body) // 2], status=answer.status, content_type="application/json"
+            )
+        stats.record(fault or answer.outcome)
+        if answer.export is not None:
+            stats.record_answer(answer.export)
+        if answer.evaluation is not None:
+            stats.record_evaluation_answer(answer.evaluation)
+        response = web.Response(body=body, status=answer.status, content_type="application/json")
+        if generation == "v2" and "requestId" in answer.payload:
+            response.headers["X-Bce-Request-Id"] = answer.payload["requestId"]
+        return response
 
-    async def _find_export(self, request: web.Request) -> SimExport | None:
+    async def _call(
+        self, request: web.Request, generation: Generation, operation: Operation
+    ) -> _Answer:
         try:
-            payload = json.loads(await request.read())
+            body = json.loads(await request.read())
         except (ValueError, RecursionError, web.HTTPException):
-            return None
-        if not isinstance(payload, dict) or "exportID" not in payload:
-            return None
-        return self._table.find(payload["exportID"])
+            body = None
+        if not isinstance(body, dict):
+            return self._refusal(
+                generation, BadRequest("the body is not a JSON object"), "param invalid"
+            )
+        try:
+            if operation == "export_status":
+                return self._export_status(request, generation, body)
+            if operation == "evaluation_status":
+                return self._evaluation_status(generation, body)
+            return self._create_export(generation, body)
+        except BadRequest as refusal:
+            v1_message = "param invalid"
+            if operation != "export_status":  # today's message stays exactly as it was
+                v1_message = f"param invalid: {refusal.message}"
+            return self._refusal(generation, refusal, v1_message)
+
+    def _export_status(
+        self, request: web.Request, generation: Generation, body: dict[str, Any]
+    ) -> _Answer:
+        field = "exportID" if generation == "v1" else "taskId"
+        key = read_id(body, field, generation, "export_status")
+        export = self._table.find(key)
+        if export is None:
+            raise BadRequest(f"no export task {shown(key)}", not_found=True)
+        now = self._clock()
+        download_url = ""
+        if export.export_type == "local" and export.state_at(now) == DONE:
+            origin = f"{request.scheme}://{request.host}"
+            download_url = self._storage.download_url(origin, request.host, export)
+        if generation == "v1":
+            result = export.result_at(now, download_url)
+        else:
+            result = export.v2_result_at(now, download_url)
+        return _Answer(200, self._success(generation, result), "ok", export=export)
+
+    def _evaluation_status(self, generation: Generation, body: dict[str, Any]) -> _Answer:
+        field = "id" if generation == "v1" else "taskId"
+        key = read_id(body, field, generation, "evaluation_status")
+        evaluation = self._evaluations.find(key)
+        if evaluation is None:
+            raise BadRequest(f"no evaluation {shown(key)}", not_found=True)
+        now = self._clock()
+        if generation == "v1":
+            result = evaluation.v1_result_at(now)
+        else:
+            result = evaluation.v2_result_at(now)
+        return _Answer(200, self._success(generation, result), "ok", evaluation=evaluation)
+
+    def _create_export(self, generation: Generation, body: dict[str, Any]) -> _Answer:
+        wanted = read_v1_create(body) if generation == "v1" else read_v2_create(body)
+        evaluation = self._evaluations.find(wanted.evaluation_key)
+        if evaluation is None:
+            raise BadRequest(f"no evaluation {shown(wanted.evaluation_key)}", not_found=True)
+        now = self._clock()
+        if not evaluation.exportable_at(now):
+            raise BadRequest(
+                f"evaluation {shown(wanted.evaluation_key)} is "
+                f"{evaluation.state_at(now, generation)}; only a finished evaluation "
+                f"({'Done or PartlyDone' if generation == 'v1' else 'Successed'}) "
+                "can be exported"
+            )
+        export = self._make_export(evaluation, wanted, now)
+        if generation == "v1":
+            result: dict[str, Any] = {
+                "exportID": export.export_id,
+                "exportIDStr": export.export_id_str,
+            }
+        else:
+            result = {"taskId": export.export_id_str}
+        return _Answer(200, self._success(generation, result), "ok")
+
+    def _make_export(
+        self, evaluation: SimEvaluation, wanted: CreateRequest, now: float
+    ) -> SimExport:
+        # Seeded by evaluation and by how many creates it had, not by arrival order, so a
+        # run's timelines do not depend on how its requests interleave.
+        rng = random.Random(
+            f"{self._config.seed}:create:{evaluation.evaluation_id}:{len(evaluation.export_ids)}"
+        )
+        finish_after = rng.uniform(0.0, self._config.created_export_seconds)
+        fail = rng.random() < self._config.created_export_fail_ratio
+        export = self._table.add(
+            finish_after=finish_after,
+            fail=fail,
+            export_type=wanted.export_type,
+            uploading_after=finish_after * rng.uniform(0.1, 0.6),
+            export_id=None,
+            now=now,
+            evaluation_id=evaluation.evaluation_id,
+            export_content=wanted.export_content,
+        )
+        evaluation.export_ids.append(export.export_id)
+        return export
 
     async def _handle_stats(self, request: web.Request) -> web.Response:
         def wanted(name: str) -> bool:

@@ -9,8 +9,10 @@ from .._checks import check_count, check_number
 from ..errors import ConfigurationError
 
 __all__ = [
+    "API_CHOICES",
     "DOWNLOAD_FAULT_KINDS",
     "FAULT_KINDS",
+    "ApiChoice",
     "DownloadFaultRates",
     "FaultRates",
     "QpsWindowKind",
@@ -24,6 +26,9 @@ DOWNLOAD_FAULT_KINDS = ("reset", "short_body", "forbidden", "wrong_md5", "slow")
 """The faults a file download can meet, in the order one draw is mapped onto them."""
 
 QpsWindowKind = Literal["sliding", "fixed"]
+ApiChoice = Literal["v1", "v2", "both"]
+API_CHOICES: tuple[ApiChoice, ...] = ("v1", "v2", "both")
+"""Which generations of the API the simulator serves."""
 
 
 def _check_rate(name: str, value: object) -> float:
@@ -145,6 +150,10 @@ class SimulatorConfig:
     download_faults: DownloadFaultRates = field(default_factory=DownloadFaultRates)
     slow_body_delay: float = 1.0
     link_ttl: int = 1800
+    api: ApiChoice = "both"
+    created_export_seconds: float = 3.0
+    created_export_fail_ratio: float = 0.0
+    create_faults: FaultRates | None = None
 
     def __post_init__(self) -> None:
         check_count("seed", self.seed, minimum=None)
@@ -180,6 +189,26 @@ class SimulatorConfig:
             )
         check_number("slow_body_delay", self.slow_body_delay, inclusive=True, maximum=3600.0)
         check_count("link_ttl", self.link_ttl, maximum=7 * 86400)
+        if self.api not in API_CHOICES:
+            raise ConfigurationError(f"api must be 'v1', 'v2' or 'both', got {self.api!r}")
+        check_number(
+            "created_export_seconds", self.created_export_seconds, inclusive=True, maximum=86400.0
+        )
+        check_number(
+            "created_export_fail_ratio",
+            self.created_export_fail_ratio,
+            unit="fraction",
+            inclusive=True,
+            maximum=1.0,
+        )
+        if self.create_faults is not None and not isinstance(self.create_faults, FaultRates):
+            raise ConfigurationError(
+                f"create_faults must be a FaultRates or None, got {self.create_faults!r}"
+            )
+
+    def serves(self, generation: str) -> bool:
+        """Whether generation ``"v1"`` or ``"v2"`` of the API is served."""
+        return self.api in (generation, "both")
 
     def as_dict(self) -> dict[str, object]:
         """The configuration as a JSON-able dict."""

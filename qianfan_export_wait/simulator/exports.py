@@ -17,8 +17,12 @@ from ..models import ExportState
 from .files import FileKind, file_kind_for
 
 __all__ = [
+    "DEFAULT_EXPORT_CONTENT",
     "EXPORT_TYPES",
     "FILES_PREFIX",
+    "V2_EXPORT_STATES",
+    "V2_STORAGE_PATH_FIELD",
+    "V2_STORAGE_TYPES",
     "VOLUME_ID",
     "ExportTable",
     "ExportType",
@@ -35,6 +39,26 @@ UPLOADING = ExportState.UPLOADING.value
 DONE = ExportState.DONE.value
 FAIL = ExportState.FAIL.value
 TERMINAL_STATES = (DONE, FAIL)
+
+V2_EXPORT_STATES: dict[str, str] = {
+    PENDING: "Queued",
+    UPLOADING: "Running",
+    DONE: "Succeeded",
+    FAIL: "Failed",
+}
+"""A V1 export state -> the V2 ``DescribeEvalResultExportTask`` state."""
+
+V2_STORAGE_TYPES: dict[str, str] = {"local": "sysStorage", "storage": "BOS"}
+"""A V1 ``exportType`` -> the V2 ``storageType``."""
+
+V2_STORAGE_PATH_FIELD = "storagePath"
+"""The V2 field holding a BOS export's full path. Baidu's pages describe the field ("the full
+storage path") without naming it in the excerpts we have, and no SDK wraps the call; this is
+the name Qianfan's other console answers give a storage path (``storageInfo.storagePath``).
+Its value is ``bos:/<bucket>/<path>``, the form Baidu's SDK writes full BOS paths in."""
+
+DEFAULT_EXPORT_CONTENT = ("prompt", "prediction", "completion", "metrics")
+"""What an export holds unless its create said otherwise (the official SDK's default)."""
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _STR_DIGITS = 12
@@ -82,6 +106,8 @@ class SimExport:
     __slots__ = (
         "_clock",
         "created_at",
+        "evaluation_id",
+        "export_content",
         "export_id",
         "export_type",
         "final_state",
@@ -101,8 +127,13 @@ class SimExport:
         final_state: str,
         export_type: ExportType,
         clock: Callable[[], float],
+        evaluation_id: int | None = None,
+        export_content: tuple[str, ...] = DEFAULT_EXPORT_CONTENT,
     ) -> None:
         self.export_id = export_id
+        # The evaluation a create call made it for; ``None`` for exports added directly.
+        self.evaluation_id = evaluation_id
+        self.export_content = export_content
         self.created_at = created_at
         self.uploading_at = uploading_at
         self.finish_at = finish_at
@@ -126,13 +157,22 @@ class SimExport:
 
     @property
     def result_id(self) -> int:
-        """The evaluation result's ``id``."""
+        """The evaluation result's ``id`` (its evaluation's, when a create call made it)."""
+        if self.evaluation_id is not None:
+            return self.evaluation_id
         return _RESULT_ID_BASE + self.export_id
 
     @property
     def result_id_str(self) -> str:
         """The evaluation result's ``idStr`` (``ame-...``)."""
+        if self.evaluation_id is not None:
+            return "ame-" + export_id_str_for(self.evaluation_id)[6:]
         return "ame-" + export_id_str_for(self.result_id)[6:14]
+
+    @property
+    def storage_path(self) -> str:
+        """The V2 full path of a BOS export's file (``bos:/<bucket>/<path>``)."""
+        return f"bos:/{VOLUME_ID}/{self.export_path}"
 
     @property
     def file_kind(self) -> FileKind:
@@ -194,9 +234,25 @@ class SimExport:
             "downloadUrl": download_url if local and state == DONE else "",
         }
 
+    def v2_result_at(self, now: float, download_url: str = "") -> dict[str, Any]:
+        """The ``result`` of a V2 ``DescribeEvalResultExportTask`` answer at ``now``; a
+        Succeeded sysStorage export carries ``download_url``."""
+        state = self.state_at(now)
+        local = self.export_type == "local"
+        return {
+            "taskId": self.export_id_str,
+            "evalId": self.result_id_str,
+            "exportContent": list(self.export_content),
+            "state": V2_EXPORT_STATES[state],
+            "storageType": V2_STORAGE_TYPES[self.export_type],
+            V2_STORAGE_PATH_FIELD: "" if local else self.storage_path,
+            "downloadUrl": download_url if local and state == DONE else "",
+        }
+
     def summary_at(self, now: float) -> dict[str, Any]:
         """A compact JSON-able record for statistics."""
         return {
+            "evaluation_id": self.evaluation_id,
             "exportID": self.export_id,
             "exportIDStr": self.export_id_str,
             "state": self.state_at(now),
@@ -240,8 +296,11 @@ class ExportTable:
         uploading_after: float | None,
         export_id: int | None,
         now: float,
+        evaluation_id: int | None = None,
+        export_content: tuple[str, ...] = DEFAULT_EXPORT_CONTENT,
     ) -> SimExport:
-        """Create an export finishing ``finish_after`` seconds after ``now`` (``None``: held)."""
+        """Create an export finishing ``finish_after`` seconds after ``now`` (``None``: held),
+        for the evaluation ``evaluation_id`` when a create call makes it."""
         if export_type not in EXPORT_TYPES:
             raise ValueError(f"export_type must be 'local' or 'storage', got {export_type!r}")
         if export_id is None:
@@ -273,6 +332,8 @@ class ExportTable:
             final_state=FAIL if fail else DONE,
             export_type=export_type,
             clock=self._clock,
+            evaluation_id=evaluation_id,
+            export_content=export_content,
         )
         self._by_id[export_id] = export
         if export_id >= _MODULUS:

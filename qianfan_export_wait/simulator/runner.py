@@ -9,7 +9,7 @@ from typing import TextIO
 
 from ..auth import Credentials
 from .app import Simulator
-from .config import FaultRates, SimulatorConfig
+from .config import ApiChoice, FaultRates, SimulatorConfig
 from .credentials import SIMULATOR_CREDENTIALS
 
 __all__ = ["SIMULATOR_CREDENTIALS", "run_simulator"]
@@ -29,10 +29,14 @@ async def run_simulator(
     slow_delay: float = 2.0,
     retry_after: float | None = None,
     clock_skew: float = 0.0,
+    api: ApiChoice = "both",
+    evaluations: int = 0,
     stream: TextIO | None = None,
     on_ready: Callable[[Simulator, str], None] | None = None,
 ) -> None:
-    """Serve exports 1..``exports`` until cancelled (Ctrl-C), then print the request counts.
+    """Serve exports 1..``exports`` and ``evaluations`` evaluations (ids from 1000001, on
+    the same seeded timeline and fail ratio) over the ``api`` generations (``"v1"``,
+    ``"v2"`` or ``"both"``) until cancelled (Ctrl-C), then print the request counts.
 
     The base URL and the shortened access key (never the secret) go to ``stream``
     (default stderr); ``on_ready(simulator, base_url)`` is called once listening.
@@ -47,16 +51,26 @@ async def run_simulator(
         slow_delay=slow_delay,
         retry_after=retry_after,
         clock_skew=clock_skew,
+        api=api,
     )
     simulator = Simulator(credentials, config)
     simulator.add_exports(exports, max_seconds=max_seconds, fail_ratio=fail_ratio)
+    added = simulator.add_evaluations(evaluations, max_seconds=max_seconds, fail_ratio=fail_ratio)
+    evaluation_text = (
+        f"  evaluations {added[0].evaluation_id}..{added[-1].evaluation_id} "
+        f"({added[0].evaluation_id_str}...)\n"
+        if added
+        else ""
+    )
+    api_text = {"v1": "V1", "v2": "V2", "both": "V1 and V2"}[api]
     qps_text = "unlimited" if qps is None else f"{qps:g}"
     async with simulator.serve(host, port) as base_url:
         print(
             f"qianfan-export-wait simulator listening on {base_url}\n"
             f"  access key {credentials.masked_access_key} (the secret key is not shown)\n"
-            f"  exports 1..{exports}, seed {seed}, qps {qps_text}, "
+            f"  API {api_text}; exports 1..{exports}, seed {seed}, qps {qps_text}, "
             f"fault rate {rates.total:g}\n"
+            f"{evaluation_text}"
             f"  point clients at it: export QIANFAN_CONSOLE_API_BASE_URL={base_url}\n"
             f"  statistics: {base_url}/_sim/stats   (Ctrl-C stops)",
             file=out,

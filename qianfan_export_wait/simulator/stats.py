@@ -7,18 +7,31 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import DOWNLOAD_FAULT_KINDS, FAULT_KINDS
+from .evaluations import EvaluationTable, SimEvaluation
 from .exports import ExportTable, SimExport
 from .limits import RequestRateMeter
 
-__all__ = ["FILE_OUTCOMES", "OUTCOMES", "SimulatorStats"]
+__all__ = ["CALLS", "FILE_OUTCOMES", "OUTCOMES", "SimulatorStats"]
 
-OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS)
-"""Every request to the status endpoint ends in exactly one of these.
+OUTCOMES = ("ok", "throttled", "auth_failed", "invalid", *FAULT_KINDS, "not_served")
+"""Every request to a console call (V1 or V2) ends in exactly one of these.
 
-``ok``: a status answer; ``throttled``: code 18; ``auth_failed``: HTTP 401;
-``invalid``: code 500001 (unknown or malformed id); the fault kinds as in ``FaultRates``
-(``slow`` counts a delayed request whatever its answer was).
+``ok``: an answer; ``throttled``: code 18 (V1) or HTTP 429 (V2); ``auth_failed``: HTTP
+401/403; ``invalid``: code 500001 (V1) or HTTP 400/404 (V2), a malformed request or an
+unknown id; the fault kinds as in ``FaultRates`` (``slow`` counts a delayed request
+whatever its answer was); ``not_served``: HTTP 404, a generation the ``api`` setting
+leaves out.
 """
+
+CALLS = (
+    "v1.export_status",
+    "v1.evaluation_status",
+    "v1.create_export",
+    "v2.export_status",
+    "v2.evaluation_status",
+    "v2.create_export",
+)
+"""The calls counted in ``requests_by_call``: a generation and an operation."""
 
 FILE_OUTCOMES = (
     "full",
@@ -47,11 +60,13 @@ class SimulatorStats:
 
     ``request_log``: ``None``, or after :meth:`keep_request_log` a ``(time, outcome)`` pair
     per request as its outcome is counted (the simulator's clock), for measuring rates in
-    any window afterwards.
+    any window afterwards. ``requests_by_call`` counts the requests that reached a call
+    (past authentication, the QPS limit and V2's ``Action``) by generation and operation.
     """
 
     __slots__ = (
         "_clock",
+        "_evaluations",
         "_meter",
         "_table",
         "file_bytes_sent",
@@ -62,12 +77,20 @@ class SimulatorStats:
         "peak_files_in_flight",
         "peak_in_flight",
         "request_log",
+        "requests_by_call",
         "requests_by_outcome",
         "resumed_with_if_match",
     )
 
-    def __init__(self, table: ExportTable, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        table: ExportTable,
+        clock: Callable[[], float],
+        evaluations: EvaluationTable | None = None,
+    ) -> None:
         self.requests_by_outcome: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.requests_by_call: dict[str, int] = dict.fromkeys(CALLS, 0)
+        self._evaluations = evaluations if evaluations is not None else EvaluationTable(clock)
         self.request_log: list[tuple[float, str]] | None = None
         self._table = table
         self._clock = clock
@@ -93,8 +116,13 @@ class SimulatorStats:
         return f"SimulatorStats(total_requests={self.total_requests}, {counts or 'no requests'})"
 
     def reset(self) -> None:
-        """Zero every counter, including the per-export poll and file request counts."""
+        """Zero every counter, including the per-export and per-evaluation poll and file
+        request counts (not the exports created per evaluation: those are the server's
+        state, not a count of requests)."""
         self.requests_by_outcome = dict.fromkeys(OUTCOMES, 0)
+        self.requests_by_call = dict.fromkeys(CALLS, 0)
+        for evaluation in self._evaluations:
+            evaluation.polls = 0
         self._meter = RequestRateMeter()
         self.peak_in_flight = self.in_flight
         in_flight = self.files_in_flight
@@ -122,6 +150,14 @@ class SimulatorStats:
         export.polls += 1
         if export.first_answered_at is None:
             export.first_answered_at = self._clock()
+
+    def record_evaluation_answer(self, evaluation: SimEvaluation) -> None:
+        """Count a status answer delivered for ``evaluation``."""
+        evaluation.polls += 1
+
+    def record_call(self, call: str) -> None:
+        """Count a request that reached ``call`` (``"v2.create_export"``...)."""
+        self.requests_by_call[call] += 1
 
     def record(self, outcome: str) -> None:
         """Count one request's outcome."""
@@ -151,8 +187,22 @@ class SimulatorStats:
         return sum(self.file_requests_by_outcome.values())
 
     @property
+    def creates_by_evaluation(self) -> dict[int, int]:
+        """Exports made by create calls per evaluation id, for evaluations that had one."""
+        return {
+            evaluation.evaluation_id: len(evaluation.export_ids)
+            for evaluation in self._evaluations
+            if evaluation.export_ids
+        }
+
+    @property
+    def polls_by_evaluation(self) -> dict[int, int]:
+        """Status answers delivered per evaluation id, for evaluations polled at least once."""
+        return {e.evaluation_id: e.polls for e in self._evaluations if e.polls}
+
+    @property
     def total_requests(self) -> int:
-        """Requests to the status endpoint so far."""
+        """Requests to the console calls (both generations) so far."""
         return sum(self.requests_by_outcome.values())
 
     @property
@@ -185,7 +235,8 @@ class SimulatorStats:
     def as_dict(
         self, *, include_exports: bool = False, include_requests: bool = False
     ) -> dict[str, Any]:
-        """A JSON-able summary; per-export records only with ``include_exports``, the
+        """A JSON-able summary; per-export and per-evaluation records only with
+        ``include_exports``, the
         request log (``[[time, outcome], ...]``, empty unless kept) with
         ``include_requests``."""
         now = self._clock()
@@ -204,6 +255,17 @@ class SimulatorStats:
                 "max_polls": max(polls, default=0),
             },
         }
+        summary["requests_by_call"] = dict(self.requests_by_call)
+        creates = self.creates_by_evaluation
+        summary["evaluations"] = {
+            "total": len(self._evaluations),
+            "by_state": self._evaluations.count_by_state(now),
+            "polled": len(self.polls_by_evaluation),
+            "total_polls": sum(e.polls for e in self._evaluations),
+            "exports_created": sum(creates.values()),
+            "with_exports": len(creates),
+            "with_more_than_one_export": sum(1 for count in creates.values() if count > 1),
+        }
         summary["files"] = {
             "total_requests": self.total_file_requests,
             "requests_by_outcome": dict(self.file_requests_by_outcome),
@@ -213,6 +275,7 @@ class SimulatorStats:
         }
         if include_exports:
             summary["export_records"] = [export.summary_at(now) for export in self._table]
+            summary["evaluation_records"] = [e.summary_at(now) for e in self._evaluations]
         if include_requests:
             summary["request_log"] = [list(entry) for entry in self.request_log or ()]
         return summary
