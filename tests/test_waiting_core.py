@@ -32,9 +32,9 @@ from qianfan_export_wait.waiting.core import (
     DueQueue,
     Entry,
     Scheduler,
-    _Packer,
 )
 from qianfan_export_wait.waiting.outcomes import ExportOutcome, WaiterEvent
+from qianfan_export_wait.waiting.packing import StatusPacker
 from qianfan_export_wait.waiting.policy import PROBE_MAX_DELAY, Schedule
 
 INF = float("inf")
@@ -491,7 +491,7 @@ _RESULTS = st.dictionaries(st.text(max_size=12), _VALUES, max_size=8).map(
 def test_a_packed_status_unpacks_to_the_same_status(
     first: dict[str, Any], result: dict[str, Any], log_id: str | None
 ) -> None:
-    packer = _Packer()
+    packer = StatusPacker()
     packer.pack(parse_export_status({"log_id": "1", "result": first}))  # sets the dictionary
     status = parse_export_status({"log_id": log_id, "result": result})
     unpacked = packer.unpack(packer.pack(status))
@@ -500,7 +500,7 @@ def test_a_packed_status_unpacks_to_the_same_status(
 
 
 def test_a_new_log_id_is_swapped_in_without_repacking() -> None:
-    packer = _Packer()
+    packer = StatusPacker()
     status = parse_export_status(
         {"log_id": "1", "result": {"exportID": 7, "state": "Pending", "exportPath": "a/b.csv"}}
     )
@@ -510,7 +510,7 @@ def test_a_new_log_id_is_swapped_in_without_repacking() -> None:
 
 
 def test_statuses_alike_pack_to_far_less_than_their_marshalled_values() -> None:
-    packer = _Packer()
+    packer = StatusPacker()
     sizes = []
     for n in range(1, 50):
         result = {

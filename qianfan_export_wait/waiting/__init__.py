@@ -1,7 +1,25 @@
 """Waiting for many exports: the policy, the outcomes, a pure scheduling core, its asyncio
-driver, and ``ExportWaiter``, the face of them all."""
+driver, and ``ExportWaiter``, the face of them all.
+
+The promises, for any interleaving of callers (arriving, waiting, leaving, cancelled,
+timing out) and answers (any state, throttles, errors, outages, slow answers); each is
+checked after every step of ``tests/test_waiter_model.py``:
+
+1. Every caller gets exactly one outcome per export it asked for, unless it left first.
+2. ``timeout`` means no terminal answer arrived before that caller's deadline and a last
+   look was sent shortly before it (``LastLooks`` plans them so the rate limit carries
+   them all); ``ExportOutcome.status_age`` says how old the status it carries is.
+3. A caller joining an export whose last answer is older than ``min_delay`` gets a poll
+   within ``min_delay`` (``Scheduler.join``).
+4. At most ``max_in_flight`` requests in flight, none once no caller is left; tasks and
+   tables return to their idle size; an export no caller wants is forgotten (one owner
+   per poll, per download and per caller: ``Driver``'s ``_Worker``, done-callbacks).
+5. Every entry point (``wait``, ``submit``, ``wait_all``, ``as_completed``) takes a
+   deadline.
+"""
 
 from .clock import Clock, MonotonicClock, VirtualClock
+from .handles import ExportHandle, OutcomeStream
 from .outcomes import (
     ExportOutcome,
     OutcomeKind,
@@ -19,10 +37,12 @@ from .policy import (
     DEFAULT_MAX_UNAVAILABLE,
     DEFAULT_MIN_DELAY,
     DEFAULT_TIMEOUT,
+    POLICY_TIMEOUT,
     PollPolicy,
+    UsePolicyTimeout,
 )
 from .run import wait_for_exports
-from .waiter import POLICY_TIMEOUT, ExportHandle, ExportWaiter, OutcomeStream, StatusClient
+from .waiter import ExportWaiter, StatusClient
 
 __all__ = [
     "DEFAULT_MAX_DELAY",
@@ -42,6 +62,7 @@ __all__ = [
     "StateChange",
     "StatusClient",
     "UpdateHook",
+    "UsePolicyTimeout",
     "VirtualClock",
     "WaitReport",
     "WaitReportError",

@@ -17,12 +17,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import marshal
-import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from math import floor, inf
-from typing import TYPE_CHECKING, Any, NamedTuple
+from math import inf
+from typing import TYPE_CHECKING
 
 from ..errors import (
     ApiError,
@@ -34,378 +31,37 @@ from ..errors import (
     TransientError,
     UnexpectedError,
 )
-from ..models import ExportId, ExportState, ExportStatus, parse_export_status
+from ..models import ExportId, ExportStatus
+from .duequeue import DueQueue
+from .entries import Caller, Entry, Pending, PendingRun, entry_callers, status_age
+from .health import OUTAGE_AFTER_FAILURES, Outage, Trouble
+from .looks import LastLooks
 from .outcomes import TERMINAL_KINDS, ExportOutcome, OutcomeKind, StateChange, WaiterEvent
+from .packing import StatusPacker
 from .policy import PROBE_MAX_DELAY, PollPolicy, Schedule
 
 if TYPE_CHECKING:
     from ..download import DownloadRecord
+
 
 __all__ = [
     "OUTAGE_AFTER_FAILURES",
     "Caller",
     "DueQueue",
     "Entry",
+    "LastLooks",
     "Outage",
     "Pending",
+    "PendingRun",
     "Scheduler",
     "entry_callers",
 ]
 
 logger = logging.getLogger("qianfan_export_wait")
 
-OUTAGE_AFTER_FAILURES = 8
-"""Transient failures in a row, with no answer between them, that make an outage."""
-
 _COMPACT_ABOVE = 10_000
-"""With more entries than this, each keeps its last status packed (``_Packer``),
+"""With more entries than this, each keeps its last status packed (``StatusPacker``),
 unpacked again only if needed."""
-
-
-class Caller:
-    """One caller's interest in some exports: when it began, its deadline, and where its
-    outcomes go. The driver's handles, batches and streams subclass it."""
-
-    __slots__ = ("closed", "deadline", "started", "waiting")
-
-    def __init__(self, started: float, deadline: float) -> None:
-        self.started = started
-        self.deadline = deadline
-        # Exports joined and not yet given an outcome; closed once none is left, or on
-        # leaving.
-        self.waiting = 0
-        self.closed = False
-
-    lazy = False
-    """Whether outcomes may come as ``Pending`` records to ``defer``, made into outcomes
-    (``Scheduler.materialize``) only when read."""
-
-    def deliver(self, outcome: ExportOutcome) -> None:
-        """Take one export's outcome (called once per export this caller waits on)."""
-        raise NotImplementedError
-
-    def defer(self, pending: Pending | PendingRun) -> None:
-        """Take one export's outcome (a ``Pending``), or many (a ``PendingRun``), to be
-        made when read (only if ``lazy``)."""
-        raise NotImplementedError
-
-    def abort(self, error: BaseException) -> None:
-        """The waiter stops for good: end this caller's wait with ``error``."""
-        raise NotImplementedError
-
-    def entries(self) -> Iterable[Entry]:
-        """The entries this caller joined (some may be finished for it already)."""
-        raise NotImplementedError
-
-
-class Pending(NamedTuple):
-    """An outcome not yet made: what a lazy caller keeps until it reads it (``at``: when
-    it came; ``files``: the download's record or error, if any)."""
-
-    entry: Entry
-    kind: OutcomeKind
-    error: QianfanError | None
-    at: float
-    files: tuple[DownloadRecord | None, DownloadError | None] | None
-
-
-class PendingRun(NamedTuple):
-    """Many outcomes of one kind that came at once (a deadline): what a lazy caller keeps
-    instead of one record each, until it reads them (``entries`` last first)."""
-
-    kind: OutcomeKind
-    at: float
-    entries: list[Entry]
-
-
-def entry_callers(callers: Caller | list[Caller]) -> list[Caller]:
-    """``Entry.callers`` as a list."""
-    return list(callers) if isinstance(callers, list) else [callers]
-
-
-class Trouble:
-    """An export that gets no answer: since when, how many failures in a row, the last."""
-
-    __slots__ = ("errors_in_row", "last_error", "since")
-
-    def __init__(self, since: float, error: ApiError) -> None:
-        self.since = since
-        self.errors_in_row = 0
-        self.last_error = error
-
-
-class Entry:
-    """One export id being waited on, and what is known of it."""
-
-    __slots__ = (
-        "attempt",
-        "callers",
-        "deadline",
-        "due",
-        "export_id",
-        "in_flight",
-        "polls",
-        "seen",
-        "started",
-        "state",
-        "trouble",
-    )
-
-    def __init__(self, export_id: ExportId, caller: Caller) -> None:
-        self.export_id = export_id
-        self.callers: Caller | list[Caller] | None = caller
-        self.deadline = caller.deadline
-        self.started = caller.started
-        # The key of the DueQueue bucket it waits in (shared by the bucket), or None.
-        self.due: float | None = None
-        self.in_flight = False
-        self.polls = 0
-        self.attempt = 0
-        self.trouble: Trouble | None = None
-        self.state: ExportState | str | None = None
-        # The last status seen: the object itself, or packed (see _COMPACT_ABOVE).
-        self.seen: ExportStatus | bytes | None = None
-
-    def __repr__(self) -> str:
-        return f"<Entry {self.export_id!r} state={self.state} polls={self.polls}>"
-
-    def caller_list(self) -> list[Caller]:
-        """The callers still waiting on this export."""
-        callers = self.callers
-        if callers is None:
-            return []
-        if isinstance(callers, list):
-            return list(callers)
-        return [callers]
-
-    def has_caller(self, caller: Caller) -> bool:
-        """Whether ``caller`` still waits on this export."""
-        callers = self.callers
-        if isinstance(callers, list):
-            return caller in callers
-        return callers is caller
-
-    def add_caller(self, caller: Caller) -> None:
-        """Share this export with one more caller."""
-        callers = self.callers
-        if callers is None:
-            self.callers = caller
-        elif isinstance(callers, list):
-            callers.append(caller)
-        else:
-            self.callers = [callers, caller]
-        if caller.deadline < self.deadline:
-            self.deadline = caller.deadline
-
-    def remove_caller(self, caller: Caller) -> bool:
-        """Forget ``caller``; return whether any caller is left."""
-        callers = self.callers
-        if isinstance(callers, list):
-            if caller in callers:
-                callers.remove(caller)
-            if len(callers) == 1:
-                self.callers = callers[0]
-            elif not callers:
-                self.callers = None
-        elif callers is caller:
-            self.callers = None
-        remaining = self.callers
-        if remaining is None:
-            return False
-        if isinstance(remaining, list):
-            self.deadline = min(other.deadline for other in remaining)
-        else:
-            self.deadline = remaining.deadline
-        return True
-
-
-class _Bucket(deque["Entry"]):
-    """Entries due within one window; ``key`` is the one float all of them point to."""
-
-    __slots__ = ("key",)
-
-    def __init__(self, key: float) -> None:
-        super().__init__()
-        self.key = key
-
-
-class DueQueue:
-    """Entries by the time their next poll is due, in buckets ``resolution`` seconds wide.
-
-    A bucket becomes ready when its window has passed, so every entry in it is due: polls
-    falling due within one window go out in one wake-up, late by at most the window and
-    never early. With ``resolution`` 0 every due time is its own bucket. A push costs
-    O(1) (plus O(log buckets) for a new bucket), and a queued entry 8 bytes: it points to
-    its bucket's key rather than holding a due time of its own.
-    """
-
-    __slots__ = ("_buckets", "_keys", "_resolution")
-
-    def __init__(self, resolution: float) -> None:
-        self._resolution = resolution
-        self._buckets: dict[float, _Bucket] = {}
-        self._keys: list[float] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._keys)
-
-    def _ready_time(self, key: float) -> float:
-        resolution = self._resolution
-        return key if resolution <= 0.0 else (key + 1.0) * resolution
-
-    def due_time(self, entry: Entry) -> float | None:
-        """When ``entry``'s bucket is ready, or ``None`` if it is not queued."""
-        key = entry.due
-        return None if key is None else self._ready_time(key)
-
-    def push(self, entry: Entry, due: float) -> None:
-        """Queue ``entry`` for ``due`` (moving it if it was queued for another time)."""
-        resolution = self._resolution
-        key = due if resolution <= 0.0 else float(floor(due / resolution))
-        if entry.due == key:
-            return  # already in that bucket
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(key)
-            heapq.heappush(self._keys, key)
-        bucket.append(entry)
-        entry.due = bucket.key
-
-    def push_new(self, entries: list[Entry], due: float) -> None:
-        """Queue ``entries``, none queued yet, all for ``due``."""
-        if not entries:
-            return
-        resolution = self._resolution
-        key = due if resolution <= 0.0 else float(floor(due / resolution))
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(key)
-            heapq.heappush(self._keys, key)
-        bucket.extend(entries)
-        key = bucket.key
-        for entry in entries:
-            entry.due = key
-
-    def ready_at(self) -> float:
-        """When the earliest bucket is ready (``inf`` when empty)."""
-        keys = self._keys
-        return self._ready_time(keys[0]) if keys else inf
-
-    def pop(self, now: float) -> Entry | None:
-        """The next entry due at or before ``now``, unqueued; ``None`` if there is none."""
-        keys = self._keys
-        resolution = self._resolution
-        while keys:
-            key = keys[0]
-            if (key if resolution <= 0.0 else (key + 1.0) * resolution) > now:
-                return None
-            entry = self._pop_from(key)
-            if entry is not None:
-                return entry
-        return None
-
-    def pop_earliest(self) -> Entry | None:
-        """The entry due soonest (within a bucket), due or not."""
-        keys = self._keys
-        while keys:
-            entry = self._pop_from(keys[0])
-            if entry is not None:
-                return entry
-        return None
-
-    def _pop_from(self, key: float) -> Entry | None:
-        bucket = self._buckets[key]
-        while bucket:
-            entry = bucket.popleft()
-            # Stale copies (moved, dropped, or popped already) are skipped here.
-            if entry.due == key:
-                entry.due = None
-                if not bucket:
-                    self._drop_bucket(key)
-                return entry
-        self._drop_bucket(key)
-        return None
-
-    def _drop_bucket(self, key: float) -> None:
-        del self._buckets[key]
-        heapq.heappop(self._keys)
-
-    @staticmethod
-    def discard(entry: Entry) -> None:
-        """Unqueue ``entry`` (its stale copy is skipped when reached)."""
-        entry.due = None
-
-
-class Outage:
-    """The service gives no answers: only one probe is in flight, on a capped backoff."""
-
-    __slots__ = ("last_error", "probe", "probe_attempt", "probe_due", "started")
-
-    def __init__(self, started: float, last_error: ApiError) -> None:
-        self.started = started
-        self.last_error = last_error
-        self.probe: Entry | None = None
-        self.probe_attempt = 0
-        self.probe_due = started
-
-
-class _Packer:
-    """Packs a status into about 90 bytes where the object takes a kilobyte: its log id,
-    then its values marshalled and deflated against the first status packed (statuses
-    share most of their text: keys, states, path prefixes)."""
-
-    __slots__ = ("_inflate", "_keys", "_primed", "_zdict")
-
-    def __init__(self) -> None:
-        self._keys: tuple[str, ...] | None = None
-        self._zdict = b""
-        # A compressor with the dictionary loaded, copied for each status: cheaper than
-        # loading the dictionary into a new one every time.
-        self._primed: Any = None
-        self._inflate: Any = None
-
-    @staticmethod
-    def _log_id(log_id: str | None) -> bytes:
-        """A two-byte length (65535: none), then the log id's text."""
-        if log_id is None:
-            return b"\xff\xff"
-        text = log_id.encode("utf-8", "surrogatepass")
-        return len(text).to_bytes(2, "little") + text
-
-    @staticmethod
-    def _split(packed: bytes) -> tuple[str | None, int]:
-        size = int.from_bytes(packed[:2], "little")
-        if size == 0xFFFF:
-            return None, 2
-        return packed[2 : 2 + size].decode("utf-8", "surrogatepass"), 2 + size
-
-    def pack(self, status: ExportStatus) -> bytes:
-        """The status packed."""
-        raw = status.raw
-        keys = tuple(raw)
-        if self._keys is None:
-            self._keys = keys
-            self._zdict = marshal.dumps(tuple(raw.values()))
-            self._primed = zlib.compressobj(1, zlib.DEFLATED, -9, 1, zdict=self._zdict)
-            self._inflate = zlib.decompressobj(-9, zdict=self._zdict)
-        payload = marshal.dumps(tuple(raw.values()) if keys == self._keys else dict(raw))
-        packer = self._primed.copy()
-        body: bytes = packer.compress(payload) + packer.flush()
-        return self._log_id(status.log_id) + body
-
-    def with_log_id(self, packed: bytes, log_id: str | None) -> bytes:
-        """``packed`` with another log id (no unpacking: the cheap update)."""
-        return self._log_id(log_id) + packed[self._split(packed)[1] :]
-
-    def unpack(self, packed: bytes) -> ExportStatus:
-        """The status packed."""
-        log_id, start = self._split(packed)
-        inflate = self._inflate.copy()
-        values = marshal.loads(inflate.decompress(packed[start:]))
-        raw = (
-            values if isinstance(values, dict) else dict(zip(self._keys or (), values, strict=True))
-        )
-        return parse_export_status({"log_id": log_id, "result": raw})
 
 
 class Scheduler:
@@ -426,6 +82,9 @@ class Scheduler:
         self.entries: dict[ExportId, Entry] = {}
         self.queue = DueQueue(resolution)
         self.resolution = resolution
+        self.looks = LastLooks(margin=2.0 * resolution)
+        # A poll sent this close to a deadline is that deadline's last look.
+        self.look_window = max(policy.min_delay, resolution)
         self.notify = notify
         self.poll_schedule = Schedule(policy.poll_strategy())
         self.retry_schedule = Schedule(policy.retry_strategy())
@@ -439,7 +98,7 @@ class Scheduler:
         self.auth_error: AuthError | None = None
         self.outage: Outage | None = None
         self.failures_in_row = 0
-        self._packer = _Packer()
+        self._packer = StatusPacker()
         # Counts over the waiter's life.
         self.total = 0
         self.counts = dict.fromkeys(OutcomeKind, 0)
@@ -458,10 +117,26 @@ class Scheduler:
             self.entries[export_id] = entry
             self.total += 1
             self.queue.push(entry, now)
+            if entry.deadline < inf:
+                self.looks.owe(entry)
             return entry
+        before = entry.deadline
         entry.add_caller(caller)
+        if entry.deadline != before:
+            self._replan(entry)
         due = self.queue.due_time(entry)
-        if due is not None and due > caller.deadline:
+        if due is None:
+            return entry  # in flight (or downloading): the answer on its way is fresh
+        answered = entry.answered
+        if (
+            due > now
+            and entry.trouble is None
+            and (answered is None or now - answered > self.policy.min_delay)
+        ):
+            # A new caller does not inherit another's backoff: what it would learn is
+            # older than the schedule ever lets an answer get, so it polls anew.
+            self.queue.push(entry, now)
+        elif due > caller.deadline:
             # The Smithy rule for this caller too: one last poll at its deadline.
             self.queue.push(entry, caller.deadline)
         return entry
@@ -487,6 +162,8 @@ class Scheduler:
         caller.waiting += len(joined)
         self.total += len(fresh)
         self.queue.push_new(fresh, now)
+        if fresh and caller.deadline < inf:
+            self.looks.owe_many(fresh, caller.deadline)
         return joined
 
     def joined_all(self, caller: Caller, now: float) -> None:
@@ -514,10 +191,15 @@ class Scheduler:
         self._close(caller)
         abandoned = []
         for entry in caller.entries():
-            if entry.has_caller(caller) and not entry.remove_caller(caller):
+            if not entry.has_caller(caller):
+                continue
+            before = entry.deadline
+            if not entry.remove_caller(caller):
                 self._drop(entry, OutcomeKind.PENDING)
                 if entry.in_flight:
                     abandoned.append(entry)
+            elif entry.deadline != before:
+                self._replan(entry)
         return abandoned
 
     def next_deadline(self) -> float:
@@ -585,6 +267,7 @@ class Scheduler:
             self._timeout_error(entry, at),
             entry.polls,
             at - caller.started,
+            status_age=status_age(entry, at),
         )
         entry.seen = None
         return outcome
@@ -595,7 +278,11 @@ class Scheduler:
         """When the next poll may go (``inf``: nothing to send until an answer comes)."""
         outage = self.outage
         if outage is None:
-            return self.queue.ready_at()
+            ready = self.queue.ready_at()
+            if self.looks.total:
+                start = self.looks.start()
+                return start if start < ready else ready
+            return ready
         if outage.probe is not None or not self.queue:
             return inf
         return outage.probe_due
@@ -614,7 +301,24 @@ class Scheduler:
         """
         outage = self.outage
         if outage is None:
-            entry = self.queue.pop(now)
+            entry = None
+            looks = self.looks
+            if looks.total and now >= looks.start():
+                # Last looks are due: the earliest deadline's goes first, wherever the
+                # export stands in the poll schedule.
+                entry = looks.pop()
+                while entry is not None and entry.in_flight:
+                    entry = looks.pop()  # its answer is on the way: that is its look
+                if entry is not None:
+                    self.queue.discard(entry)
+            if entry is None:
+                entry = self.queue.pop(now)
+                if (
+                    entry is not None
+                    and entry.look is not None
+                    and now >= entry.deadline - self.look_window
+                ):
+                    looks.paid(entry)
         elif outage.probe is None and now >= outage.probe_due:
             entry = self.queue.pop_earliest()
             outage.probe = entry
@@ -632,6 +336,7 @@ class Scheduler:
         """A status answer for ``entry``. Returns ``True`` when it is ``Done`` and waits
         for its file (with ``downloads`` on): report that with ``on_downloaded``."""
         entry.in_flight = False
+        entry.answered = now
         if entry.trouble is not None or self.failures_in_row or not self.proven:
             self._answered(entry, now)
         state = status.state
@@ -661,8 +366,7 @@ class Scheduler:
             due = now + self.poll_schedule.delay(
                 attempt, started=entry.started, now=now, result=status
             )
-            deadline = entry.deadline
-            self.queue.push(entry, due if due < deadline else deadline)
+            self._schedule(entry, due)
         return False
 
     def on_downloaded(
@@ -682,6 +386,8 @@ class Scheduler:
         """The server refused the poll for the account's rate limit."""
         self._answered(entry, now)
         self.throttled += 1
+        if entry.look is None and entry.deadline < inf and entry.callers is not None:
+            self.looks.owe(entry)  # a throttle tells nothing: the look is owed again
         if self._expire_callers_of(entry, now):
             # Not an answer about the export: back in line without spending its backoff.
             self._schedule(entry, now + (error.retry_after or 0.0))
@@ -761,6 +467,7 @@ class Scheduler:
             self.queue.discard(entry)
         self.entries.clear()
         self._deadlines.clear()
+        self.looks = LastLooks(self.looks.margin)
         for caller in callers.values():
             if not caller.closed:
                 self._close(caller)
@@ -784,6 +491,7 @@ class Scheduler:
             None if entry.trouble is None else entry.trouble.last_error,
             entry.polls,
             now - caller.started,
+            status_age=status_age(entry, now),
         )
 
     def unavailable_for(self, now: float) -> float | None:
@@ -883,10 +591,19 @@ class Scheduler:
         return ServiceUnavailableError(max(0.0, now - since), outage.last_error)
 
     def _schedule(self, entry: Entry, due: float) -> None:
-        """Queue the next poll, never later than the nearest deadline of its callers
-        (the Smithy rule: the last poll is at the deadline)."""
+        """Queue the next poll; while a last look is owed, never later than the nearest
+        deadline of its callers (the Smithy rule; ``LastLooks`` sends it sooner when the
+        rate limit needs the time)."""
         deadline = entry.deadline
-        self.queue.push(entry, due if due < deadline else deadline)
+        if entry.look is not None and due > deadline:
+            due = deadline
+        self.queue.push(entry, due)
+
+    def _replan(self, entry: Entry) -> None:
+        """``entry``'s nearest deadline moved: the look owed is for the new one."""
+        self.looks.paid(entry)
+        if entry.deadline < inf and entry.callers is not None:
+            self.looks.owe(entry)
 
     def _expire_callers_of(self, entry: Entry, now: float) -> bool:
         """After an answer: end the wait of callers past their deadline; return whether
@@ -926,6 +643,7 @@ class Scheduler:
             return
         first: ExportOutcome | None = None
         status = self.last_status(entry)
+        age = status_age(entry, now)
         for caller in [] if callers is None else entry_callers(callers):
             outcome = ExportOutcome(
                 entry.export_id,
@@ -936,6 +654,7 @@ class Scheduler:
                 now - caller.started,
                 file,
                 download_error,
+                age,
             )
             first = first or outcome
             self._hand(caller, outcome)
@@ -957,7 +676,13 @@ class Scheduler:
             caller.defer(Pending(entry, kind, error, now, None))
             return
         outcome = ExportOutcome(
-            entry.export_id, kind, self.last_status(entry), error, entry.polls, now - caller.started
+            entry.export_id,
+            kind,
+            self.last_status(entry),
+            error,
+            entry.polls,
+            now - caller.started,
+            status_age=status_age(entry, now),
         )
         self._hand(caller, outcome)
 
@@ -974,6 +699,7 @@ class Scheduler:
             pending.at - caller.started,
             file,
             download_error,
+            status_age(entry, pending.at),
         )
         if entry.callers is None:
             entry.seen = None  # dropped: nobody else will read it
@@ -991,6 +717,11 @@ class Scheduler:
     def _close(self, caller: Caller) -> None:
         caller.closed = True
         self.callers -= 1
+        if not self.callers:
+            # Nobody waits: every deadline kept is a finished caller's. Back to idle size.
+            self._deadlines.clear()
+            self._closed_deadlines = 0
+            return
         if caller.deadline < inf:
             # Finished callers stay in the deadline heap until their deadline comes up;
             # in a long-lived waiter that could be hours of them, so sweep now and then.
@@ -1003,7 +734,10 @@ class Scheduler:
 
     def _forget(self, entry: Entry, caller: Caller, kind: OutcomeKind) -> bool:
         """``caller`` has its outcome for ``entry``; drop the entry if nobody is left."""
+        before = entry.deadline
         if entry.remove_caller(caller):
+            if entry.deadline != before:
+                self._replan(entry)
             return True
         self._drop(entry, kind)
         if not caller.lazy:
@@ -1015,6 +749,7 @@ class Scheduler:
             del self.entries[entry.export_id]
             self.counts[kind] += 1
         self.queue.discard(entry)
+        self.looks.paid(entry)
         outage = self.outage
         if outage is not None and outage.probe is entry and not entry.in_flight:
             outage.probe = None

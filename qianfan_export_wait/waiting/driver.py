@@ -40,6 +40,22 @@ answers without ever suspending."""
 Fetch = Callable[[ExportId], Awaitable[ExportStatus]]
 
 
+class _Worker:
+    """A worker task and the poll it holds (``entry`` and its limiter ``ticket``), from
+    the moment the poll is handed to it until its answer is handled.
+
+    The poll is the worker's to clean up, wherever a cancellation lands: in the request,
+    or before the worker ran at all (handed out in the loop iteration its caller left).
+    """
+
+    __slots__ = ("entry", "task", "ticket")
+
+    def __init__(self) -> None:
+        self.entry: Entry | None = None
+        self.ticket = 0
+        self.task: asyncio.Task[None] = None  # type: ignore[assignment]  # set at start
+
+
 class _RateMeter:
     """Requests sent per second lately, from a count sampled at most once a second."""
 
@@ -83,10 +99,11 @@ class Driver:
     ) -> None:
         self.core = core
         self.max_in_flight = max_in_flight
-        self.polls: dict[Entry, asyncio.Task[None]] = {}
+        # Every poll handed out and not yet handled, by its worker: max_in_flight counts them.
+        self.polls: dict[Entry, _Worker] = {}
         # Workers run the polls, each handed the next one when it is done with its last.
         self._workers: set[asyncio.Task[None]] = set()
-        self._idle: list[tuple[asyncio.Future[tuple[Entry, int] | None], asyncio.Task[None]]] = []
+        self._idle: list[tuple[asyncio.Future[bool], _Worker]] = []
         self.downloads: dict[Entry, asyncio.Task[None]] = {}
         self._downloader = downloader
         core.downloads = downloader is not None
@@ -153,7 +170,8 @@ class Driver:
         """Cancel the polls and downloads in flight for ``entries``; return their tasks."""
         tasks = []
         for entry in entries:
-            task = self.polls.get(entry) or self.downloads.get(entry)
+            worker = self.polls.get(entry)
+            task = worker.task if worker is not None else self.downloads.get(entry)
             if task is not None:
                 task.cancel()
                 tasks.append(task)
@@ -198,6 +216,8 @@ class Driver:
         try:
             while not self._closed:
                 now = clock.now()
+                # Last looks are planned at the rate the limiter allows now.
+                core.looks.set_rate(self._limiter.rate)
                 limit = self.max_in_flight if core.proven else 1
                 room = len(polls) < limit
                 ready = core.ready_at()
@@ -309,47 +329,72 @@ class Driver:
             # A worker that finished its last poll takes this one: no task per poll.
             turn, worker = idle.pop()
             if not turn.done():  # (a worker cancelled while idle has gone)
-                turn.set_result((entry, ticket))
-                break
-        else:
-            worker = self._loop.create_task(self._work(entry, ticket))
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
-        # In flight from now, not from when the worker runs: max_in_flight counts it.
+                self._hold(worker, entry, ticket)
+                turn.set_result(True)
+                return
+        worker = _Worker()
+        self._hold(worker, entry, ticket)
+        task = worker.task = self._loop.create_task(self._work(worker))
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+        task.add_done_callback(lambda _: self._worker_ended(worker))
+
+    def _hold(self, worker: _Worker, entry: Entry, ticket: int) -> None:
+        """``worker`` holds the poll of ``entry``: in flight from now, not from when the
+        worker runs (max_in_flight counts it)."""
+        worker.entry = entry
+        worker.ticket = ticket
         self.polls[entry] = worker
 
-    async def _work(self, entry: Entry, ticket: int) -> None:
+    def _let_go(self, worker: _Worker) -> None:
+        """``worker`` is done with its poll (answered, failed or cancelled)."""
+        entry = worker.entry
+        if entry is not None:
+            worker.entry = None
+            if self.polls.get(entry) is worker:
+                del self.polls[entry]
+
+    def _worker_ended(self, worker: _Worker) -> None:
+        """A worker's task ended: a poll it still held was cancelled before its answer
+        was handled (perhaps before the worker ever ran); give its slot back."""
+        entry = worker.entry
+        if entry is None:
+            return
+        self._let_go(worker)
+        self.core.on_cancelled(entry)
+        self.kick()
+
+    async def _work(self, worker: _Worker) -> None:
         """A worker: polls one export, then waits to be handed the next. It handles every
-        exception of a poll itself, so none fails unseen; a cancelled poll ends it."""
-        task = asyncio.current_task()
-        assert task is not None
-        polls = self.polls
+        exception of a poll itself, so none fails unseen; a cancelled poll ends it (and
+        ``_worker_ended`` cleans up after it)."""
         fetch = self._fetch
         loop = self._loop
         idle = self._idle
         streak = 0
         while True:
+            entry = worker.entry
+            assert entry is not None
+            ticket = worker.ticket
             try:
                 status = await fetch(entry.export_id)
             except asyncio.CancelledError:
-                self.core.on_cancelled(entry)
+                self._worker_ended(worker)
                 raise
             except Exception as error:
                 self._on_failure(entry, ticket, error)
             else:
                 self._on_status(entry, ticket, status)
-            finally:
-                del polls[entry]
+            self._let_go(worker)
             if self._closed or not self.core.entries:
                 self.kick()
                 return
-            job = self._next_poll(self._clock.now())
+            took = self._next_poll(self._clock.now(), worker)
             self.kick()
-            if job is None:
-                turn: asyncio.Future[tuple[Entry, int] | None] = loop.create_future()
-                idle.append((turn, task))
-                job = await turn
-                if job is None:
+            if not took:
+                turn: asyncio.Future[bool] = loop.create_future()
+                idle.append((turn, worker))
+                if not await turn:
                     return
                 streak = 0
             else:
@@ -358,12 +403,11 @@ class Driver:
                 streak += 1
                 if streak % _STREAK_YIELD == 0:
                     await asyncio.sleep(0)
-            entry, ticket = job
 
-    def _next_poll(self, now: float) -> tuple[Entry, int] | None:
-        """The poll a worker that just finished may send now, by the dispatcher's rules
-        (room in flight, the sweep's pace, a rate-limiter slot, an export due), counted
-        in flight; ``None`` leaves it to the dispatcher."""
+    def _next_poll(self, now: float, worker: _Worker) -> bool:
+        """Hand ``worker``, just done with its poll, the next one if it may go now by the
+        dispatcher's rules (room in flight, the sweep's pace, a rate-limiter slot, an
+        export due); ``False`` leaves it to the dispatcher."""
         # A limiter that books without awaiting lets a worker take its next poll itself
         # (read from the limiter each time: it may be replaced while the waiter runs).
         reserve = None if self._areserve is not None else getattr(self._limiter, "reserve", None)
@@ -374,27 +418,27 @@ class Driver:
             or len(self.polls) >= (self.max_in_flight if core.proven else 1)
             or core.ready_at() > now
         ):
-            return None
+            return False
         held = self._held
         if held is None:
             reservation = reserve(now)
             held = self._held = (now + reservation.delay, reservation.ticket)
         if held[0] > now:
-            return None
+            return False
         entry = core.take(now)
         if entry is None:
-            return None
+            return False
         self._held = None
         self._sent(now)
-        self.polls[entry] = asyncio.current_task()  # type: ignore[assignment]
-        return entry, held[1]
+        self._hold(worker, entry, held[1])
+        return True
 
     def _release_workers(self) -> None:
         """Let the idle workers end (no work is left)."""
         idle, self._idle = self._idle, []
         for turn, _ in idle:
             if not turn.done():
-                turn.set_result(None)
+                turn.set_result(False)
 
     def _on_status(self, entry: Entry, ticket: int, status: ExportStatus) -> None:
         core = self.core
@@ -434,7 +478,16 @@ class Driver:
     # -- downloads -------------------------------------------------------------------------
 
     def _start_download(self, entry: Entry, status: ExportStatus) -> None:
-        self.downloads[entry] = self._loop.create_task(self._download(entry, status))
+        task = self.downloads[entry] = self._loop.create_task(self._download(entry, status))
+        task.add_done_callback(lambda _: self._download_ended(entry, task))
+
+    def _download_ended(self, entry: Entry, task: asyncio.Task[None]) -> None:
+        """A download's task ended, however (cancelled before it ran, too): forget it."""
+        if self.downloads.get(entry) is task:
+            del self.downloads[entry]
+        if task.cancelled():
+            entry.in_flight = False
+        self.kick()
 
     async def _download(self, entry: Entry, status: ExportStatus) -> None:
         core = self.core
@@ -451,18 +504,12 @@ class Driver:
                 core.on_downloaded(entry, clock.now(), error=error)
             else:
                 core.on_downloaded(entry, clock.now(), file=record)
-        except asyncio.CancelledError:
-            entry.in_flight = False
-            raise
         except Exception as error:  # a bug in the downloader: the export is Done anyway
             self._log_unexpected(error, entry)
             failed = DownloadError(
                 f"{type(error).__name__} while downloading: {error}", export_id=entry.export_id
             )
             core.on_downloaded(entry, clock.now(), error=failed)
-        finally:
-            del self.downloads[entry]
-            self.kick()
 
     async def fetch_now(self, export_id: ExportId) -> ExportStatus:
         """One status request outside the schedule (a fresh download link), within the
@@ -506,14 +553,14 @@ class Driver:
                 error,
             )
         self.core.on_auth_error(entry, error, self._clock.now())
-        for other, task in list(self.polls.items()):
+        for other, worker in list(self.polls.items()):
             if other is not entry:
-                task.cancel()
+                worker.task.cancel()
 
     def _crash(self, error: BaseException, during: str) -> None:
         logger.error(
             "%s while %s; every export ends as error", type(error).__name__, during, exc_info=error
         )
         self.core.end_all(UnexpectedError(error, during), self._clock.now())
-        for task in list(self.polls.values()):
-            task.cancel()
+        for worker in list(self.polls.values()):
+            worker.task.cancel()

@@ -62,7 +62,8 @@ class ExportOutcome:
     ``error`` is set for ``error`` outcomes, and for a ``timeout`` that came while the
     service gave no answer (a ``ServiceUnavailableError``). With a waiter's ``downloader``,
     a ``done`` outcome carries its ``file``, or the ``download_error`` that kept it from
-    being fetched (the outcome stays ``done``).
+    being fetched (the outcome stays ``done``). ``status_age`` says how old ``status``
+    was when the outcome was made.
     """
 
     export_id: ExportId
@@ -73,6 +74,9 @@ class ExportOutcome:
     elapsed: float
     file: DownloadRecord | None = None
     download_error: DownloadError | None = None
+    status_age: float | None = None
+    """Seconds from when ``status`` was received to when this outcome was made (``None``
+    without a status): how stale a ``timeout``'s or a ``pending``'s last state is."""
 
     @property
     def ok(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from tenacity import RetryCallState, Retrying, wait_fixed, wait_none
 from tenacity.wait import wait_base
@@ -20,8 +20,10 @@ __all__ = [
     "DEFAULT_MAX_UNAVAILABLE",
     "DEFAULT_MIN_DELAY",
     "DEFAULT_TIMEOUT",
+    "POLICY_TIMEOUT",
     "PollPolicy",
     "Schedule",
+    "UsePolicyTimeout",
     "batch_window",
 ]
 
@@ -196,3 +198,16 @@ def batch_window(policy: PollPolicy, granularity: float) -> float:
     if granularity <= 0.0 or policy.wait is not None:
         return max(granularity, 0.0)
     return max(granularity, min(policy.min_delay / 40.0, _MAX_BATCH_WINDOW))
+
+
+class UsePolicyTimeout:
+    """The type of ``POLICY_TIMEOUT``: "use the waiter's ``PollPolicy.timeout``"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the policy's timeout>"
+
+
+POLICY_TIMEOUT: Final = UsePolicyTimeout()
+"""The default ``timeout`` of every entry point: the waiter's ``PollPolicy.timeout``."""
