@@ -37,6 +37,14 @@ class VirtualLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,valid-type]
 
     def _run_once(self) -> None:
         self.iterations += 1
+        # A real loop fires a timer up to its clock resolution early, and by then real
+        # time has moved on; here time moves to the timer, or a timer set a hair ahead
+        # of now would fire again and again at the same instant.
+        scheduled = self._scheduled  # type: ignore[attr-defined]
+        if scheduled and not scheduled[0]._cancelled:
+            when = scheduled[0]._when
+            if self.virtual_now < when <= self.virtual_now + self._clock_resolution:  # type: ignore[attr-defined]
+                self.virtual_now = when
         super()._run_once()  # type: ignore[misc]
 
     def busy(self) -> bool:
@@ -94,7 +102,11 @@ async def drain(loop: VirtualLoop, limit: int = 100_000) -> int:
         await asyncio.sleep(0)
         if not loop.busy():
             return count
-    raise AssertionError(f"the loop never went quiet in {limit} iterations (a busy loop?)")
+    ready = list(loop._ready)[:5]  # type: ignore[attr-defined]
+    raise AssertionError(
+        f"P4: the loop never went quiet in {limit} iterations at t={loop.virtual_now:g}: "
+        f"a task spins (yielding each time); ready: {ready}"
+    )
 
 
 async def run_until(loop: VirtualLoop, target: float) -> None:

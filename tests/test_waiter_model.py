@@ -35,10 +35,13 @@ P5  every entry point takes a deadline (``wait_all(ids, timeout=)`` and
     ``as_completed(ids, timeout=)`` as ``wait`` and ``submit``), and keeps it: every
     caller has every outcome by its deadline plus the longest answer hold and download.
 
-Mutations that each check catches (the library edited in a worktree, run, restored):
-see MUTATIONS at the end of this docstring.
+Mutation proofs: NOT DONE yet (time ran out). Seen red so far: before main's 02cc3ce,
+``wait_all(ids, timeout=)`` / ``as_completed(ids, timeout=)`` raised TypeError (P5/P1);
+and on main at 77f1933 the P2 last-look check fails (see the xfail reason below).
 
-MUTATIONS
+Profiles: ``QEW_MODEL_PROFILE=model-ci`` (default: seeded, derandomized, no shrinking so a
+failure costs seconds, ``QEW_MODEL_EXAMPLES`` examples, default 150) or ``model-nightly``
+(random seeds, shrinking on, 5000 examples by default).
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -59,6 +63,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 from model_support import (
     TERMINAL,
@@ -94,8 +99,9 @@ EPS = 1e-6
 
 settings.register_profile(
     "model-ci",
-    max_examples=int(os.environ.get("QEW_MODEL_EXAMPLES", "250")),
+    max_examples=int(os.environ.get("QEW_MODEL_EXAMPLES", "150")),
     derandomize=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     deadline=None,
     stateful_step_count=40,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -123,7 +129,7 @@ class Seen:
     kind: str
     status: Any
     made: float  # when the waiter made it (started + elapsed), or when seen (wait())
-    status_age: float | None | str = "absent"  # "absent": the field does not exist
+    status_age: float | str | None = "absent"  # "absent": the field does not exist
     error: Any = None
 
 
@@ -398,7 +404,12 @@ class WaiterModel(RuleBasedStateMachine):
         def start() -> None:
             caller = self.new_caller("stream", ids, timeout)
             caller.stop_after = stop_after
-            stream = caller.stream = self.waiter.as_completed(ids, timeout=timeout)  # type: ignore[call-arg]
+            try:
+                stream = caller.stream = self.waiter.as_completed(ids, timeout=timeout)  # type: ignore[call-arg]
+            except Exception as error:  # P5: the entry point takes a deadline
+                caller.problems.append(f"as_completed() raised {error!r}")
+                caller.ended = True
+                return
 
             async def read() -> None:
                 count = 0
@@ -585,7 +596,9 @@ class WaiterModel(RuleBasedStateMachine):
                         f"P1: {caller} got {export_id}'s outcome at {one.made:g}, "
                         f"after leaving at {caller.left_at:g}"
                     )
-                assert one.kind != "error", f"P1: {caller}: {export_id} ended as error {one.error!r}"
+                assert one.kind != "error", (
+                    f"P1: {caller}: {export_id} ended as error {one.error!r}"
+                )
                 if one.kind in ("done", "failed"):
                     state = "Done" if one.kind == "done" else "Fail"
                     backed = [
@@ -641,7 +654,9 @@ class WaiterModel(RuleBasedStateMachine):
                 if self.capacity_lost(start, deadline):
                     continue
                 looked = [
-                    r for r in requests if r.sent <= one.made + EPS and max(r.sent, r.ended) >= start
+                    r
+                    for r in requests
+                    if r.sent <= one.made + EPS and max(r.sent, r.ended) >= start
                 ]
                 assert looked, (
                     f"P2: {caller}: timeout for {export_id} at {one.made:g} without a last "
@@ -686,10 +701,11 @@ class WaiterModel(RuleBasedStateMachine):
                 for r in self.api.requests
                 if r.export_id == export_id and joined - EPS <= r.sent <= end
             ]
+            polled_ever = [r for r in self.api.requests if r.export_id == export_id]
             assert polled, (
                 f"P3: {caller} joined {export_id} at {joined:g} (its last answer older than "
                 f"{MIN_DELAY:g} s) and got no poll by {end:g}; requests: "
-                f"{[(r.sent, r.ended, r.state or r.fault) for r in self.api.requests if r.export_id == export_id]}"
+                f"{[(r.sent, r.ended, r.state or r.fault) for r in polled_ever]}"
             )
         self.obligations = keep
 
@@ -795,5 +811,13 @@ class WaiterModel(RuleBasedStateMachine):
         assert not self.unseen, f"P1: the loop saw errors nobody retrieved: {self.unseen}"
 
 
-WaiterModel.TestCase.settings = settings(settings.get_profile(PROFILE))
-TestWaiterModel = WaiterModel.TestCase
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "P2 on main 77f1933: an export whose callers with a shorter deadline timed out gets "
+        "no last look before the remaining caller's deadline (seen: stream [3, 1] timeout 13, "
+        "export 1 last polled at 7.2, timeout at 13.025 with no look in [11.975, 13])"
+    ),
+)
+def test_every_promise_holds_under_any_caller_interleaving() -> None:
+    run_state_machine_as_test(WaiterModel, settings=settings(settings.get_profile(PROFILE)))
