@@ -740,7 +740,9 @@ class WaiterModel(RuleBasedStateMachine):
             assert not stale, f"P4: the waiter keeps {sorted(stale)} that nobody wants"
         live = [c for c in self.callers if c.live]
         assert stats.callers == len(live), (
-            f"P4: the waiter counts {stats.callers} callers, {len(live)} are waiting"
+            f"P4: the waiter counts {stats.callers} callers, {len(live)} are waiting "
+            f"(t={self.now:g}): {live}; others: "
+            f"{[(c, sorted(c.outcomes), c.ended) for c in self.callers if not c.live]}"
         )
         tasks = self.waiter_tasks()
         if not live:
