@@ -29,11 +29,10 @@
     │   └── ExportTimeoutError          the deadline passed before a terminal state
     ├── UnexpectedError                 not an API error (a strategy, a limiter, a bug)
     │                                   ended an export; ``__cause__`` is it
-    ├── ClientClosedError(RuntimeError) the ``ExportStatusClient`` was used after
-    │                                   ``aclose()``; a waiter polling through it ends
-    │                                   every wait with it
+    ├── ClientClosedError(RuntimeError) the client, the downloader or the fleet
+    │                                   limiter was used after ``aclose()``; a waiter
+    │                                   polling through a closed client ends every wait
     ├── WaiterClosedError(RuntimeError) the waiter was closed while this call waited
-    ├── ClientClosedError(RuntimeError) an object was used after ``aclose()``
     └── DownloadError                   a Done export's file could not be fetched or
         │                               unpacked: export_id, reason, http_status
         ├── DownloadSourceError         no usable location: not Done, no downloadUrl or
@@ -323,16 +322,12 @@ class UnexpectedError(QianfanError):
 
 
 class ClientClosedError(QianfanError, RuntimeError):
-    """The ``ExportStatusClient`` was used after ``aclose()``: make a new one. No request
-    was sent."""
+    """An object (the client, the downloader, the fleet limiter) was used after
+    ``aclose()``: make a new one. No request was sent."""
 
 
 class WaiterClosedError(QianfanError, RuntimeError):
     """The waiter was closed while this call was still waiting, or is used after closing."""
-
-
-class ClientClosedError(QianfanError):
-    """Used after aclose()."""
 
 
 class DownloadError(QianfanError):
@@ -407,10 +402,6 @@ class DownloadTooLargeError(DownloadError):
     """The file is, or grew while streaming, larger than the downloader's ``max_bytes``."""
 
     reason = "too_large"
-
-
-class ClientClosedError(QianfanError, RuntimeError):
-    """An object was used after ``aclose()``."""
 
 
 class DownloaderClosedError(DownloadError, ClientClosedError):

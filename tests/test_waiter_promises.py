@@ -47,7 +47,7 @@ async def test_a_timeout_says_how_old_its_status_is() -> None:
 
 
 async def test_an_outcome_without_a_status_has_no_age() -> None:
-    waiter, _, _ = make_waiter({1: [asyncio.TimeoutError()]}, policy=SLOW)
+    waiter, _, _ = make_waiter({1: [TimeoutError()]}, policy=SLOW)
     outcome = await waiter.submit(1, timeout=5)
     assert outcome.status is None and outcome.status_age is None
 
