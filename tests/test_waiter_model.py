@@ -37,7 +37,7 @@ P5  every entry point takes a deadline (``wait_all(ids, timeout=)`` and
 
 Mutation proofs: NOT DONE yet (time ran out). Seen red so far: before main's 02cc3ce,
 ``wait_all(ids, timeout=)`` / ``as_completed(ids, timeout=)`` raised TypeError (P5/P1);
-and on main at 77f1933 the P2 last-look check fails (see the xfail reason below).
+and the P2 last-look check still fails on one seeded case (see the xfail reason below).
 
 Profiles: ``QEW_MODEL_PROFILE=model-ci`` (default: seeded, derandomized, no shrinking so a
 failure costs seconds, ``QEW_MODEL_EXAMPLES`` examples, default 150) or ``model-nightly``
@@ -817,11 +817,9 @@ class WaiterModel(RuleBasedStateMachine):
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "on main 77f1933 (not shrunk yet, model vs library not yet told apart): P2, an export "
-        "whose shorter-deadline callers timed out got no last look before the remaining "
-        "caller's deadline (stream [3, 1] timeout 13: export 1 last polled at 7.2, timeout at "
-        "13.025, no look in [11.975, 13]); the CI seed: P4, stats.callers 5 while the model "
-        "counts 4 waiting"
+        "open defect, not shrunk yet: P2 - after an outage and transient retries, an export "
+        "of a wait_all (timeout 13, deadline 33.95) was last polled at 32.67 and timed out "
+        "with no last look in [32.925, 33.95] (reproduce: pytest --runxfail on this test)"
     ),
 )
 def test_every_promise_holds_under_any_caller_interleaving() -> None:

@@ -253,6 +253,9 @@ class Driver:
                 if not core.entries:
                     self._release_workers()
                     return
+                # An expired caller moves its exports' nearest deadlines, and with them
+                # the last looks owed: what is ready when is read again.
+                ready = core.ready_at()
                 deadline = core.next_deadline() + slack
                 if not room:
                     await self._sleep(deadline, on_slot=True)
