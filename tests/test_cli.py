@@ -574,14 +574,20 @@ async def test_resume_with_download_takes_a_done_record_only_for_its_file_in_pla
         assert first.code == 0, first.stderr
         records = forge(first.records, outside)
         earlier = write_lines(tmp_path / "earlier.jsonl", *records.values())
+        outside_bytes = (outside / "copy-5").read_bytes()
         fake.stats.reset()
         second = await run_cli("wait", "--resume", str(earlier), *common)
         polled = set(fake.stats.polls_by_export)
-    assert second.code == 0, second.stderr
     assert polled == {2, 3, 4, 5}  # only the genuine record was taken as it was
     assert second.records[0] == records[1]
-    for record in second.records:
-        assert in_folder_and_true(record["file"], folder)
+    by_id = {record["export_id"]: record for record in second.records}
+    for n in (1, 2, 3, 4):
+        assert in_folder_and_true(by_id[n]["file"], folder)
+    # 5's file was swapped for a link: the downloader never writes through it, so that
+    # export is done without a file, the run exits 1, and the outside file is untouched.
+    assert "file" not in by_id[5] and by_id[5]["download_error"]
+    assert second.code == 1, second.stderr
+    assert (outside / "copy-5").read_bytes() == outside_bytes
 
 
 async def test_download_with_extract_unpacks_zip_files(tmp_path: Path) -> None:
