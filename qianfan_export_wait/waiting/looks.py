@@ -37,18 +37,7 @@ class LastLooks:
 
     def owe(self, entry: Entry) -> None:
         """``entry`` is owed a look for its (finite) deadline."""
-        key = entry.deadline
-        entry.look = key
-        self.total += 1
-        self._start = None
-        count = self._counts.get(key)
-        if count is None:
-            self._counts[key] = 1
-            self._buckets[key] = deque((entry,))
-            bisect.insort(self._keys, key)
-        else:
-            self._counts[key] = count + 1
-            self._buckets[key].append(entry)
+        self.owe_many([entry], entry.deadline)
 
     def owe_many(self, entries: list[Entry], key: float) -> None:
         """``owe`` for many new entries, all with deadline ``key``."""
