@@ -130,10 +130,10 @@ class Scheduler:
             if entry.deadline < inf:
                 self.looks.owe(entry)
             return entry
-        before = entry.deadline
         entry.add_caller(caller)
-        if entry.deadline != before:
-            self._replan(entry)
+        look = entry.look
+        if caller.deadline < inf and (look is None or caller.deadline < look):
+            self._replan(entry)  # its deadline may be one no poll has looked near yet
         due = self.queue.due_time(entry)
         if due is None:
             return entry  # in flight (or downloading): the answer on its way is fresh
@@ -203,12 +203,11 @@ class Scheduler:
         for entry in caller.entries():
             if not entry.has_caller(caller):
                 continue
-            before = entry.deadline
             if not entry.remove_caller(caller):
                 self._drop(entry, OutcomeKind.PENDING)
                 if entry.in_flight:
                     abandoned.append(entry)
-            elif entry.deadline != before:
+            elif entry.look == caller.deadline:
                 self._replan(entry)
         return abandoned
 
@@ -318,17 +317,20 @@ class Scheduler:
                 # export stands in the poll schedule.
                 entry = looks.pop()
                 while entry is not None and entry.in_flight:
-                    entry = looks.pop()  # its answer is on the way: that is its look
+                    # Its answer is on the way: that is its look (the next deadline's,
+                    # if it has another caller, is planned when the answer comes).
+                    entry = looks.pop()
                 if entry is not None:
                     self.queue.discard(entry)
+                    entry.sent = now
+                    self._replan(entry)  # a later caller's deadline: its look is owed
             if entry is None:
                 entry = self.queue.pop(now)
-                if (
-                    entry is not None
-                    and entry.look is not None
-                    and now >= entry.deadline - self.look_window
-                ):
-                    looks.paid(entry)
+                if entry is not None:
+                    entry.sent = now
+                    look = entry.look
+                    if look is not None and now >= look - self.look_window:
+                        self._replan(entry)
         elif outage.probe is None and now >= outage.probe_due:
             entry = self.queue.pop_earliest()
             outage.probe = entry
@@ -372,6 +374,8 @@ class Scheduler:
                 )
             )
         if entry.deadline > now or self._expire_callers_of(entry, now):
+            if entry.look is None:
+                self._replan(entry)  # a later caller's deadline, if any, is owed a look
             attempt = entry.attempt = entry.attempt + 1
             due = now + self.poll_schedule.delay(
                 attempt, started=entry.started, now=now, result=status
@@ -396,8 +400,9 @@ class Scheduler:
         """The server refused the poll for the account's rate limit."""
         self._answered(entry, now)
         self.throttled += 1
-        if entry.look is None and entry.deadline < inf and entry.callers is not None:
-            self.looks.owe(entry)  # a throttle tells nothing: the look is owed again
+        # A throttle tells nothing: the look is owed again, for the nearest deadline.
+        entry.sent = -inf
+        self._replan(entry)
         if self._expire_callers_of(entry, now):
             # Not an answer about the export: back in line without spending its backoff.
             self._schedule(entry, now + (self.policy.bounded_retry_after(error.retry_after) or 0.0))
@@ -429,6 +434,8 @@ class Scheduler:
             self._start_outage(error, now)
         if entry.callers is None or not self._expire_callers_of(entry, now):
             return
+        if entry.look is None:
+            self._replan(entry)
         if self._gave_up(entry, error, now):
             return
         delay = self.retry_schedule.delay(
@@ -625,16 +632,26 @@ class Scheduler:
         """Queue the next poll; while a last look is owed, never later than the nearest
         deadline of its callers (the Smithy rule; ``LastLooks`` sends it sooner when the
         rate limit needs the time)."""
-        deadline = entry.deadline
-        if entry.look is not None and due > deadline:
-            due = deadline
+        look = entry.look
+        if look is not None and due > look:
+            due = look
         self.queue.push(entry, due)
 
     def _replan(self, entry: Entry) -> None:
-        """``entry``'s nearest deadline moved: the look owed is for the new one."""
-        self.looks.paid(entry)
-        if entry.deadline < inf and entry.callers is not None:
-            self.looks.owe(entry)
+        """Owe ``entry``'s look for the nearest deadline of its callers that its last
+        poll was not sent within ``look_window`` of (none owed if there is none)."""
+        looks = self.looks
+        looks.paid(entry)
+        callers = entry.callers
+        if callers is None:
+            return
+        covered = entry.sent + self.look_window
+        if isinstance(callers, list):
+            owed = min((c.deadline for c in callers if c.deadline > covered), default=inf)
+        else:
+            owed = callers.deadline if callers.deadline > covered else inf
+        if owed < inf:
+            looks.owe_many([entry], owed)
 
     def _expire_callers_of(self, entry: Entry, now: float) -> bool:
         """After an answer: end the wait of callers past their deadline; return whether
@@ -765,9 +782,8 @@ class Scheduler:
 
     def _forget(self, entry: Entry, caller: Caller, kind: OutcomeKind) -> bool:
         """``caller`` has its outcome for ``entry``; drop the entry if nobody is left."""
-        before = entry.deadline
         if entry.remove_caller(caller):
-            if entry.deadline != before:
+            if entry.look == caller.deadline:
                 self._replan(entry)
             return True
         self._drop(entry, kind)
