@@ -227,3 +227,32 @@ async def test_a_waiter_left_by_every_caller_goes_back_to_its_idle_size() -> Non
     for _ in range(50):
         await asyncio.sleep(0)
     assert len(client.calls) == sent  # nothing more is sent
+
+
+# -- a caller that leaves is gone at once ---------------------------------------------------
+
+
+async def test_a_task_cancelled_inside_a_plain_async_for_leaves_its_stream() -> None:
+    # The CancelledError's traceback keeps the iterator alive, so nothing may wait for
+    # it to be collected: leaving must happen as the cancellation passes through.
+    script: dict[int | str, list[Answer]] = {1: ["Uploading"]}
+    waiter, _, _ = make_waiter(script, policy=SLOW)
+
+    async def consume() -> None:
+        async for _ in waiter.as_completed([1], timeout=None):
+            pass
+
+    task = asyncio.ensure_future(consume())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert waiter.stats.callers == 1
+    task.cancel()
+    kept: list[BaseException] = []
+    try:
+        await task
+    except asyncio.CancelledError as exc:
+        kept.append(exc)  # held, as a service's error handler might
+    await asyncio.sleep(0)
+    assert waiter.stats.callers == 0
+    assert waiter.stats.pending == 0
+    assert kept

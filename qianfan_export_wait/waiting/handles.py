@@ -375,7 +375,13 @@ class _Cursor:
         return self
 
     async def __anext__(self) -> ExportOutcome:
-        return await self._stream.__anext__()
+        try:
+            return await self._stream.__anext__()
+        except asyncio.CancelledError:
+            # The task iterating was cancelled: it has left the loop. Its traceback keeps
+            # this cursor alive, so ``__del__`` cannot be what lets the stream go.
+            self._stream.release()
+            raise
 
     def __del__(self) -> None:
         stream = self._stream
