@@ -41,7 +41,7 @@ from .console import (
 )
 from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
-from .download import Downloader, ProgressHook
+from .downloads import Downloader, ProgressHook
 from .errors import ConfigurationError
 from .redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
 from .simulator import SIMULATOR_CREDENTIALS
@@ -568,7 +568,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                         folder,
                         credentials=credentials,
                         session=session,
-                        refresh=client.get_status,
+                        refresh=waiter.refresh,  # the waiter below: inside its limits
                         max_concurrency=args.download_concurrency,
                         extract=args.extract,
                         allow_insecure_http=args.insecure_http,
