@@ -12,7 +12,7 @@ from typing import Any
 from .._checks import check_count, check_number
 from ..client import BASE_URL_ENV, DEFAULT_BASE_URL
 from ..errors import ConfigurationError
-from ..redis_limit import REDIS_URL_ENV
+from ..fleet import REDIS_URL_ENV
 from ..simulator import SIMULATOR_CREDENTIALS
 from ..waiting import (
     DEFAULT_MAX_DELAY,

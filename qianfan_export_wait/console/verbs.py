@@ -17,7 +17,7 @@ import aiohttp
 from ..auth import Credentials
 from ..client import ExportStatusClient
 from ..downloads import Downloader, ProgressHook
-from ..redis_limit import FleetAuthError, FleetStartError, limiter_from_url
+from ..fleet import FleetAuthError, FleetStartError, limiter_from_url
 from ..simulator import SIMULATOR_CREDENTIALS
 from ..waiting import (
     ExportWaiter,
