@@ -201,7 +201,7 @@ def _prepare_simulate(args: argparse.Namespace, console: Console, stdin: TextIO)
         credentials = SIMULATOR_CREDENTIALS
         logger.info(
             "no credentials given: the simulator accepts the documented test pair "
-            "QIANFAN_ACCESS_KEY=%s QIANFAN_SECRET_KEY=<see README>",
+            "QIANFAN_ACCESS_KEY=%s QIANFAN_SECRET_KEY=<see docs/testing.md>",
             credentials.access_key,
         )
 
