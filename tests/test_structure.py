@@ -44,3 +44,32 @@ SOURCES = sorted(
 @pytest.mark.parametrize("source", [s for s in SOURCES if s not in ENTRY_POINTS])
 def test_nothing_but_the_entry_points_imports_the_command_line(source: str) -> None:
     assert "qianfan_export_wait.cli" not in imported_modules(ROOT / source)
+
+
+MAX_MODULE_LINES = 500
+OVER_THE_LIMIT_FOR_NOW = {
+    "qianfan_export_wait/client.py": "the protocol branch makes it a thin driver",
+    "qianfan_export_wait/errors.py": "the protocol branch leaves it the hierarchy alone",
+    "qianfan_export_wait/protocol/_common.py": "the protocol branch's own package",
+    "qianfan_export_wait/waiting/core.py": "the rooms branch splits the core",
+    "qianfan_export_wait/waiting/driver.py": "the rooms branch splits the driver",
+}
+"""Modules still over the limit, each being split on its own branch."""
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(
+            s,
+            marks=pytest.mark.xfail(reason=OVER_THE_LIMIT_FOR_NOW[s], strict=False)
+            if s in OVER_THE_LIMIT_FOR_NOW
+            else (),
+        )
+        for s in SOURCES
+        if s.startswith("qianfan_export_wait/")
+    ],
+)
+def test_every_module_is_under_500_lines(source: str) -> None:
+    lines = len((ROOT / source).read_text("utf-8").splitlines())
+    assert lines < MAX_MODULE_LINES, f"{source} has {lines} lines"
