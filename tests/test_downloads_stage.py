@@ -1,11 +1,9 @@
 """Downloads beside the waiter: ``download_each`` over ``as_completed`` against the
-simulator, the stage's ownership of its tasks, ``waiter.refresh`` inside the limiter, and
-the old module names still naming the same objects."""
+simulator, the stage's ownership of its tasks, and ``waiter.refresh`` inside the limiter."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -192,26 +190,3 @@ async def test_refresh_on_a_closed_waiter_or_of_a_bad_id_is_refused() -> None:
     with pytest.raises(WaiterClosedError):
         await waiter.refresh(7)
     assert client.calls == []
-
-
-# -- the old names -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "names"),
-    [
-        ("download", "downloads.fetch", ["Downloader"]),
-        ("download", "downloads.files", ["_PartialFile", "verify_record_on_disk"]),
-        ("download", "downloads.records", ["DownloadRecord", "DownloadProgress"]),
-        ("download_rules", "downloads.rules", ["is_loopback_host", "source_for", "Expected"]),
-        ("bos", "downloads.bos", ["object_url", "SIGNATURE_EXPIRATION_SECONDS"]),
-        ("extract", "downloads.extract", ["safe_extract", "_DRIVE"]),
-    ],
-)
-def test_old_module_names_keep_naming_the_same_objects(
-    old: str, new: str, names: list[str]
-) -> None:
-    old_module = importlib.import_module(f"qianfan_export_wait.{old}")
-    new_module = importlib.import_module(f"qianfan_export_wait.{new}")
-    for name in names:
-        assert getattr(old_module, name) is getattr(new_module, name), name
