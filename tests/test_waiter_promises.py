@@ -1,5 +1,5 @@
-"""The waiter's promises to a service's callers (README "What the waiter promises"), one
-example each; ``test_waiter_model.py`` checks them under any interleaving."""
+"""The waiter's promises to a service's callers (docs/schedules.md, "What the waiter
+promises"), one example each; ``test_waiter_model.py`` checks them under any interleaving."""
 
 from __future__ import annotations
 

@@ -21,10 +21,9 @@ import logging
 from collections.abc import Iterable
 from math import inf
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._checks import check_count, check_number
-from ..download import Downloader
 from ..errors import (
     ConfigurationError,
     ExportFailedError,
@@ -52,6 +51,9 @@ from .policy import (
     UsePolicyTimeout,
     batch_window,
 )
+
+if TYPE_CHECKING:  # only for downloader= (files are fetched beside the waiter: downloads/)
+    from ..downloads.fetch import Downloader
 
 __all__ = [
     "ExportHandle",
@@ -299,6 +301,13 @@ class ExportWaiter:
         if not isinstance(timeout, UsePolicyTimeout):
             check_number("timeout", timeout, allow_none=True)
         return OutcomeStream(self, unique, timeout)
+
+    async def refresh(self, export_id: ExportId) -> ExportStatus:
+        """The status of one export asked now, outside the schedule but inside the
+        waiter's rate limit (and fleet limit): e.g. ``Downloader(refresh=waiter.refresh)``
+        for a fresh download link. The request's error is raised."""
+        self._check_usable()
+        return await self._driver.fetch_now(validate_export_id(export_id))
 
     # -- plumbing for the callers ------------------------------------------------------
 
