@@ -221,7 +221,7 @@ async def test_a_waiter_left_by_every_caller_goes_back_to_its_idle_size() -> Non
     sent = len(client.calls)
     core = waiter._core
     assert core.entries == {} and core.callers == 0
-    assert core._deadlines == [] and core.looks.total == 0
+    assert core.book._deadlines == [] and core.looks.total == 0
     assert waiter._driver.polls == {} and waiter._driver.downloads == {}
     assert len(asyncio.all_tasks()) == idle_tasks
     for _ in range(50):

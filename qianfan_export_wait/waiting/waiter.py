@@ -136,6 +136,7 @@ class ExportWaiter:
             self.policy,
             resolution=batch_window(self.policy, granularity),
             notify=self._notify,
+            downloads=downloader is not None,
         )
         self._driver = Driver(
             self._core,
