@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from math import inf
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -34,9 +33,10 @@ from ..errors import (
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
-from .core import Caller, Scheduler
+from .core import Scheduler
 from .driver import Driver
 from .handles import ExportHandle, OutcomeStream, _Batch
+from .membership import Membership
 from .outcomes import (
     ExportOutcome,
     OutcomeKind,
@@ -147,6 +147,7 @@ class ExportWaiter:
             describe_client=self._describe_client,
             downloader=downloader,
         )
+        self._members = Membership(self._core, self._driver, self.clock, self.policy)
         self.downloader = downloader
         self._closed = False
 
@@ -199,6 +200,7 @@ class ExportWaiter:
         if self._closed:
             return
         self._closed = True
+        self._members.open = False
         await self._driver.aclose(WaiterClosedError("the waiter was closed"))
 
     @property
@@ -243,10 +245,9 @@ class ExportWaiter:
         export_id = _checked_id(export_id)
         self._check_usable()
         now = self.clock.now()
-        handle = ExportHandle(self, export_id, now, self._deadline(now, timeout))
-        handle._entry = self._core.join(handle, export_id, now)
-        self._core.watch(handle)
-        self._driver.kick()
+        members = self._members
+        handle = ExportHandle(members, export_id, now, members.deadline(now, timeout))
+        handle._entry = members.join(handle, export_id, now)
         return handle
 
     async def wait(
@@ -272,14 +273,15 @@ class ExportWaiter:
         unique = _unique_ids(ids)
         self._check_usable()
         now = self.clock.now()
-        batch = _Batch(now, self._deadline(now, timeout), len(unique))
+        members = self._members
+        batch = _Batch(now, members.deadline(now, timeout), len(unique))
         if not unique:
             return WaitReport((), elapsed=0.0)
-        self._subscribe(batch, unique)
+        batch._entries.extend(members.join_many(batch, unique, first=True))
         try:
             await batch.future
         except asyncio.CancelledError:
-            await self._driver.settle(self._leave(batch))
+            await members.settle(members.leave(batch))
             raise
         outcomes = batch.outcomes
         return WaitReport(
@@ -299,39 +301,12 @@ class ExportWaiter:
         self._check_usable()
         if not isinstance(timeout, UsePolicyTimeout):
             check_number("timeout", timeout, allow_none=True)
-        return OutcomeStream(self, unique, timeout)
+        return OutcomeStream(self._members, unique, timeout)
 
     # -- plumbing for the callers ------------------------------------------------------
 
     def _check_usable(self) -> None:
-        if self._closed:
-            raise WaiterClosedError("the waiter is closed")
-        error = self._core.auth_refusal(self.clock.now())
-        if error is not None:
-            raise error.with_traceback(None)
-
-    def _deadline(self, now: float, timeout: float | UsePolicyTimeout | None) -> float:
-        if isinstance(timeout, UsePolicyTimeout):
-            timeout = self.policy.timeout
-        else:
-            timeout = check_number("timeout", timeout, allow_none=True)
-        return inf if timeout is None else now + timeout
-
-    def _subscribe(self, caller: _Batch | OutcomeStream, ids: list[ExportId]) -> None:
-        self._check_usable()
-        now = self.clock.now()
-        caller.started = now
-        if isinstance(caller, OutcomeStream):
-            caller.deadline = self._deadline(now, caller._timeout)
-        caller._entries.extend(self._core.join_many(caller, ids, now))
-        self._core.watch(caller)
-        self._driver.kick()
-
-    def _leave(self, caller: Caller) -> list[asyncio.Task[None]]:
-        """``caller`` stops waiting: cancel the polls nobody wants now; return them."""
-        tasks = self._driver.cancel_polls(self._core.leave(caller))
-        self._driver.kick()
-        return tasks
+        self._members.check_usable()
 
     def _notify(self, event: WaiterEvent) -> None:
         hook = self.on_update
