@@ -18,6 +18,7 @@ checked after every step of ``tests/test_waiter_model.py``:
    deadline.
 """
 
+from .clients import StatusClient
 from .clock import Clock, MonotonicClock, VirtualClock
 from .handles import ExportHandle, OutcomeStream
 from .outcomes import (
@@ -42,7 +43,7 @@ from .policy import (
     UsePolicyTimeout,
 )
 from .run import wait_for_exports
-from .waiter import ExportWaiter, StatusClient
+from .waiter import ExportWaiter
 
 __all__ = [
     "DEFAULT_MAX_DELAY",

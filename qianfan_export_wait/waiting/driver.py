@@ -17,6 +17,7 @@ from ..ratelimit import AsyncRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Action, Entry, Scheduler
 from .downloading import DownloadTasks
+from .limiting import DriverLimiter
 from .polls import RateMeter, Worker
 
 if TYPE_CHECKING:
@@ -72,8 +73,7 @@ class Driver:
             )
         )
         self._fetch = fetch
-        self._limiter = limiter
-        self._areserve = getattr(limiter, "areserve", None)
+        self._limiter = DriverLimiter(limiter)
         self._clock = clock
         self._real_clock = isinstance(clock, MonotonicClock)
         self._slack = core.resolution
@@ -120,6 +120,10 @@ class Driver:
         if wake:
             assert self._wakeup is not None
             self._wakeup.set()
+
+    def use_limiter(self, limiter: RateLimiter | AsyncRateLimiter) -> None:
+        """Book slots with ``limiter`` from now on."""
+        self._limiter = DriverLimiter(limiter)
 
     @property
     def downloads(self) -> dict[Entry, asyncio.Task[None]]:
@@ -179,14 +183,14 @@ class Driver:
         clock = self._clock
         slack = self._slack
         polls = self.polls
-        areserve = self._areserve
-        reserve = getattr(self._limiter, "reserve", None)
+        limiter = self._limiter
+        reserve_now = limiter.reserve_now
         start_poll = self._start_poll
         try:
             while not self._closed:
                 now = clock.now()
                 # Last looks are planned at the rate the limiter allows now.
-                core.set_rate(self._limiter.rate)
+                core.set_rate(limiter.rate)
                 limit = self.max_in_flight if core.proven else 1
                 room = len(polls) < limit
                 ready = core.ready_at()
@@ -197,10 +201,10 @@ class Driver:
                             break
                         held = self._held
                         if held is None:
-                            if areserve is not None:
-                                reservation = await areserve(now)
+                            if reserve_now is not None:
+                                reservation = reserve_now(now)
                             else:
-                                reservation = reserve(now)  # type: ignore[misc]
+                                reservation = await limiter.reserve(now)
                             held = self._held = (now + reservation.delay, reservation.ticket)
                         if held[0] > now:
                             break
@@ -382,7 +386,7 @@ class Driver:
         export due); ``False`` leaves it to the dispatcher."""
         # A limiter that books without awaiting lets a worker take its next poll itself
         # (read from the limiter each time: it may be replaced while the waiter runs).
-        reserve = None if self._areserve is not None else getattr(self._limiter, "reserve", None)
+        reserve = self._limiter.reserve_now
         core = self.core
         if (
             reserve is None
@@ -456,10 +460,7 @@ class Driver:
         rate limit; its errors are raised."""
         clock = self._clock
         now = clock.now()
-        if self._areserve is not None:
-            reservation = await self._areserve(now)
-        else:
-            reservation = self._limiter.reserve(now)  # type: ignore[union-attr]
+        reservation = await self._limiter.reserve(now)
         if reservation.delay > 0:
             await clock.sleep(reservation.delay)
         self.core.count_request()

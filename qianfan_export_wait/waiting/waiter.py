@@ -20,7 +20,6 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Protocol, runtime_checkable
 
 from .._checks import check_count, check_number
 from ..download import Downloader
@@ -32,6 +31,7 @@ from ..errors import (
 )
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
+from .clients import ClientSeam, SingleRequestClient, StatusClient
 from .clock import Clock, MonotonicClock
 from .core import Scheduler
 from .driver import Driver
@@ -63,20 +63,6 @@ __all__ = [
 logger = logging.getLogger("qianfan_export_wait")
 
 
-@runtime_checkable
-class StatusClient(Protocol):
-    """What the waiter needs from a client: ``await get_status(export_id)``.
-
-    ``ExportStatusClient`` is one. A client may also offer ``fetch_once`` (one request,
-    no retry of its own: the waiter schedules retries), ``ensure_connections(n)`` (size
-    its pool for ``n`` requests in flight and return what it allows), and
-    ``credentials``/``base_url`` (named in the log when authentication fails).
-    """
-
-    async def get_status(self, export_id: ExportId) -> ExportStatus:
-        """The current status of one export, or an ``ApiError``."""
-
-
 class ExportWaiter:
     """Waits for many exports at once through one client, within one shared rate limit.
 
@@ -103,7 +89,7 @@ class ExportWaiter:
 
     def __init__(
         self,
-        client: StatusClient,
+        client: StatusClient | SingleRequestClient,
         *,
         policy: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -117,20 +103,16 @@ class ExportWaiter:
         check_number("qps", qps, unit="requests per second", allow_none=True)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
-        fetch = getattr(client, "fetch_once", None) or getattr(client, "get_status", None)
-        if not callable(fetch):
-            raise ConfigurationError(
-                f"client must have an async get_status(export_id), got {type(client).__name__}"
-            )
+        seam = ClientSeam(client)
         self.client = client
         self.policy = policy or PollPolicy()
         self.max_in_flight = max_in_flight
         self.clock: Clock = clock or MonotonicClock()
-        self.limiter: RateLimiter | AsyncRateLimiter = limiter or (
+        self._limiter: RateLimiter | AsyncRateLimiter = limiter or (
             AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)
         )
         self.on_update = on_update
-        allowed = self._connections_for(max_in_flight)
+        allowed = seam.connections(max_in_flight)
         granularity = float(getattr(self.clock, "granularity", 0.0))
         self._core = Scheduler(
             self.policy,
@@ -140,11 +122,11 @@ class ExportWaiter:
         )
         self._driver = Driver(
             self._core,
-            fetch=fetch,
-            limiter=self.limiter,
+            fetch=seam.fetch,
+            limiter=self._limiter,
             clock=self.clock,
             max_in_flight=allowed,
-            describe_client=self._describe_client,
+            describe_client=seam.describe,
             downloader=downloader,
         )
         self._members = Membership(self._core, self._driver, self.clock, self.policy)
@@ -158,27 +140,15 @@ class ExportWaiter:
             f"in_flight={stats.in_flight}{' closed' if self._closed else ''}>"
         )
 
-    def _connections_for(self, max_in_flight: int) -> int:
-        """Size the client's pool for ``max_in_flight``; return the requests it allows."""
-        ensure = getattr(self.client, "ensure_connections", None)
-        if ensure is None:
-            return max_in_flight
-        allowed = int(ensure(max_in_flight))
-        if allowed < max_in_flight:
-            logger.warning(
-                "max_in_flight=%d, but the client's connection pool allows %d; "
-                "at most %d requests will be in flight",
-                max_in_flight,
-                allowed,
-                allowed,
-            )
-        return min(allowed, max_in_flight)
+    @property
+    def limiter(self) -> RateLimiter | AsyncRateLimiter:
+        """The rate limiter every poll books a slot with; may be replaced while running."""
+        return self._limiter
 
-    def _describe_client(self) -> str:
-        credentials = getattr(self.client, "credentials", None)
-        masked = getattr(credentials, "masked_access_key", None)
-        base_url = getattr(self.client, "base_url", None)
-        return f"access key {masked or '?'} at {base_url or '?'}"
+    @limiter.setter
+    def limiter(self, limiter: RateLimiter | AsyncRateLimiter) -> None:
+        self._driver.use_limiter(limiter)
+        self._limiter = limiter
 
     # -- life --------------------------------------------------------------------------
 
@@ -224,7 +194,7 @@ class ExportWaiter:
             requests=core.requests,
             throttled=core.throttled,
             retries=core.retries,
-            rate=self.limiter.rate,
+            rate=self._limiter.rate,
             cancelled=counts[OutcomeKind.PENDING],
             callers=core.callers,
             request_rate=self._driver.request_rate(),
