@@ -263,3 +263,17 @@ async def test_a_plain_async_for_left_by_break_stops_waiting_at_once() -> None:
     assert waiter.stats.callers == 0 and waiter.stats.pending == 0
     assert stream.unfinished()[0].kind is OutcomeKind.PENDING
     await waiter.aclose()
+
+
+async def test_a_closed_waiter_owns_no_task_and_starts_none() -> None:
+    waiter, _, _ = make_waiter({1: ["Uploading"]}, policy=SLOW)
+    handle = waiter.submit(1)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    owner = waiter._driver._tasks
+    assert owner.open and len(owner) >= 2  # the dispatcher and a worker
+    await waiter.aclose()
+    assert owner.closed and not owner.open and len(owner) == 0
+    assert handle.done()
+    waiter._driver.kick()  # nothing starts once closed
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

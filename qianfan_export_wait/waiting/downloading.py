@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DownloadError
 from ..models import ExportId, ExportStatus
@@ -23,6 +23,8 @@ __all__ = ["DownloadTasks"]
 logger = logging.getLogger("qianfan_export_wait")
 
 _CANCELLED = asyncio.CancelledError()
+
+Spawn = Callable[[asyncio.AbstractEventLoop, Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
 
 
 class DownloadTasks:
@@ -48,9 +50,11 @@ class DownloadTasks:
         self._ended = ended
         self.tasks: dict[Entry, asyncio.Task[None]] = {}
 
-    def start(self, loop: asyncio.AbstractEventLoop, entry: Entry, status: ExportStatus) -> None:
-        """Fetch the file of ``entry`` (``Done`` with ``status``)."""
-        task = self.tasks[entry] = loop.create_task(self._download(entry, status))
+    def start(
+        self, spawn: Spawn, loop: asyncio.AbstractEventLoop, entry: Entry, status: ExportStatus
+    ) -> None:
+        """Fetch the file of ``entry`` (``Done`` with ``status``) in a task ``spawn`` starts."""
+        task = self.tasks[entry] = spawn(loop, self._download(entry, status))
         task.add_done_callback(lambda _: self._task_ended(entry, task))
 
     def _task_ended(self, entry: Entry, task: asyncio.Task[None]) -> None:

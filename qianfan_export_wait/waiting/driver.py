@@ -19,6 +19,7 @@ from .core import Action, Entry, Scheduler
 from .downloading import DownloadTasks
 from .limiting import DriverLimiter
 from .polls import RateMeter, Worker
+from .tasks import TaskOwner
 
 if TYPE_CHECKING:
     from ..download import Downloader
@@ -88,7 +89,8 @@ class Driver:
         self._held: tuple[float, int] | None = None
         # With a poll budget: the next turn of the round-robin sweep.
         self._paced_at = -inf
-        self._closed = False
+        # Every task of the driver (dispatcher, workers, downloads) starts through it.
+        self._tasks = TaskOwner()
         self._meter = RateMeter()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
         self._logged_unexpected: set[type] = set()
@@ -97,7 +99,7 @@ class Driver:
 
     def kick(self) -> None:
         """Make the dispatcher run if there is work, and look again if it should."""
-        if self._closed:
+        if not self._tasks.open:
             return
         core = self.core
         dispatcher = self._dispatcher
@@ -106,7 +108,7 @@ class Driver:
                 loop = self._loop = asyncio.get_running_loop()
                 if self._wakeup is None:
                     self._wakeup = asyncio.Event()
-                self._dispatcher = loop.create_task(self._dispatch())
+                self._dispatcher = self._tasks.spawn(loop, self._dispatch())
                 self._dispatcher.add_done_callback(self._dispatcher_done)
             return
         wake_at = self._wake_at
@@ -166,15 +168,9 @@ class Driver:
 
     async def aclose(self, error: BaseException) -> None:
         """Stop for good: cancel every task, end every caller's wait with ``error``."""
-        self._closed = True
-        tasks = [*self._workers, *self.downloads.values()]
-        if self._dispatcher is not None and not self._dispatcher.done():
-            tasks.append(self._dispatcher)
-        for task in tasks:
-            task.cancel()
+        tasks = self._tasks.close()
         self.core.abort_all(error)
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._tasks.wait(tasks)
 
     # -- the dispatcher ------------------------------------------------------------------
 
@@ -185,9 +181,10 @@ class Driver:
         polls = self.polls
         limiter = self._limiter
         reserve_now = limiter.reserve_now
+        owner = self._tasks
         start_poll = self._start_poll
         try:
-            while not self._closed:
+            while owner.open:
                 now = clock.now()
                 # Last looks are planned at the rate the limiter allows now.
                 core.set_rate(limiter.rate)
@@ -213,7 +210,7 @@ class Driver:
                             break
                         self._held = None
                         start_poll(entry, held[1], now)
-                        if len(polls) >= limit or self._closed:
+                        if len(polls) >= limit or not owner.open:
                             break
                     room = len(polls) < limit
                     ready = core.ready_at()
@@ -310,7 +307,7 @@ class Driver:
                 return
         worker = Worker()
         self._hold(worker, entry, ticket)
-        task = worker.task = self._loop.create_task(self._work(worker))
+        task = worker.task = self._tasks.spawn(self._loop, self._work(worker))
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
         task.add_done_callback(lambda _: self._worker_ended(worker))
@@ -362,7 +359,7 @@ class Driver:
                 result = error
             self._report(entry, ticket, result)
             self._let_go(worker)
-            if self._closed or not self.core.entries:
+            if not self._tasks.open or not self.core.entries:
                 self.kick()
                 return
             took = self._next_poll(self._clock.now(), worker)
@@ -429,7 +426,7 @@ class Driver:
                 return
             if action is Action.DOWNLOAD:
                 assert self._downloads is not None and isinstance(result, ExportStatus)
-                self._downloads.start(self._loop, entry, result)
+                self._downloads.start(self._tasks.spawn, self._loop, entry, result)
             elif action is Action.THROTTLED:
                 self._limiter.on_throttle(now, ticket, reply.pause)
             elif action is Action.AUTH_FAILED:
