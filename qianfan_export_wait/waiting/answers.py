@@ -29,6 +29,7 @@ from .entries import Entry
 from .health import OUTAGE_AFTER_FAILURES, Outage, Trouble, no_answer
 from .outcomes import TERMINAL_KINDS, OutcomeKind, StateChange
 from .policy import PROBE_MAX_DELAY
+from .statuses import COMPACT_ABOVE
 
 if TYPE_CHECKING:
     from ..download import DownloadRecord
@@ -75,8 +76,9 @@ def answer(
     core: Scheduler, entry: Entry, result: ExportStatus | BaseException | Downloaded, now: float
 ) -> Reply:
     """``entry``'s poll ended with ``result``: a status, the exception the request raised
-    (``CancelledError``: nobody wanted it, or the waiter closed), or a file ``Downloaded``."""
-    if isinstance(result, ExportStatus):
+    (``CancelledError``: nobody wanted it, or the waiter closed), or a file ``Downloaded``.
+    Returns what the driver must do (``NOTHING``, mostly)."""
+    if type(result) is ExportStatus or isinstance(result, ExportStatus):
         return DOWNLOAD if on_status(core, entry, result, now) else NOTHING
     if isinstance(result, Downloaded):
         entry.in_flight = False
@@ -121,14 +123,14 @@ def on_status(core: Scheduler, entry: Entry, status: ExportStatus, now: float) -
     state = status.state
     kind = TERMINAL_KINDS.get(state)
     if kind is not None:
-        core.remember(entry, status, terminal=True)
+        core.statuses.remember(entry, status, pack=False)
         if kind is OutcomeKind.DONE and core.downloads:
             entry.in_flight = True  # no deadline ends it now: the file is coming
             return True
         core.finish(entry, kind, now)
         return False
     previous = entry.state
-    core.remember(entry, status)
+    core.statuses.remember(entry, status, pack=len(core.entries) > COMPACT_ABOVE)
     notify = core.notify
     if previous != state and notify is not None:
         notify(

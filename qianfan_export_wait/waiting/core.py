@@ -24,9 +24,9 @@ from math import inf
 from typing import TYPE_CHECKING
 
 from ..errors import AuthError, DownloadError, QianfanError
-from ..models import ExportId, ExportStatus
+from ..models import ExportId
 from . import answers
-from .answers import Action, Downloaded, Reply
+from .answers import NOTHING, Action, Downloaded, Reply
 from .callers import CallerBook
 from .duequeue import DueQueue
 from .entries import Caller, Entry, Pending, PendingRun, entry_callers
@@ -34,13 +34,14 @@ from .health import OUTAGE_AFTER_FAILURES, Outage, Trouble, timeout_error
 from .looks import LastLooks
 from .outcomes import ExportOutcome, OutcomeKind, WaiterEvent
 from .policy import PollPolicy, RetryAfterBound, Schedule
-from .statuses import COMPACT_ABOVE, StatusStore
+from .statuses import StatusStore
 
 if TYPE_CHECKING:
     from ..download import DownloadRecord
 
 
 __all__ = [
+    "NOTHING",
     "OUTAGE_AFTER_FAILURES",
     "Action",
     "Caller",
@@ -316,12 +317,10 @@ class Scheduler:
 
     # -- answers ---------------------------------------------------------------------
 
-    def answer(
-        self, entry: Entry, result: ExportStatus | BaseException | Downloaded, now: float
-    ) -> Reply:
-        """``entry``'s poll ended with ``result`` (a status, the exception its request
-        raised, or its file ``Downloaded``); return what the driver must do."""
-        return answers.answer(self, entry, result, now)
+    # ``answer(entry, result, now)``: ``entry``'s poll ended with ``result`` (a status,
+    # the exception its request raised, or its file ``Downloaded``); returns the
+    # ``Reply`` saying what the driver must do. Bound here as is: it runs once a poll.
+    answer = answers.answer
 
     def fail(self, entry: Entry, error: BaseException, now: float) -> None:
         """Handling ``entry``'s answer raised ``error`` (a wait strategy, the limiter): the
@@ -386,11 +385,6 @@ class Scheduler:
         return None if self.outage is None else now - self.outage.started
 
     # -- for the answers room --------------------------------------------------------
-
-    def remember(self, entry: Entry, status: ExportStatus, *, terminal: bool = False) -> None:
-        """Keep ``status`` as the last one seen, packed small when many exports wait."""
-        pack = not terminal and len(self.entries) > COMPACT_ABOVE
-        self.statuses.remember(entry, status, pack=pack)
 
     def schedule(self, entry: Entry, due: float) -> None:
         """Queue the next poll; while a last look is owed, never later than the nearest

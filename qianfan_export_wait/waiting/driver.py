@@ -15,7 +15,7 @@ from ..errors import ThrottledError, TlsError, UnexpectedError
 from ..models import ExportId, ExportStatus
 from ..ratelimit import AsyncRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
-from .core import Action, Entry, Scheduler
+from .core import NOTHING, Action, Entry, Scheduler
 from .downloading import DownloadTasks
 from .limiting import DriverLimiter
 from .polls import RateMeter, Worker
@@ -421,9 +421,9 @@ class Driver:
             if isinstance(result, ExportStatus):
                 self._limiter.on_success(now, ticket)
             reply = core.answer(entry, result, now)
-            action = reply.action
-            if action is Action.NOTHING:
+            if reply is NOTHING:
                 return
+            action = reply.action
             if action is Action.DOWNLOAD:
                 assert self._downloads is not None and isinstance(result, ExportStatus)
                 self._downloads.start(self._tasks.spawn, self._loop, entry, result)
