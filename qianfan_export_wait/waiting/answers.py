@@ -78,8 +78,48 @@ def answer(
     """``entry``'s poll ended with ``result``: a status, the exception the request raised
     (``CancelledError``: nobody wanted it, or the waiter closed), or a file ``Downloaded``.
     Returns what the driver must do (``NOTHING``, mostly)."""
-    if type(result) is ExportStatus or isinstance(result, ExportStatus):
-        return DOWNLOAD if on_status(core, entry, result, now) else NOTHING
+    if type(result) is not ExportStatus and not isinstance(result, ExportStatus):
+        return _answer_other(core, entry, result, now)
+    # A status: the usual answer, handled here without another call.
+    status = result
+    entry.in_flight = False
+    entry.answered = now
+    if entry.trouble is not None or core.failures_in_row or not core.proven:
+        answered(core, entry, now)
+    state = status.state
+    kind = TERMINAL_KINDS.get(state)
+    if kind is not None:
+        core.statuses.remember(entry, status, pack=False)
+        if kind is OutcomeKind.DONE and core.downloads:
+            entry.in_flight = True  # no deadline ends it now: the file is coming
+            return DOWNLOAD
+        core.finish(entry, kind, now)
+        return NOTHING
+    previous = entry.state
+    core.statuses.remember(entry, status, pack=len(core.entries) > COMPACT_ABOVE)
+    notify = core.notify
+    if previous != state and notify is not None:
+        notify(
+            StateChange(
+                entry.export_id,
+                None if previous is None else str(previous),
+                status.state_name,
+                status,
+                entry.polls,
+                now - entry.started,
+            )
+        )
+    if entry.deadline > now or core.expire_callers_of(entry, now):
+        attempt = entry.attempt = entry.attempt + 1
+        due = now + core.poll_schedule.delay(attempt, started=entry.started, now=now, result=status)
+        core.schedule(entry, due)
+    return NOTHING
+
+
+def _answer_other(
+    core: Scheduler, entry: Entry, result: BaseException | Downloaded, now: float
+) -> Reply:
+    """``answer`` for anything but a status."""
     if isinstance(result, Downloaded):
         entry.in_flight = False
         if entry.callers is not None:
@@ -111,43 +151,6 @@ def answer(
     # A closed session, a bug in a custom client: this export ends, the others go on.
     on_unexpected(core, entry, result, now)
     return Reply(Action.UNEXPECTED, error=result)
-
-
-def on_status(core: Scheduler, entry: Entry, status: ExportStatus, now: float) -> bool:
-    """A status answer for ``entry``. Returns ``True`` when it is ``Done`` and waits for
-    its file (with downloads on)."""
-    entry.in_flight = False
-    entry.answered = now
-    if entry.trouble is not None or core.failures_in_row or not core.proven:
-        answered(core, entry, now)
-    state = status.state
-    kind = TERMINAL_KINDS.get(state)
-    if kind is not None:
-        core.statuses.remember(entry, status, pack=False)
-        if kind is OutcomeKind.DONE and core.downloads:
-            entry.in_flight = True  # no deadline ends it now: the file is coming
-            return True
-        core.finish(entry, kind, now)
-        return False
-    previous = entry.state
-    core.statuses.remember(entry, status, pack=len(core.entries) > COMPACT_ABOVE)
-    notify = core.notify
-    if previous != state and notify is not None:
-        notify(
-            StateChange(
-                entry.export_id,
-                None if previous is None else str(previous),
-                status.state_name,
-                status,
-                entry.polls,
-                now - entry.started,
-            )
-        )
-    if entry.deadline > now or core.expire_callers_of(entry, now):
-        attempt = entry.attempt = entry.attempt + 1
-        due = now + core.poll_schedule.delay(attempt, started=entry.started, now=now, result=status)
-        core.schedule(entry, due)
-    return False
 
 
 def on_throttled(core: Scheduler, entry: Entry, error: ThrottledError, now: float) -> None:

@@ -86,6 +86,9 @@ class Scheduler:
         self.poll_schedule = Schedule(policy.poll_strategy())
         self.retry_schedule = Schedule(policy.retry_strategy())
         self.book = CallerBook()
+        # The earliest deadline of a caller still waiting (``inf`` if none); read once a
+        # poll, so the book's own method, not one that calls it.
+        self.next_deadline: Callable[[], float] = self.book.next_deadline
         # Whether a Done export waits for its file before its outcome (a downloader).
         self.downloads = downloads
         self.proven = False
@@ -198,10 +201,6 @@ class Scheduler:
             elif entry.deadline != before:
                 self._replan(entry)
         return abandoned
-
-    def next_deadline(self) -> float:
-        """The earliest deadline of a caller still waiting (``inf`` if none)."""
-        return self.book.next_deadline()
 
     def expire(self, now: float) -> None:
         """End the wait of every caller whose deadline has passed, polled or not.
