@@ -532,3 +532,21 @@ def test_a_limiter_that_cannot_book_is_refused_when_the_waiter_is_made() -> None
 
     with pytest.raises(ConfigurationError, match=r"reserve.*NoBooking"):
         ExportWaiter(GetStatusOnly(), limiter=NoBooking())  # type: ignore[arg-type]
+
+
+class Forwarding:
+    """A client that forwards every attribute to another (made on demand, as a proxy or a
+    mock does): what it offers is seen on every Python version."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_client_whose_attributes_are_made_on_demand_is_a_client() -> None:
+    inner = GetStatusOnly()
+    async with ExportWaiter(Forwarding(inner), clock=VirtualClock()) as waiter:  # type: ignore[arg-type]
+        report = await waiter.wait_all([1, 2])
+    assert report.ok and inner.asked == [1, 2]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from ..errors import ConfigurationError
 from ..models import ExportId, ExportStatus
@@ -22,9 +22,19 @@ __all__ = [
     "PooledClient",
     "SingleRequestClient",
     "StatusClient",
+    "offers",
 ]
 
 logger = logging.getLogger("qianfan_export_wait")
+
+_P = TypeVar("_P")
+
+
+def offers(obj: object, protocol: Callable[..., _P]) -> TypeGuard[_P]:
+    """Whether ``obj`` has every member ``protocol`` declares. Looked up as attributes
+    (as ``isinstance`` with a runtime-checkable protocol did before Python 3.12), so a
+    proxy or a mock that makes its attributes on demand offers them too."""
+    return all(hasattr(obj, name) for name in vars(protocol) if not name.startswith("_"))
 
 
 @runtime_checkable
@@ -80,9 +90,9 @@ class ClientSeam:
     def __init__(self, client: StatusClient | SingleRequestClient) -> None:
         self._client = client
         fetch: Callable[[ExportId], Awaitable[ExportStatus]]
-        if isinstance(client, SingleRequestClient):
+        if offers(client, SingleRequestClient):
             fetch = client.fetch_once
-        elif isinstance(client, StatusClient):
+        elif offers(client, StatusClient):
             fetch = client.get_status
         else:
             raise ConfigurationError(
@@ -93,7 +103,7 @@ class ClientSeam:
     def connections(self, max_in_flight: int) -> int:
         """Size the client's pool for ``max_in_flight``; return the requests it allows."""
         client = self._client
-        if not isinstance(client, PooledClient):
+        if not offers(client, PooledClient):
             return max_in_flight
         allowed = int(client.ensure_connections(max_in_flight))
         if allowed < max_in_flight:
@@ -109,7 +119,7 @@ class ClientSeam:
     def describe(self) -> str:
         """Whose requests these are: the masked access key and the base URL."""
         client = self._client
-        if not isinstance(client, DescribedClient):
+        if not offers(client, DescribedClient):
             return "access key ? at ?"
         masked = client.credentials.masked_access_key
         return f"access key {masked or '?'} at {client.base_url or '?'}"

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import ConfigurationError
 from ..ratelimit import AsyncRateLimiter, RateLimiter, Reservation
+from .clients import offers
 
 __all__ = ["DriverLimiter"]
 
@@ -24,9 +25,9 @@ class DriverLimiter:
         self._areserve: Callable[[float], Awaitable[Reservation]] | None = None
         # An async limiter is awaited even if it can also book at once (its booking is
         # the one shared with other processes).
-        if isinstance(limiter, AsyncRateLimiter):
+        if offers(limiter, AsyncRateLimiter):
             self._areserve = limiter.areserve
-        elif isinstance(limiter, RateLimiter):
+        elif offers(limiter, RateLimiter):
             self.reserve_now = limiter.reserve
         else:
             raise ConfigurationError(
