@@ -52,8 +52,6 @@ OVER_THE_LIMIT_FOR_NOW = {
     "qianfan_export_wait/client.py": "the protocol branch makes it a thin driver",
     "qianfan_export_wait/errors.py": "the protocol branch leaves it the hierarchy alone",
     "qianfan_export_wait/protocol/_common.py": "the protocol branch's own package",
-    "qianfan_export_wait/waiting/core.py": "the rooms branch splits the core",
-    "qianfan_export_wait/waiting/driver.py": "the rooms branch splits the driver",
 }
 """Modules still over the limit, each being split on its own branch."""
 

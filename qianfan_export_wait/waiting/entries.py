@@ -117,7 +117,7 @@ class Entry:
         self.attempt = 0
         self.trouble: Trouble | None = None
         self.state: ExportState | str | None = None
-        # The last status seen: the object itself, or packed (see _COMPACT_ABOVE).
+        # The last status seen: the object itself, or packed (see statuses.COMPACT_ABOVE).
         self.seen: ExportStatus | bytes | None = None
         # When the last status was received (the clock's time), or None.
         self.answered: float | None = None
