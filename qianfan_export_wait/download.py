@@ -75,6 +75,7 @@ from .download_rules import (
     plan_body,
     source_for,
 )
+from .endpoints import validate_base_url
 from .errors import (
     ApiError,
     ChecksumError,
@@ -459,8 +460,6 @@ class Downloader:
         on_progress: ProgressHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from .client import validate_base_url
-
         check_count("max_concurrency", max_concurrency)
         check_count("max_attempts", max_attempts)
         check_number("read_timeout", read_timeout)

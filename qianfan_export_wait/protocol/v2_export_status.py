@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import ResponseFormatError
+from ..errors import ResponseFormatError, UnexpectedAnswerError
 from ..models import ExportState, ExportStatus, describe_value
 from ._common import (
     V2_EVAL_PATH,
@@ -105,9 +105,11 @@ class V2ExportStatus:
         result, request_id = answer_result(self.api, status, headers, body, now)
         record = _record(status, result, request_id)
         if args is not None and record.export_id_str != args:
-            raise ResponseFormatError(
+            raise UnexpectedAnswerError(
                 f"answer is for export task {describe_value(record.export_id_str)}, "
                 f"not {describe_value(args)}",
+                asked=args,
+                answered=record.export_id_str,
                 log_id=request_id,
                 http_status=status,
             )

@@ -45,7 +45,7 @@ from aiohttp import web
 
 from .._checks import check_count, check_number
 from ..auth import Credentials
-from ..client import EXPORT_STATUS_PATH
+from ..protocol import EXPORT_STATUS_PATH
 from .calls import (
     V1_CREATE_EXPORT_PATH,
     V1_EVALUATION_PATH,
