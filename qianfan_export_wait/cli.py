@@ -39,6 +39,8 @@ from .console import (
     run_status,
     run_wait,
 )
+from .console.api_options import add_api_options, api_client_options, check_ids_for_api
+from .console.api_options import log_unknown as _log_unknown
 from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
@@ -268,6 +270,7 @@ OPTION_GROUPS: dict[str, tuple[str, Callable[[argparse._ArgumentGroup], None]]] 
     "polling": ("polling", _polling_options),
     "download": ("downloads", _download_options),
     "connection": ("connection", _connection_options),
+    "api": ("API generation", add_api_options),
     "display": ("stderr", _display_options),
     "log": ("logs and event loop", _log_options),
 }
@@ -313,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         "ask once for the status of each export id",
         "connection",
+        "api",
         "log",
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
     )
@@ -325,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "polling",
         "download",
         "connection",
+        "api",
         "display",
         "log",
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
@@ -502,13 +507,15 @@ def _client_options(args: argparse.Namespace, credentials: Credentials) -> dict[
         "base_url": args.endpoint,
         "request_timeout": args.request_timeout,
         "allow_insecure_http": args.insecure_http,
+        **api_client_options(args),
     }
+    check_ids_for_api(getattr(args, "checked_ids", ()), options["api"])
     ExportStatusClient(credentials, **options)  # checks the endpoint now, sends nothing
     return options
 
 
 def _prepare_status(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
-    ids = gather_ids(args.ids, None, stdin)
+    ids = args.checked_ids = gather_ids(args.ids, None, stdin)
     credentials = Credentials.from_env()
     options = _client_options(args, credentials)
     context = _ssl_context(args.ca_bundle)
@@ -517,6 +524,7 @@ def _prepare_status(args: argparse.Namespace, console: Console, stdin: TextIO) -
         async with _session(context) as session:
             client = ExportStatusClient(credentials, session=session, **options)
             tally = await run_status(client, ids, console, interrupt)
+        _log_unknown(client.stats.unknown_states)
         return tally.exit_code()
 
     return job
@@ -537,6 +545,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
             ids = earlier.ids
     if not ids:
         raise UsageError("no export ids given (pass IDs, --ids-file PATH or --resume FILE)")
+    args.checked_ids = ids
     plan = WaitPlan(ids, order=args.order, earlier=earlier)
     policy = PollPolicy(
         min_delay=args.min_delay,
@@ -594,6 +603,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                 )
                 async with waiter:
                     tally = await run_wait(waiter, plan, console, interrupt, downloader=factory)
+        _log_unknown(client.stats.unknown_states)
         return tally.exit_code()
 
     return job

@@ -22,7 +22,7 @@ class UnknownStates:
     __slots__ = ("_since", "counts", "give_up_after")
 
     def __init__(self, *, give_up_after: float | None = None) -> None:
-        check_number("unknown_state_timeout", give_up_after, allow_none=True)
+        check_number("unknown_state_timeout", give_up_after, allow_none=True, inclusive=True)
         self.give_up_after = None if give_up_after is None else float(give_up_after)
         self.counts: dict[str, int] = {}
         self._since: dict[ExportId, float] = {}

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Iterable
 from math import inf
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .._checks import check_count, check_number
 from ..download import Downloader
@@ -94,6 +94,9 @@ class ExportWaiter:
     ``max_concurrency`` at once and outside the status API's rate limit, and its outcome
     (still ``done``) carries ``file`` or ``download_error``.
 
+    ``api`` (``"v1"`` or ``"v2"``) polls that generation's export-status call through the
+    client's ``status_fetch(api)``; by default, the client's own (``client.api``).
+
     An authentication failure costs one request: every caller gets the ``AuthError``
     and later calls raise it for ``PollPolicy.auth_cooldown`` seconds; after that one
     request tries again, so a fixed key needs no new waiter. An exception that is not an
@@ -112,12 +115,15 @@ class ExportWaiter:
         clock: Clock | None = None,
         limiter: RateLimiter | AsyncRateLimiter | None = None,
         downloader: Downloader | None = None,
+        api: str | None = None,
     ) -> None:
         check_count("max_in_flight", max_in_flight)
         check_number("qps", qps, unit="requests per second", allow_none=True)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
         fetch = getattr(client, "fetch_once", None) or getattr(client, "get_status", None)
+        if api is not None:  # the export-status call of that generation (default: client's)
+            fetch = _status_fetch_for(client, api)
         if not callable(fetch):
             raise ConfigurationError(
                 f"client must have an async get_status(export_id), got {type(client).__name__}"
@@ -390,3 +396,16 @@ def _status_or_raise(outcome: ExportOutcome) -> ExportStatus:
         )
     assert outcome.error is not None
     raise outcome.error.with_traceback(None)
+
+
+def _status_fetch_for(client: object, api: str) -> Any:
+    """The client's one-request status fetch for generation ``api``."""
+    status_fetch = getattr(client, "status_fetch", None)
+    if callable(status_fetch):
+        return status_fetch(api)
+    if api == "v1":
+        return getattr(client, "fetch_once", None) or getattr(client, "get_status", None)
+    raise ConfigurationError(
+        f"api={api!r} needs a client with status_fetch(api) (an ExportStatusClient); "
+        f"{type(client).__name__} has none"
+    )
