@@ -50,8 +50,17 @@ from .errors import (
     tls_error,
 )
 from .models import ExportId, ExportStatus
-from .protocol import APIS, Operation, Request, export_status
-from .protocol._common import JSON_CONTENT_TYPE, signed_headers
+from .protocol import (
+    APIS,
+    CreatedExport,
+    Operation,
+    Request,
+    V1CreateExportArgs,
+    V2CreateExportArgs,
+    create_export,
+    export_status,
+)
+from .protocol._common import JSON_CONTENT_TYPE, signed_headers, uncertain
 from .unknown_states import UnknownStates
 
 __all__ = [
@@ -82,6 +91,11 @@ ArgsT = TypeVar("ArgsT")
 RecordT = TypeVar("RecordT")
 
 
+def _is_create(operation: str) -> bool:
+    """Whether ``operation`` (e.g. ``"v2.create_export"``) must never be sent twice blindly."""
+    return (operation.partition(".")[2] or operation) in _NOT_IDEMPOTENT
+
+
 def _surely_not_sent(exc: BaseException) -> bool:
     """Whether a failed exchange certainly never put the request on the wire: the
     connection itself could not be made (refused, unreachable, a name that does not
@@ -99,11 +113,10 @@ def _transport_error(
     """What a failed exchange amounts to (``None``: not a transport failure): the one place
     transport errors are mapped. For a call that is not idempotent (a create), a failure
     after which the request may have reached the server is ``CreateUncertainError``."""
-    name = operation.partition(".")[2] or operation
     may_have_been_sent = isinstance(
         exc, (asyncio.TimeoutError, aiohttp.ClientError, OSError)
     ) and not (_surely_not_sent(exc) or isinstance(exc, aiohttp.ClientSSLError))
-    if name in _NOT_IDEMPOTENT and may_have_been_sent:
+    if _is_create(operation) and may_have_been_sent:
         return CreateUncertainError(
             f"the {operation} request was sent but no answer came back "
             f"({type(exc).__name__}: {exc}); the export may exist: look it up before "
@@ -122,6 +135,19 @@ def _transport_error(
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return TransientError(f"connection failed: {type(exc).__name__}: {exc}")
     return None
+
+
+def _throttle_aware(backoff: wait_base) -> Callable[[Any], float]:
+    """``backoff``, but never shorter than a throttle answer's ``Retry-After``."""
+
+    def wait(retry_state: Any) -> float:
+        delay = float(backoff(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        return max(delay, float(retry_after)) if retry_after else delay
+
+    return wait
 
 
 class _Slots:
@@ -437,6 +463,34 @@ class ExportStatusClient:
             check_count("attempts", attempts)
         return await self._send(operation, request, args, attempts)
 
+    async def create_export(
+        self, args: V1CreateExportArgs | V2CreateExportArgs, *, attempts: int = 5
+    ) -> CreatedExport:
+        """Create an export of an evaluation (``V1CreateExportArgs`` or
+        ``V2CreateExportArgs`` picks the generation) and return its id.
+
+        Creating is not idempotent, so it is retried (up to ``attempts`` in all) only when
+        the request surely created nothing: a throttle answer (after its ``Retry-After``,
+        if any) or a connection that could not be made. After a timeout, a reset or an
+        unclear answer it raises ``CreateUncertainError``: the export may exist.
+        """
+        check_count("attempts", attempts)
+        api = "v1" if isinstance(args, V1CreateExportArgs) else "v2"
+        operation: Operation[Any, CreatedExport] = create_export(api)
+        request = operation.build(args)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=_throttle_aware(self._retry_wait),
+            retry=retry_if_exception_type((ThrottledError, TransientError)),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.stats.retries += 1
+                return await self._send(operation, request, args, 1)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
     async def _watched(
         self,
         operation: Operation[Any, ExportStatus],
@@ -494,6 +548,8 @@ class ExportStatusClient:
                         else:
                             payload = await self._read_body(response)
                 except ApiError as error:  # from _read_body: too large
+                    if _is_create(request.operation):  # it was sent: it may have been made
+                        raise uncertain(error, request.operation) from error
                     stats.transient_errors += isinstance(error, TransientError)
                     raise
                 except Exception as exc:
