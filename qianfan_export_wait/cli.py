@@ -41,6 +41,7 @@ from .console import (
 )
 from .console.api_options import add_api_options, api_client_options, check_ids_for_api
 from .console.api_options import log_unknown as _log_unknown
+from .console.export_cmd import add_export_verb, prepare_export
 from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the simulator's timeline and faults (default: %(default)d)",
     )
 
+    add_export_verb(verbs, _verb)
+
     simulate = _verb(verbs, "simulate", "run the local Qianfan simulator until Ctrl-C", "log")
     _simulate_options(simulate)
     return parser
@@ -683,6 +686,15 @@ _PREPARE: dict[str, Callable[[argparse.Namespace, Console, TextIO], Job]] = {
     "wait": _prepare_wait,
     "demo": _prepare_demo,
     "simulate": _prepare_simulate,
+    "export": lambda args, console, stdin: prepare_export(
+        args,
+        console,
+        stdin,
+        client_options=_client_options,
+        ssl_context=_ssl_context,
+        session=_session,
+        download_folder=_download_folder,
+    ),
 }
 
 
@@ -710,7 +722,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         summary=not quiet,
     )
     _configure_logging(args, console)
-    if args.verb in ("status", "wait"):
+    if args.verb in ("status", "wait", "export"):
         problem = unwritable(sys.stdout)
         if problem is not None:  # the JSON lines would be lost: say so before any request
             with contextlib.suppress(OSError, ValueError, AttributeError):
