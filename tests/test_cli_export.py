@@ -38,6 +38,10 @@ async def _killed_at(args: list[str], env: dict[str, str], after: float) -> int 
         return None
 
 
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize("api", ["v1", "v2"])
 async def test_export_killed_at_random_points_and_resumed_never_creates_twice(
     api: str, tmp_path: Path
@@ -84,8 +88,7 @@ async def test_export_killed_at_random_points_and_resumed_never_creates_twice(
         else:
             assert (record["outcome"], made) == ("done", 1), record
             file = record["file"]
-            data = Path(file["path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == file["sha256"]
+            assert _sha256(file["path"]) == file["sha256"]
     done = sum(1 for r in records if r["outcome"] == "done")
     assert done >= EVALUATIONS // 2, (done, uncertain)
     print(

@@ -20,6 +20,10 @@ from qianfan_export_wait.testing import fast_policy, simulated_qianfan
 EVALUATIONS = 40
 
 
+def _sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 @pytest.mark.parametrize("api", ["v1", "v2"])
 async def test_the_job_creates_once_waits_and_downloads_verified_files(
     api: str, tmp_path: Path
@@ -60,8 +64,7 @@ async def test_the_job_creates_once_waits_and_downloads_verified_files(
         else:
             assert (result.outcome, result.stage, made) == ("done", "export", 1), result
             assert result.file is not None and result.download_error is None
-            data = Path(result.file["path"]).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == result.file["sha256"]
+            assert _sha256(result.file["path"]) == result.file["sha256"]
     done = [r for r in results if r.outcome == "done"]
     assert len(done) >= EVALUATIONS // 2
     partly = [r for e, r in zip(evaluations, results, strict=True) if e.outcome == "partly_done"]
