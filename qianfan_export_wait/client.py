@@ -22,6 +22,7 @@ from tenacity import (
     wait_random_exponential,
 )
 from tenacity.wait import wait_base
+from yarl import URL
 
 from ._checks import check_count, check_number
 from .auth import Credentials
@@ -282,6 +283,7 @@ class ExportStatusClient:
         self._clock_offset = 0.0
         self._signed_second: int | None = None
         self._headers: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
         self._unknown = UnknownStates(give_up_after=unknown_state_timeout)
         self.stats = ClientStats()
 
@@ -516,9 +518,12 @@ class ExportStatusClient:
         try:
             stats = self.stats
             resends = 0
-            url = self._base_url.with_path(request.path)
-            if request.query:
-                url = url.with_query(request.query_params)
+            url = self._urls.get((request.path, request.query))
+            if url is None:
+                url = self._base_url.with_path(request.path)
+                if request.query:
+                    url = url.with_query(request.query_params)
+                self._urls[(request.path, request.query)] = url
             while True:
                 slots = self._slots
                 if slots.used < slots.capacity:
