@@ -31,7 +31,7 @@ from .protocol import EvalStatus, Operation, V1CreateExportArgs, V2CreateExportA
 from .ratelimit import AdaptiveRateLimiter, CappedRateLimiter
 from .waiting import ExportWaiter, PollPolicy
 
-__all__ = ["ExportJobResult", "Journal", "run_export_job"]
+__all__ = ["ExportJobResult", "Journal", "create_args_for", "run_export_job"]
 
 logger = logging.getLogger("qianfan_export_wait")
 
@@ -139,9 +139,19 @@ class _EvalStatusClient:
         )
         self.credentials = client.credentials
         self.base_url = client.base_url
+        self._unknown: set[str] = set()
 
     async def fetch_once(self, eval_id: ExportId) -> ExportStatus:
         answer = await self._client.call(self._operation, eval_id)
+        if not answer.state_is_known and answer.state not in self._unknown:
+            self._unknown.add(answer.state)
+            logger.warning(
+                "evaluation %r is in state %r, which this client does not know (%s API); "
+                "treating it as running",
+                eval_id,
+                answer.state,
+                answer.api,
+            )
         return ExportStatus(
             export_id=eval_id if type(eval_id) is int else 0,
             export_id_str=eval_id if isinstance(eval_id, str) else None,
@@ -244,9 +254,12 @@ def _fields(result: ExportJobResult) -> dict[str, Any]:
     return {name: getattr(result, name) for name in ExportJobResult.__slots__}
 
 
-def _args_maker(
+def create_args_for(
     api: str, content: Iterable[str] | None, storage: str | None, bucket: str | None
 ) -> Any:
+    """A function making the create arguments of generation ``api`` for an evaluation id;
+    a bad ``content``, ``storage`` or ``bucket`` raises ``ConfigurationError`` now."""
+
     def v1(eval_id: ExportId) -> V1CreateExportArgs:
         options: dict[str, Any] = {}
         if content is not None:
@@ -310,7 +323,7 @@ async def run_export_job(
     ids = [validate_export_id(eval_id) for eval_id in eval_ids]
     if len(set(map(json.dumps, ids))) != len(ids):
         raise ConfigurationError("an evaluation id is given twice; give each once")
-    make_args = _args_maker(api, content, storage, bucket)
+    make_args = create_args_for(api, content, storage, bucket)
     for eval_id in ids:
         make_args(eval_id)  # a V1 id given to V2 is refused now, by name
     limiter = AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)

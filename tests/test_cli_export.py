@@ -94,3 +94,25 @@ async def test_export_killed_at_random_points_and_resumed_never_creates_twice(
     print(
         f"{api}: {killed} kills, {done} done, {uncertain} create_uncertain, creates {len(creates)}"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["1000001", "--api", "v2"], "1000001"),
+        (["1000001", "--content", "prompt,pdf"], "'pdf'"),
+        (["ame-x", "--api", "v2", "--content", "system", "--storage", "BOS"], "bucket"),
+        (["1000001", "--storage", "tape"], "'tape'"),
+        (["1000001", "--resume", "/nonexistent-dir/journal.jsonl"], "--resume"),
+        (["1000001", "--extract"], "--download"),
+    ],
+)
+async def test_export_refuses_bad_usage_by_name_before_any_request(
+    args: list[str], named: str
+) -> None:
+    async with simulated_qianfan(credentials=CREDENTIALS) as sim:
+        run = await run_cli("export", *args, "--endpoint", sim.base_url)
+        requests = sum(sim.stats.requests_by_outcome.values())
+    assert run.code == 64, run.stderr
+    assert named in run.stderr
+    assert requests == 0

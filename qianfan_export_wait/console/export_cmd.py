@@ -17,8 +17,8 @@ import aiohttp
 from ..auth import Credentials
 from ..client import ExportStatusClient
 from ..download import Downloader
-from ..errors import AuthError, ServiceUnavailableError
-from ..job import ExportJobResult, run_export_job
+from ..errors import AuthError, ConfigurationError, ServiceUnavailableError
+from ..job import ExportJobResult, create_args_for, run_export_job
 from ..waiting import PollPolicy
 from .api_options import api_of, check_ids_for_api, log_unknown
 from .exits import ExitCode, UsageError
@@ -118,6 +118,20 @@ def prepare_export(
     content = None if args.content is None else [c for c in args.content.split(",") if c]
     if args.storage is not None and args.storage not in _STORAGES:
         raise UsageError(f"--storage {args.storage!r} is not one of {', '.join(_STORAGES)}")
+    try:
+        make_args = create_args_for(api, content, args.storage, args.bucket)
+        for eval_id in ids:
+            make_args(eval_id)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    if args.resume is not None:
+        try:
+            with open(args.resume, "ab"):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"--resume {args.resume!r} cannot be written: {exc.strerror}"
+            ) from None
     credentials = Credentials.from_env()
     options = client_options(args, credentials)
     context = ssl_context(args.ca_bundle)
