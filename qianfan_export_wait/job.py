@@ -105,6 +105,12 @@ class Journal:
                         continue
                     self._last[key] = entry
         self._file = self.path.open("ab")
+        if self._file.tell() > 0 and not _ends_with_newline(self.path):
+            # A torn last line (a crash mid-write): end it, or the next entry would be
+            # glued to it and lost with it.
+            self._file.write(b"\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     @staticmethod
     def _key(eval_id: object) -> str:
@@ -125,6 +131,12 @@ class Journal:
     def close(self) -> None:
         """Close the file."""
         self._file.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
 
 
 class _EvalStatusClient:
