@@ -39,7 +39,7 @@ from .console import (
     run_status,
     run_wait,
 )
-from .console.api_options import add_api_options, api_client_options, check_ids_for_api
+from .console.api_options import add_api_options, api_client_options, api_of, check_ids_for_api
 from .console.api_options import log_unknown as _log_unknown
 from .console.export_cmd import add_export_verb, prepare_export
 from .console.output import unwritable
@@ -512,13 +512,13 @@ def _client_options(args: argparse.Namespace, credentials: Credentials) -> dict[
         "allow_insecure_http": args.insecure_http,
         **api_client_options(args),
     }
-    check_ids_for_api(getattr(args, "checked_ids", ()), options["api"])
     ExportStatusClient(credentials, **options)  # checks the endpoint now, sends nothing
     return options
 
 
 def _prepare_status(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
-    ids = args.checked_ids = gather_ids(args.ids, None, stdin)
+    ids = gather_ids(args.ids, None, stdin)
+    check_ids_for_api(ids, api_of(args))
     credentials = Credentials.from_env()
     options = _client_options(args, credentials)
     context = _ssl_context(args.ca_bundle)
@@ -548,7 +548,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
             ids = earlier.ids
     if not ids:
         raise UsageError("no export ids given (pass IDs, --ids-file PATH or --resume FILE)")
-    args.checked_ids = ids
+    check_ids_for_api(ids, api_of(args))
     plan = WaitPlan(ids, order=args.order, earlier=earlier)
     policy = PollPolicy(
         min_delay=args.min_delay,

@@ -1,8 +1,8 @@
 """The whole export job for many evaluations at once: wait for each evaluation, create
 its export (never twice: see ``Journal``), wait for the export, download its file.
 
-Evaluations and exports are polled by two ``ExportWaiter`` s sharing one rate limiter and
-one client (one account, one console QPS, one connection pool).
+Evaluations and exports are polled by two ``ExportWaiter`` instances sharing one rate
+limiter and one client (one account, one console QPS, one connection pool).
 """
 
 from __future__ import annotations
