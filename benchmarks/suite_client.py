@@ -22,8 +22,10 @@ import time
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from qianfan_export_wait import ExportStatusClient
+from qianfan_export_wait.endpoints import EXPORT_STATUS_PATH, host_header, status_request_headers
 
 from .common import SuiteResult, Target, make_client, percentile
 from .simserver import REPO_ROOT, SimProcess
@@ -68,8 +70,10 @@ async def measure(base_url: str, rounds: int, calls: int) -> dict[str, list[floa
     library_per_call: list[float] = []
     bare_per_call: list[float] = []
     async with session, make_client(base_url, session=session) as client:
-        url = str(client._url)
-        headers = dict(client._signed_headers())
+        url = client.base_url + EXPORT_STATUS_PATH
+        headers = status_request_headers(
+            client.credentials, host_header(URL(client.base_url)), int(time.time())
+        )
         ids = [index % _ID_COUNT + 1 for index in range(calls)]
         await _time_library(client, ids[:50])
         await _time_bare(session, url, headers, ids[:50])

@@ -33,6 +33,7 @@ from .console.arguments import _Formatter as _Formatter
 from .console.arguments import _number as _number
 from .console.arguments import _Parser as _Parser
 from .console.arguments import _simulate_options as _simulate_options
+from .console.export_cmd import add_export_verb, prepare_export
 from .console.output import unwritable
 from .console.signals import loop_factory
 from .console.verbs import Job as Job
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         "ask once for the status of each export id",
         "connection",
+        "api",
         "log",
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
     )
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "polling",
         "download",
         "connection",
+        "api",
         "display",
         "log",
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
@@ -146,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the simulator's timeline and faults (default: %(default)d)",
     )
 
+    add_export_verb(verbs, _verb)
+
     simulate = _verb(verbs, "simulate", "run the local Qianfan simulator until Ctrl-C", "log")
     _simulate_options(simulate)
     return parser
@@ -158,6 +163,15 @@ _PREPARE: dict[str, Callable[[argparse.Namespace, Console, TextIO], Job]] = {
     "wait": _prepare_wait,
     "demo": _prepare_demo,
     "simulate": _prepare_simulate,
+    "export": lambda args, console, stdin: prepare_export(
+        args,
+        console,
+        stdin,
+        client_options=_client_options,
+        ssl_context=_ssl_context,
+        session=_session,
+        download_folder=_download_folder,
+    ),
 }
 
 
@@ -185,7 +199,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         summary=not quiet,
     )
     _configure_logging(args, console)
-    if args.verb in ("status", "wait"):
+    if args.verb in ("status", "wait", "export"):
         problem = unwritable(sys.stdout)
         if problem is not None:  # the JSON lines would be lost: say so before any request
             with contextlib.suppress(OSError, ValueError, AttributeError):

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import os
-import re
 import time
-import urllib.parse
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from tenacity import (
@@ -28,29 +25,44 @@ from tenacity.wait import wait_base
 from yarl import URL
 
 from ._checks import check_count, check_number
-from ._json import loads as json_loads
-from .auth import Credentials, canonical_time, sign
+from .auth import Credentials
 from .download import Downloader, DownloadRecord, ProgressHook
-from .download_rules import is_loopback_host
+from .endpoints import (
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    EXPORT_STATUS_PATH,
+    MAX_CLOCK_OFFSET,
+    MAX_RESPONSE_BYTES,
+    SIGNATURE_EXPIRATION_SECONDS,
+    SIGNED_HEADERS,
+    host_header,
+    status_request_headers,
+    validate_base_url,
+)
 from .errors import (
     ApiError,
     AuthError,
     ClientClosedError,
     ConfigurationError,
+    CreateUncertainError,
     ResponseFormatError,
     ThrottledError,
     TransientError,
-    UnexpectedAnswerError,
-    classify_response,
     tls_error,
 )
-from .models import (
-    ExportId,
-    ExportStatus,
-    describe_value,
-    parse_export_status,
-    validate_export_id,
+from .models import ExportId, ExportStatus
+from .protocol import (
+    APIS,
+    CreatedExport,
+    Operation,
+    Request,
+    V1CreateExportArgs,
+    V2CreateExportArgs,
+    create_export,
+    export_status,
 )
+from .protocol._common import JSON_CONTENT_TYPE, signed_headers, uncertain
+from .unknown_states import UnknownStates
 
 __all__ = [
     "BASE_URL_ENV",
@@ -58,6 +70,8 @@ __all__ = [
     "EXPORT_STATUS_PATH",
     "MAX_CLOCK_OFFSET",
     "MAX_RESPONSE_BYTES",
+    "SIGNATURE_EXPIRATION_SECONDS",
+    "SIGNED_HEADERS",
     "ClientStats",
     "ExportStatusClient",
     "host_header",
@@ -67,126 +81,49 @@ __all__ = [
 
 logger = logging.getLogger("qianfan_export_wait")
 
-BASE_URL_ENV = "QIANFAN_CONSOLE_API_BASE_URL"
-DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
-EXPORT_STATUS_PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
-MAX_RESPONSE_BYTES = 1024 * 1024
-SIGNATURE_EXPIRATION_SECONDS = 1800
-SIGNED_HEADERS = ("content-type", "host", "x-bce-date")
-_CONTENT_TYPE = "application/json"
+_CONTENT_TYPE = JSON_CONTENT_TYPE
 _SKEW_THRESHOLD_SECONDS = 30.0
-MAX_CLOCK_OFFSET = 86400.0
-"""A server ``Date`` further than this from the local clock is never adopted."""
 _MAX_RESIGNS = 3
 DEFAULT_CONNECTION_LIMIT = 100
-_USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
+_NOT_IDEMPOTENT = frozenset({"create_export"})
+"""Calls whose request must never be sent twice blindly (see ``_transport_error``)."""
+
+ArgsT = TypeVar("ArgsT")
+RecordT = TypeVar("RecordT")
 
 
-def validate_base_url(value: str, *, allow_insecure_http: bool = False) -> URL:
-    """Check an endpoint such as ``https://qianfan.baidubce.com`` and return it as a URL.
+def _is_create(operation: str) -> bool:
+    """Whether ``operation`` (e.g. ``"v2.create_export"``) must never be sent twice blindly."""
+    return (operation.partition(".")[2] or operation) in _NOT_IDEMPOTENT
 
-    Raises ``ConfigurationError`` for a missing scheme or host, a path, a query, embedded
-    credentials, or plain ``http`` to a host other than loopback (unless allowed).
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"endpoint {value!r} is empty; expected e.g. {DEFAULT_BASE_URL}")
-    text = value.strip()
-    # Messages echo the endpoint, so any user:password@ in it is masked first.
-    shown = _USERINFO.sub(r"\1***@", text)
-    if shown != text:
-        raise ConfigurationError(
-            f"endpoint {shown!r} must not carry credentials (user:password@); "
-            "use QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY"
-        )
-    try:
-        url = URL(text)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"endpoint {text!r} is not a URL: {exc}") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(
-            f"endpoint {text!r} needs a scheme and a host, e.g. {DEFAULT_BASE_URL}"
-        )
-    if url.user is not None or url.password is not None:
-        raise ConfigurationError(
-            "endpoint must not carry credentials (user:password@); "
-            "use QIANFAN_ACCESS_KEY / QIANFAN_SECRET_KEY"
-        )
-    # yarl folds dot segments away ("/a/.." becomes "/"), so look at the text as given too.
-    given_path = urllib.parse.urlsplit(text).path
-    if (
-        url.raw_path not in ("", "/")
-        or given_path not in ("", "/")
-        or url.raw_query_string
-        or url.raw_fragment
+
+def _surely_not_sent(exc: BaseException) -> bool:
+    """Whether a failed exchange certainly never put the request on the wire: the
+    connection itself could not be made (refused, unreachable, a name that does not
+    resolve). A timeout, a reset or a cut-off answer may have followed the request."""
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+        exc, aiohttp.ClientSSLError
     ):
-        raise ConfigurationError(
-            f"endpoint {text!r} has a path, query or fragment; expected only scheme://host[:port]"
+        return True
+    return isinstance(exc, ConnectionRefusedError)
+
+
+def _transport_error(
+    exc: BaseException, client: ExportStatusClient, operation: str
+) -> ApiError | None:
+    """What a failed exchange amounts to (``None``: not a transport failure): the one place
+    transport errors are mapped. For a call that is not idempotent (a create), a failure
+    after which the request may have reached the server is ``CreateUncertainError``."""
+    may_have_been_sent = isinstance(
+        exc, (asyncio.TimeoutError, aiohttp.ClientError, OSError)
+    ) and not (_surely_not_sent(exc) or isinstance(exc, aiohttp.ClientSSLError))
+    if _is_create(operation) and may_have_been_sent:
+        return CreateUncertainError(
+            f"the {operation} request was sent but no answer came back "
+            f"({type(exc).__name__}: {exc}); the export may exist: look it up before "
+            "creating it again",
+            operation=operation,
         )
-    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
-        raise ConfigurationError(
-            f"endpoint {text!r} uses plain http to a non-loopback host; use https, or allow "
-            "it with --insecure-http (allow_insecure_http=True in Python)"
-        )
-    return url.with_path("/")
-
-
-def status_request_headers(
-    credentials: Credentials,
-    host: str,
-    timestamp: str | int | float | datetime | None = None,
-    *,
-    expiration_seconds: int = SIGNATURE_EXPIRATION_SECONDS,
-    headers_to_sign: tuple[str, ...] | None = SIGNED_HEADERS,
-    extra_headers: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The headers of one signed status ``POST`` to ``host`` (``name[:port]``): the one
-    place a status request's headers are built. ``timestamp`` defaults to now."""
-    signed_at = canonical_time(timestamp)
-    headers = {"Host": host, "Content-Type": _CONTENT_TYPE, **(extra_headers or {})}
-    headers["x-bce-date"] = signed_at
-    headers["Authorization"] = sign(
-        credentials,
-        method="POST",
-        path=EXPORT_STATUS_PATH,
-        headers=headers,
-        timestamp=signed_at,
-        expiration_seconds=expiration_seconds,
-        headers_to_sign=headers_to_sign,
-    )
-    return headers
-
-
-def host_header(url: URL) -> str:
-    """The ``Host`` value for ``url``: the host, bracketed if IPv6, with a non-default port."""
-    host = url.raw_host or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return host if url.is_default_port() else f"{host}:{url.port}"
-
-
-def _string_id_body(export_id: ExportId) -> bytes:
-    return json.dumps({"exportID": export_id}, ensure_ascii=False).encode("utf-8")
-
-
-def _parse_success(payload: bytes, export_id: ExportId) -> ExportStatus | None:
-    """The status in a normal answer's body, or ``None`` when the body needs a closer look
-    (not JSON, an error code, another shape or another export): ``_interpret`` then says
-    what is wrong."""
-    try:
-        decoded = json_loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    if type(decoded) is not dict or "error_code" in decoded:
-        return None
-    try:
-        record = parse_export_status(decoded)
-    except ResponseFormatError:
-        return None
-    return record if record.matches(export_id) else None
-
-
-def _transport_error(exc: BaseException, client: ExportStatusClient) -> ApiError | None:
-    """What a failed exchange amounts to (``None``: not a transport failure)."""
     if isinstance(exc, asyncio.TimeoutError):
         return TransientError(
             f"no complete answer within the request timeout ({client.request_timeout:g} s)"
@@ -199,6 +136,19 @@ def _transport_error(exc: BaseException, client: ExportStatusClient) -> ApiError
     if isinstance(exc, (aiohttp.ClientError, OSError)):
         return TransientError(f"connection failed: {type(exc).__name__}: {exc}")
     return None
+
+
+def _throttle_aware(backoff: wait_base) -> Callable[[Any], float]:
+    """``backoff``, but never shorter than a throttle answer's ``Retry-After``."""
+
+    def wait(retry_state: Any) -> float:
+        delay = float(backoff(retry_state))
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        return max(delay, float(retry_after)) if retry_after else delay
+
+    return wait
 
 
 class _Slots:
@@ -263,6 +213,8 @@ class ClientStats:
     transient_errors: int = 0
     retries: int = 0
     clock_resyncs: int = 0
+    unknown_states: dict[str, int] = field(default_factory=dict)
+    """Answers per export state outside the known ones (each read as running)."""
 
 
 class ExportStatusClient:
@@ -271,6 +223,12 @@ class ExportStatusClient:
     Use it as ``async with``. It owns one ``aiohttp.ClientSession`` unless given one (which
     it then leaves open), reuses connections, signs every request with ``bce-auth-v1``, and
     retries ``TransientError`` a few times on a jittered exponential backoff (tenacity).
+
+    ``api`` picks the generation ``get_status`` and ``fetch_once`` speak (``"v1"``, the
+    default, or ``"v2"``); ``call`` sends any ``protocol`` operation of either. A state
+    outside the known ones is logged once per state, counted in ``stats.unknown_states``
+    and read as running; with ``unknown_state_timeout`` an export that stays in such
+    states that many seconds raises ``UnknownStateError`` (the waiter ends it as ``error``).
 
     ``connection_limit`` caps requests at once (default: 100, raised to a waiter's
     ``max_in_flight``); a given session's own connector limits are respected. Time spent
@@ -289,7 +247,11 @@ class ExportStatusClient:
         allow_insecure_http: bool = False,
         connection_limit: int | None = None,
         clock: Callable[[], float] = time.time,
+        api: str = "v1",
+        unknown_state_timeout: float | None = None,
     ) -> None:
+        if api not in APIS:
+            raise ConfigurationError(f"api {api!r} is not one of 'v1', 'v2'")
         if not isinstance(credentials, Credentials):
             raise ConfigurationError(
                 f"credentials must be a Credentials, got {type(credentials).__name__}"
@@ -299,7 +261,8 @@ class ExportStatusClient:
         if base_url is None:
             base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
         self._base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        self._url = self._base_url.with_path(EXPORT_STATUS_PATH)
+        self.api = api
+        self._status_operation: Operation[Any, ExportStatus] = export_status(api)
         self._host = host_header(self._base_url)
         self.credentials = credentials
         self.request_timeout = float(request_timeout)
@@ -319,7 +282,9 @@ class ExportStatusClient:
         self._clock = clock
         self._clock_offset = 0.0
         self._signed_second: int | None = None
-        self._headers: dict[str, str] = {}
+        self._headers: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, str]] = {}
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], URL] = {}
+        self._unknown = UnknownStates(give_up_after=unknown_state_timeout)
         self.stats = ClientStats()
 
     @classmethod
@@ -338,7 +303,10 @@ class ExportStatusClient:
         return self._clock_offset
 
     def __repr__(self) -> str:
-        return f"ExportStatusClient(base_url={self.base_url!r}, credentials={self.credentials!r})"
+        api = "" if self.api == "v1" else f", api={self.api!r}"
+        return (
+            f"ExportStatusClient(base_url={self.base_url!r}, credentials={self.credentials!r}{api})"
+        )
 
     async def __aenter__(self) -> ExportStatusClient:
         self._ensure_session()
@@ -400,14 +368,19 @@ class ExportStatusClient:
         self._slots.resize(capacity)
         return capacity
 
-    def _signed_headers(self) -> dict[str, str]:
-        # The body is not signed, so one Authorization value serves every request
-        # signed within the same second; formatting the date is skipped until it changes.
+    def _signed_headers(self, request: Request) -> dict[str, str]:
+        # The body is not signed, so one Authorization value per method, path and query
+        # serves every request signed within the same second.
         second = int(self._clock() + self._clock_offset)
         if second != self._signed_second:
-            self._headers = status_request_headers(self.credentials, self._host, second)
+            self._headers.clear()
             self._signed_second = second
-        return self._headers
+        key = (request.method, request.path, request.query)
+        headers = self._headers.get(key)
+        if headers is None:
+            headers = signed_headers(request, self.credentials, self._host, second)
+            self._headers[key] = headers
+        return headers
 
     async def download(
         self,
@@ -443,7 +416,11 @@ class ExportStatusClient:
 
         ``TransientError`` is retried up to ``max_attempts`` in all; other errors are not.
         """
-        return self._fetch(validate_export_id(export_id), self.max_attempts)
+        operation = self._status_operation
+        request = operation.build(export_id)
+        return self._watched(
+            operation, export_id, self._send(operation, request, export_id, self.max_attempts)
+        )
 
     def fetch_once(self, export_id: ExportId) -> Coroutine[Any, Any, ExportStatus]:
         """One request, no transient retry (the waiter schedules its own); ``export_id``
@@ -452,16 +429,101 @@ class ExportStatusClient:
         On ``RequestExpired`` it signs again and resends: with the offset another request
         learnt meanwhile, if any, else with one learnt from this answer's ``Date``.
         """
-        return self._fetch(export_id, 1)
+        operation = self._status_operation
+        request = operation.build(export_id)
+        return self._watched(operation, export_id, self._send(operation, request, export_id, 1))
 
-    async def _fetch(self, export_id: ExportId, attempts: int) -> ExportStatus:
+    def status_fetch(
+        self, api: str | None = None
+    ) -> Callable[[ExportId], Coroutine[Any, Any, ExportStatus]]:
+        """``fetch_once`` for the export-status call of generation ``api`` (default: the
+        client's ``api``), as the waiter calls it."""
+        if api is None or api == self.api:
+            return self.fetch_once
+        operation: Operation[Any, ExportStatus] = export_status(api)
+
+        def fetch(export_id: ExportId) -> Coroutine[Any, Any, ExportStatus]:
+            request = operation.build(export_id)
+            return self._watched(operation, export_id, self._send(operation, request, export_id, 1))
+
+        return fetch
+
+    async def call(
+        self, operation: Operation[ArgsT, RecordT], args: ArgsT, *, attempts: int = 1
+    ) -> RecordT:
+        """Send one call of the API (any ``protocol`` operation, e.g.
+        ``protocol.eval_status("v2")``) with ``args`` and return its record, or raise the
+        classified ``ApiError`` (a bad argument: ``ConfigurationError`` before sending).
+
+        ``attempts`` > 1 retries ``TransientError`` on a jittered backoff; a call that is
+        not idempotent (a create) is never retried here.
+        """
+        request = operation.build(args)
+        if operation.name in _NOT_IDEMPOTENT:
+            attempts = 1
+        else:
+            check_count("attempts", attempts)
+        return await self._send(operation, request, args, attempts)
+
+    async def create_export(
+        self, args: V1CreateExportArgs | V2CreateExportArgs, *, attempts: int = 5
+    ) -> CreatedExport:
+        """Create an export of an evaluation (``V1CreateExportArgs`` or
+        ``V2CreateExportArgs`` picks the generation) and return its id.
+
+        Creating is not idempotent, so it is retried (up to ``attempts`` in all) only when
+        the request surely created nothing: a throttle answer (after its ``Retry-After``,
+        if any) or a connection that could not be made. After a timeout, a reset or an
+        unclear answer it raises ``CreateUncertainError``: the export may exist.
+        """
+        check_count("attempts", attempts)
+        api = "v1" if isinstance(args, V1CreateExportArgs) else "v2"
+        operation: Operation[Any, CreatedExport] = create_export(api)
+        request = operation.build(args)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            wait=_throttle_aware(self._retry_wait),
+            retry=retry_if_exception_type((ThrottledError, TransientError)),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.stats.retries += 1
+                return await self._send(operation, request, args, 1)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _watched(
+        self,
+        operation: Operation[Any, ExportStatus],
+        export_id: ExportId,
+        answer: Coroutine[Any, Any, ExportStatus],
+    ) -> ExportStatus:
+        status = await answer
+        if status.state_is_known:
+            if self._unknown.tracking:
+                self._unknown.known(export_id)
+            return status
+        error = self._unknown.seen(export_id, status, self._clock())
+        self.stats.unknown_states[status.state_name] = self._unknown.counts[status.state_name]
+        if error is not None:
+            raise error
+        return status
+
+    async def _send(
+        self, operation: Operation[Any, RecordT], request: Request, args: Any, attempts: int
+    ) -> RecordT:
         if self._closed:
             raise self._closed_error()
         try:
-            # One coroutine from here to the socket: on the usual path (HTTP 200 with a sized,
-            # well-formed body) nothing else is awaited, called twice or classified.
             stats = self.stats
             resends = 0
+            url = self._urls.get((request.path, request.query))
+            if url is None:
+                url = self._base_url.with_path(request.path)
+                if request.query:
+                    url = url.with_query(request.query_params)
+                self._urls[(request.path, request.query)] = url
             while True:
                 slots = self._slots
                 if slots.used < slots.capacity:
@@ -473,11 +535,9 @@ class ExportStatusClient:
                 session = self._session or self._ensure_session()
                 try:
                     async with session.post(
-                        self._url,
-                        data=b'{"exportID":%d}' % export_id
-                        if type(export_id) is int
-                        else _string_id_body(export_id),
-                        headers=self._signed_headers(),
+                        url,
+                        data=request.body,
+                        headers=self._signed_headers(request),
                         timeout=self._timeout,
                         allow_redirects=False,
                     ) as response:
@@ -485,26 +545,22 @@ class ExportStatusClient:
                         headers = response.headers
                         length = response.content_length
                         if (
-                            status == 200
-                            and length is not None
+                            length is not None
                             and length <= MAX_RESPONSE_BYTES
                             and "Content-Encoding" not in headers
-                            and "X-Bce-Error-Code" not in headers
                         ):
                             payload = await response.read()
-                            record = _parse_success(payload, export_id)
-                            if record is not None:
-                                stats.succeeded += 1
-                                return record
                         else:
                             payload = await self._read_body(response)
                 except ApiError as error:  # from _read_body: too large
+                    if _is_create(request.operation):  # it was sent: it may have been made
+                        raise uncertain(error, request.operation) from error
                     stats.transient_errors += isinstance(error, TransientError)
                     raise
                 except Exception as exc:
                     if self._closed:  # closed while this request was in flight
                         raise self._closed_error() from exc
-                    failure = _transport_error(exc, self)
+                    failure = _transport_error(exc, self, request.operation)
                     if failure is None:
                         raise
                     failure.scrub(self._hidden)  # a reason phrase is the server's text
@@ -513,18 +569,25 @@ class ExportStatusClient:
                 finally:
                     slots.give_back()
                 if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug(
-                        "POST %s exportID=%r -> HTTP %d", self._url.path, export_id, status
-                    )
+                    logger.debug("POST %s %r -> HTTP %d", request.target, args, status)
                 try:
-                    record = self._interpret(export_id, status, payload, headers)
-                except ThrottledError:
+                    record = operation.read(
+                        status,
+                        headers,
+                        payload,
+                        datetime.fromtimestamp(self._clock(), UTC),
+                        args=args,
+                    )
+                except ThrottledError as error:
                     stats.throttled += 1
+                    error.scrub(self._hidden)
                     raise
-                except TransientError:
+                except TransientError as error:
                     stats.transient_errors += 1
+                    error.scrub(self._hidden)
                     raise
                 except AuthError as error:
+                    error.scrub(self._hidden)
                     resends += 1
                     if error.bce_error_code != "RequestExpired" or resends > _MAX_RESIGNS:
                         raise
@@ -533,14 +596,19 @@ class ExportStatusClient:
                             raise
                         stats.clock_resyncs += 1
                     continue
+                except ApiError as error:
+                    error.scrub(self._hidden)  # a server may echo our request headers back
+                    raise
                 stats.succeeded += 1
                 return record
         except TransientError:
             if attempts <= 1:
                 raise
-        return await self._retry(export_id, attempts - 1)
+        return await self._retry(operation, request, args, attempts - 1)
 
-    async def _retry(self, export_id: ExportId, attempts: int) -> ExportStatus:
+    async def _retry(
+        self, operation: Operation[Any, RecordT], request: Request, args: Any, attempts: int
+    ) -> RecordT:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
             wait=self._retry_wait,
@@ -550,7 +618,7 @@ class ExportStatusClient:
         async for attempt in retrying:
             with attempt:
                 self.stats.retries += 1
-                return await self._fetch(export_id, 1)
+                return await self._send(operation, request, args, 1)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _learn_clock_offset(self, error: AuthError) -> bool:
@@ -599,15 +667,6 @@ class ExportStatusClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _interpret(
-        self, export_id: ExportId, status: int, payload: bytes, headers: Any
-    ) -> ExportStatus:
-        try:
-            return self._classify(export_id, status, payload, headers)
-        except ApiError as error:
-            error.scrub(self._hidden)  # a server may echo our request headers back
-            raise
-
     @property
     def _hidden(self) -> dict[str, str]:
         """What ``ApiError.scrub`` hides: our keys (if long enough to be told from
@@ -619,41 +678,3 @@ class ExportStatusClient:
         if len(credentials.secret_key) >= 8:
             hidden[credentials.secret_key] = "<secret key>"
         return hidden
-
-    def _classify(
-        self, export_id: ExportId, status: int, payload: bytes, headers: Any
-    ) -> ExportStatus:
-        decoded: Any = None
-        decode_problem: str | None = None
-        if payload:
-            try:
-                decoded = json_loads(payload)
-            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-                decode_problem = f"response body is not JSON ({type(exc).__name__})"
-        body = decoded if isinstance(decoded, dict) else None
-        error = classify_response(status, body, headers)
-        if error is None and 300 <= status < 400:
-            error = ApiError(
-                f"unexpected redirect (HTTP {status}) not followed", http_status=status
-            )
-        if error is not None:
-            raise error
-        if decode_problem is not None or not payload:
-            raise ResponseFormatError(
-                decode_problem or "response body is empty", http_status=status
-            )
-        try:
-            record = parse_export_status(decoded)
-        except ResponseFormatError as exc:
-            exc.http_status = status
-            raise
-        if not record.matches(export_id):
-            raise UnexpectedAnswerError(
-                f"answer is for export {describe_value(record.export_id)}/"
-                f"{describe_value(record.export_id_str)}, not {describe_value(export_id)}",
-                asked=export_id,
-                answered=record.export_id if type(export_id) is int else record.export_id_str,
-                log_id=record.log_id,
-                http_status=status,
-            )
-        return record

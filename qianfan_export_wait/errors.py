@@ -589,3 +589,17 @@ class CreateUncertainError(ApiError):
 
 # Added at the end so that a parallel edit of the list above merges cleanly.
 __all__ += ["CreateUncertainError"]
+
+
+class UnknownStateError(ApiError):
+    """An export stayed in states outside the known ones for longer than allowed
+    (``unknown_state_timeout``): it ends as ``error`` instead of waiting on. ``state`` is
+    the last such state, as the server spelled it."""
+
+    def __init__(self, message: str, *, state: str, export_id: int | str) -> None:
+        super().__init__(message)
+        self.state = state
+        self.export_id = export_id
+
+
+__all__ += ["UnknownStateError"]

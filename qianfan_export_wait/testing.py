@@ -30,13 +30,9 @@ from yarl import URL
 
 from .auth import Credentials
 from .bos import BOS_ENDPOINT_ENV
-from .client import (
-    BASE_URL_ENV,
-    SIGNED_HEADERS,
-    ExportStatusClient,
-    host_header,
-    status_request_headers,
-)
+from .client import ExportStatusClient
+from .endpoints import BASE_URL_ENV, host_header, status_request_headers
+from .protocol import SIGNED_HEADERS
 from .simulator import FaultRates, SimExport, Simulator, SimulatorConfig, SimulatorStats
 from .simulator.config import ApiChoice
 from .simulator.exports import ExportType

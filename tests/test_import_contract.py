@@ -296,11 +296,6 @@ def test_no_function_local_import_hides_a_cycle_but_the_known_one() -> None:
     assert hidden == [], show(hidden)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.py imports the downloads at module level and Downloader.__init__ imports "
-    "client.validate_base_url: the protocol branch (protov2) removes the client's side",
-)
 def test_the_client_and_the_downloads_do_not_import_each_other() -> None:
     hidden = [(i.source, i.target) for i in hidden_cycles(GRAPH)]
     assert KNOWN_CLIENT_DOWNLOADS_EDGE not in hidden

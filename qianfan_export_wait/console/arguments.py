@@ -24,6 +24,7 @@ from ..waiting import (
 from . import (
     ExitCode,
 )
+from .api_options import add_api_options
 from .signals import EVENT_LOOPS
 
 __all__ = ["OPTION_GROUPS"]
@@ -233,6 +234,7 @@ OPTION_GROUPS: dict[str, tuple[str, Callable[[argparse._ArgumentGroup], None]]] 
     "polling": ("polling", _polling_options),
     "download": ("downloads", _download_options),
     "connection": ("connection", _connection_options),
+    "api": ("API generation", add_api_options),
     "display": ("stderr", _display_options),
     "log": ("logs and event loop", _log_options),
 }

@@ -34,6 +34,7 @@ from . import (
     run_status,
     run_wait,
 )
+from .api_options import api_client_options, api_of, check_ids_for_api, log_unknown
 from .arguments import _DEFAULT_DOWNLOAD_CONCURRENCY
 
 __all__ = ["Job"]
@@ -69,6 +70,7 @@ def _client_options(args: argparse.Namespace, credentials: Credentials) -> dict[
         "base_url": args.endpoint,
         "request_timeout": args.request_timeout,
         "allow_insecure_http": args.insecure_http,
+        **api_client_options(args),
     }
     ExportStatusClient(credentials, **options)  # checks the endpoint now, sends nothing
     return options
@@ -76,6 +78,7 @@ def _client_options(args: argparse.Namespace, credentials: Credentials) -> dict[
 
 def _prepare_status(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
     ids = gather_ids(args.ids, None, stdin)
+    check_ids_for_api(ids, api_of(args))
     credentials = Credentials.from_env()
     options = _client_options(args, credentials)
     context = _ssl_context(args.ca_bundle)
@@ -84,6 +87,7 @@ def _prepare_status(args: argparse.Namespace, console: Console, stdin: TextIO) -
         async with _session(context) as session:
             client = ExportStatusClient(credentials, session=session, **options)
             tally = await run_status(client, ids, console, interrupt)
+        log_unknown(client.stats.unknown_states)
         return tally.exit_code()
 
     return job
@@ -104,6 +108,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
             ids = earlier.ids
     if not ids:
         raise UsageError("no export ids given (pass IDs, --ids-file PATH or --resume FILE)")
+    check_ids_for_api(ids, api_of(args))
     plan = WaitPlan(ids, order=args.order, earlier=earlier)
     policy = PollPolicy(
         min_delay=args.min_delay,
@@ -161,6 +166,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                 )
                 async with waiter:
                     tally = await run_wait(waiter, plan, console, interrupt, downloader=factory)
+        log_unknown(client.stats.unknown_states)
         return tally.exit_code()
 
     return job

@@ -19,6 +19,7 @@ from yarl import URL
 
 from .._checks import check_count, check_number
 from ..auth import Credentials
+from ..endpoints import validate_base_url
 from ..errors import (
     ApiError,
     ChecksumError,
@@ -120,8 +121,6 @@ class Downloader:
         on_progress: ProgressHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from ..client import validate_base_url
-
         check_count("max_concurrency", max_concurrency)
         check_count("max_attempts", max_attempts)
         check_number("read_timeout", read_timeout)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 import unicodedata
 import urllib.parse
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from ..auth import parse_authorization
+from ..endpoints import is_loopback_host
 from ..errors import (
     ChecksumError,
     DownloadSourceError,
@@ -58,16 +58,6 @@ _WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re
 _CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
 _HEX_MD5 = re.compile(r"[0-9a-fA-F]{32}")
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback IP address (IPv6 in brackets or not)."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def safe_name(text: str, fallback: str) -> str:

@@ -26,10 +26,18 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
 from ..models import ExportId, ExportStatus, Phase, describe_value
-from ._common import MAX_RESPONSE_BYTES, Operation, Request, signed_headers
+from ._common import (
+    JSON_CONTENT_TYPE,
+    MAX_RESPONSE_BYTES,
+    SIGNED_HEADERS,
+    Operation,
+    Request,
+    signed_headers,
+)
 from .records import CreatedExport, EvalStatus
 from .v1_create_export import V1CreateExport, V1CreateExportArgs
 from .v1_eval_status import V1EvalStatus
+from .v1_export_status import PATH as EXPORT_STATUS_PATH
 from .v1_export_status import V1ExportStatus
 from .v2_create_export import V2CreateExport, V2CreateExportArgs
 from .v2_eval_status import V2EvalStatus
@@ -37,7 +45,10 @@ from .v2_export_status import V2ExportStatus
 
 __all__ = [
     "APIS",
+    "EXPORT_STATUS_PATH",
+    "JSON_CONTENT_TYPE",
     "MAX_RESPONSE_BYTES",
+    "SIGNED_HEADERS",
     "CreatedExport",
     "EvalStatus",
     "ExportStatus",

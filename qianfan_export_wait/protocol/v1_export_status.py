@@ -13,8 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..errors import ResponseFormatError
-from ..models import ExportId, ExportStatus, describe_value, parse_export_status
+from ..errors import ResponseFormatError, UnexpectedAnswerError
+from ..models import (
+    MAX_INT_EXPORT_ID,
+    ExportId,
+    ExportStatus,
+    describe_value,
+    parse_export_status,
+)
 from ._common import Request, decoded_answer, id_argument, json_body
 
 __all__ = ["PATH", "V1ExportStatus"]
@@ -31,6 +37,8 @@ class V1ExportStatus:
 
     def build(self, args: ExportId) -> Request:
         """The request for export ``args`` (int ``exportID`` or string ``exportIDStr``)."""
+        if type(args) is int and 0 < args <= MAX_INT_EXPORT_ID:  # the usual case, made cheap
+            return Request("v1.export_status", "POST", PATH, (), b'{"exportID":%d}' % args)
         export_id = id_argument(args, "export id")
         return Request("v1.export_status", "POST", PATH, (), json_body({"exportID": export_id}))
 
@@ -51,9 +59,11 @@ class V1ExportStatus:
             exc.http_status = status
             raise
         if args is not None and not record.matches(args):
-            raise ResponseFormatError(
+            raise UnexpectedAnswerError(
                 f"answer is for export {describe_value(record.export_id)}/"
                 f"{describe_value(record.export_id_str)}, not {describe_value(args)}",
+                asked=args,
+                answered=record.export_id if type(args) is int else record.export_id_str,
                 log_id=record.log_id,
                 http_status=status,
             )

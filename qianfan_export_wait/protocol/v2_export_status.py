@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import ResponseFormatError
+from ..errors import ResponseFormatError, UnexpectedAnswerError
 from ..models import ExportState, ExportStatus, describe_value
 from ._common import (
     V2_EVAL_PATH,
@@ -50,6 +50,7 @@ STATES: Mapping[str, ExportState] = {
     "fail": ExportState.FAIL,
 }
 """Casefolded V2 and V1 export state names, and the ``ExportState`` each means."""
+_QUERY = (("Action", ACTION),)
 STORAGE_TYPES: Mapping[str, str] = {"bos": "storage", "sysstorage": "local"}
 """Casefolded V2 ``storageType`` and the V1 ``exportType`` it amounts to."""
 
@@ -84,13 +85,11 @@ class V2ExportStatus:
     def build(self, args: str) -> Request:
         """The request for export task ``args`` (the string ``taskId``, ``amemt-...``)."""
         task_id = string_id_argument(args, "export task id", "amemt-...")
-        return Request(
-            "v2.export_status",
-            "POST",
-            V2_EVAL_PATH,
-            (("Action", ACTION),),
-            json_body({"taskId": task_id}),
-        )
+        if task_id.isascii() and '"' not in task_id and "\\" not in task_id:
+            body = b'{"taskId":"%s"}' % task_id.encode("ascii")  # what json_body makes
+        else:
+            body = json_body({"taskId": task_id})
+        return Request("v2.export_status", "POST", V2_EVAL_PATH, _QUERY, body)
 
     def read(
         self,
@@ -105,9 +104,11 @@ class V2ExportStatus:
         result, request_id = answer_result(self.api, status, headers, body, now)
         record = _record(status, result, request_id)
         if args is not None and record.export_id_str != args:
-            raise ResponseFormatError(
+            raise UnexpectedAnswerError(
                 f"answer is for export task {describe_value(record.export_id_str)}, "
                 f"not {describe_value(args)}",
+                asked=args,
+                answered=record.export_id_str,
                 log_id=request_id,
                 http_status=status,
             )

@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import web
 
 from ..auth import Credentials
-from ..client import EXPORT_STATUS_PATH
+from ..protocol import EXPORT_STATUS_PATH
 from .calls import (
     V1_CREATE_EXPORT_PATH,
     V1_EVALUATION_PATH,

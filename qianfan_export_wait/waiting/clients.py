@@ -81,16 +81,32 @@ class DescribedClient(Protocol):
     def base_url(self) -> str: ...
 
 
+@runtime_checkable
+class VersionedClient(Protocol):
+    """A client that polls either API generation: ``status_fetch(api)`` is the
+    one-request status call of ``"v1"`` or ``"v2"``."""
+
+    def status_fetch(self, api: str) -> Callable[[ExportId], Awaitable[ExportStatus]]: ...
+
+
 class ClientSeam:
     """The client as the waiter calls it: ``fetch`` (one status request), ``connections``
     (what may be in flight) and ``describe`` (for the log), read once from ``client``."""
 
     __slots__ = ("_client", "fetch")
 
-    def __init__(self, client: StatusClient | SingleRequestClient) -> None:
+    def __init__(self, client: StatusClient | SingleRequestClient, api: str | None = None) -> None:
         self._client = client
         fetch: Callable[[ExportId], Awaitable[ExportStatus]]
-        if offers(client, SingleRequestClient):
+        if api is not None and offers(client, VersionedClient):
+            # The export-status call of that generation (default: the client's own).
+            fetch = client.status_fetch(api)
+        elif api not in (None, "v1"):
+            raise ConfigurationError(
+                f"api={api!r} needs a client with status_fetch(api) (an ExportStatusClient); "
+                f"{type(client).__name__} has none"
+            )
+        elif offers(client, SingleRequestClient):
             fetch = client.fetch_once
         elif offers(client, StatusClient):
             fetch = client.get_status

@@ -83,6 +83,9 @@ class ExportWaiter:
     ``max_concurrency`` at once and outside the status API's rate limit, and its outcome
     (still ``done``) carries ``file`` or ``download_error``.
 
+    ``api`` (``"v1"`` or ``"v2"``) polls that generation's export-status call through the
+    client's ``status_fetch(api)``; by default, the client's own (``client.api``).
+
     An authentication failure costs one request: every caller gets the ``AuthError``
     and later calls raise it for ``PollPolicy.auth_cooldown`` seconds; after that one
     request tries again, so a fixed key needs no new waiter. An exception that is not an
@@ -101,12 +104,13 @@ class ExportWaiter:
         clock: Clock | None = None,
         limiter: RateLimiter | AsyncRateLimiter | None = None,
         downloader: Downloader | None = None,
+        api: str | None = None,
     ) -> None:
         check_count("max_in_flight", max_in_flight)
         check_number("qps", qps, unit="requests per second", allow_none=True)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
-        seam = ClientSeam(client)
+        seam = ClientSeam(client, api=api)
         self.client = client
         self.policy = policy or PollPolicy()
         self.max_in_flight = max_in_flight
