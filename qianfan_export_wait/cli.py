@@ -39,6 +39,7 @@ from .console import (
     run_status,
     run_wait,
 )
+from .console.durable import DURABLE_VERBS, add_durable_verbs
 from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
@@ -369,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = _verb(verbs, "simulate", "run the local Qianfan simulator until Ctrl-C", "log")
     _simulate_options(simulate)
+    add_durable_verbs(verbs, _verb, _number, _count)  # worker, submit: waits kept on Redis
     return parser
 
 
@@ -673,6 +675,7 @@ _PREPARE: dict[str, Callable[[argparse.Namespace, Console, TextIO], Job]] = {
     "wait": _prepare_wait,
     "demo": _prepare_demo,
     "simulate": _prepare_simulate,
+    **DURABLE_VERBS,
 }
 
 
@@ -694,13 +697,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     quiet = getattr(args, "quiet", False)
     console = Console(
-        sys.stdout if args.verb in ("status", "wait") else None,  # JSON lines: theirs only
+        sys.stdout if args.verb in ("status", "wait", "submit") else None,  # JSON lines
         sys.stderr,
         bar=not (quiet or getattr(args, "no_progress", False)),
         summary=not quiet,
     )
     _configure_logging(args, console)
-    if args.verb in ("status", "wait"):
+    if args.verb in ("status", "wait", "submit"):
         problem = unwritable(sys.stdout)
         if problem is not None:  # the JSON lines would be lost: say so before any request
             with contextlib.suppress(OSError, ValueError, AttributeError):
