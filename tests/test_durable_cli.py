@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest_asyncio
-from hardening_support import ACCESS_KEY, CLI, SECRET_KEY, cli_env, run_cli
+from hardening_support import ACCESS_KEY, CLI, SECRET_KEY, cli_env, run_cli, unused_port
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis_support import RedisServer
@@ -23,6 +23,7 @@ from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
 
 CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
 KEYS = QueueKeys(fleet_key(ACCESS_KEY))
+PASSWORD = "durable-pa55-do-not-leak"
 
 
 @pytest_asyncio.fixture
@@ -230,3 +231,12 @@ async def test_submit_refuses_a_bad_id_naming_it_before_anything_is_queued(
     assert run.code == 64
     assert "0096" in run.stderr
     assert await redis.exists(KEYS.ids) == 0
+
+
+async def test_submit_exits_69_naming_the_host_but_not_the_password_when_redis_is_down() -> None:
+    port = unused_port()
+    url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+    run = await run_cli("submit", "96", "--redis-url", url, "--wait", timeout=40)
+    assert run.code == 69
+    assert f"127.0.0.1:{port}" in run.stderr and "cannot be reached" in run.stderr
+    assert PASSWORD not in run.stderr + run.stdout

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
@@ -20,6 +21,7 @@ import aiohttp
 
 from ..auth import ACCESS_KEY_ENV, Credentials
 from ..client import ExportStatusClient
+from ..durable import DurableQueue, Submitted, Worker, queue_from_url
 from ..errors import ConfigurationError
 from ..models import ExportId
 from ..redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
@@ -43,6 +45,9 @@ from .terminal import Console
 __all__ = ["DURABLE_VERBS", "add_durable_verbs"]
 
 logger = logging.getLogger("qianfan_export_wait")
+
+SUBMIT_PATIENCE = 10.0
+"""Seconds ``submit`` keeps trying while Redis does not answer, before it exits 69."""
 
 Job = Callable[[Interrupt], Coroutine[Any, Any, int]]
 Prepare = Callable[[argparse.Namespace, Console, TextIO], Job]
@@ -168,8 +173,6 @@ def _redis_url(args: argparse.Namespace) -> str:
 
 
 def _prepare_worker(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
-    from ..durable import Worker, queue_from_url
-
     url = _redis_url(args)
     credentials = Credentials.from_env()
     policy = PollPolicy(
@@ -215,7 +218,13 @@ def _prepare_worker(args: argparse.Namespace, console: Console, stdin: TextIO) -
                 adopt_every=args.adopt_every,
             )
             try:
-                await worker.start()
+                try:
+                    await worker.start()
+                except queue.errors as exc:
+                    logger.error(
+                        "Redis at %s stopped answering (%s)", queue.name, type(exc).__name__
+                    )
+                    return ExitCode.UNAVAILABLE
                 logger.info("durable worker %s: waiting for ids on %s", worker.name, queue.name)
                 await asyncio.Event().wait()
             except asyncio.CancelledError:
@@ -238,8 +247,6 @@ def _prepare_worker(args: argparse.Namespace, console: Console, stdin: TextIO) -
 
 
 def _prepare_submit(args: argparse.Namespace, console: Console, stdin: TextIO) -> Job:
-    from ..durable import queue_from_url
-
     url = _redis_url(args)
     ids = gather_ids(args.ids, args.ids_file, stdin)
     if not ids:
@@ -253,11 +260,10 @@ def _prepare_submit(args: argparse.Namespace, console: Console, stdin: TextIO) -
     queue = queue_from_url(url, access_key=access_key)
 
     async def job(interrupt: Interrupt) -> int:
-        async with queue:
-            try:
-                answers = await queue.submit(ids, timeout=args.timeout, api=args.api)
-            except queue.errors as exc:
-                logger.error("Redis at %s cannot be reached: %s", queue.name, type(exc).__name__)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(queue.aclose)
+            answers = await _submit_patiently(queue, ids, args.timeout, args.api)
+            if answers is None:
                 return ExitCode.UNAVAILABLE
             counts = {"queued": 0, "joined": 0, "finished": 0}
             for answer in answers:
@@ -276,8 +282,29 @@ def _prepare_submit(args: argparse.Namespace, console: Console, stdin: TextIO) -
     return job
 
 
+async def _submit_patiently(
+    queue: DurableQueue, ids: list[ExportId], timeout: float, api: str
+) -> list[Submitted] | None:
+    """Submit, trying again for ``SUBMIT_PATIENCE`` seconds while Redis does not answer (a
+    restart); ``None`` (logged) if it never did. Submitting is idempotent: a retry after
+    a submit that landed joins it."""
+    deadline = time.monotonic() + SUBMIT_PATIENCE
+    while True:
+        try:
+            return await queue.submit(ids, timeout=timeout, api=api)
+        except queue.errors as exc:
+            if time.monotonic() >= deadline:
+                logger.error(
+                    "Redis at %s cannot be reached (%s); check the URL's host and port",
+                    queue.name,
+                    type(exc).__name__,
+                )
+                return None
+            await asyncio.sleep(0.5)
+
+
 async def _print_outcomes(
-    queue: Any, ids: list[ExportId], console: Console, interrupt: Interrupt
+    queue: DurableQueue, ids: list[ExportId], console: Console, interrupt: Interrupt
 ) -> int:
     tally = Tally(total=len(ids))
     lines = console.lines
