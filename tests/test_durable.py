@@ -320,3 +320,23 @@ async def test_submitting_after_redis_forgot_a_finished_id_waits_for_it_again(
     assert again.status == "queued"
     async with running_worker(redis_server, fake):
         assert (await queue.result(export_id)).kind is OutcomeKind.DONE
+
+
+async def test_an_id_travels_with_its_api_to_a_worker_that_has_a_waiter_for_it(
+    queue: DurableQueue, redis_server: RedisServer, fake: SimulatedQianfan
+) -> None:
+    export_id = fake.add_export(finish_after=0.0).export_id
+    async with running_worker(redis_server, fake, name="v1-only") as v1_only:
+        (answer,) = await queue.submit([export_id], api="v2")
+        assert answer.status == "queued"
+        await until(lambda: bool(v1_only._refused))  # it saw the id and handed it back
+        async with (
+            make_queue(redis_server) as own,
+            fake.client() as client,
+            ExportWaiter(client) as v1,
+            ExportWaiter(client) as v2,
+            Worker(own, v1, waiters={"v2": v2}, claim_idle=1.0, adopt_every=0.1, name="both"),
+        ):
+            outcome = await queue.result(export_id)
+    assert outcome.api == "v2" and outcome.worker == "both"
+    assert v1_only.stats.held == 0 and v1_only.stats.written == 0

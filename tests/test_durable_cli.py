@@ -240,3 +240,48 @@ async def test_submit_exits_69_naming_the_host_but_not_the_password_when_redis_i
     assert run.code == 69
     assert f"127.0.0.1:{port}" in run.stderr and "cannot be reached" in run.stderr
     assert PASSWORD not in run.stderr + run.stdout
+
+
+async def stderr_until(process: asyncio.subprocess.Process, marker: str) -> list[str]:
+    """Read the process's stderr up to the line holding ``marker``."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    while not seen or marker not in seen[-1]:
+        line = await asyncio.wait_for(process.stderr.readline(), 30)
+        assert line, f"stderr ended before {marker!r}: {seen}"
+        seen.append(line.decode())
+    return seen
+
+
+async def test_submit_wait_stopped_by_sigterm_prints_pending_lines_and_leaves_ids_queued(
+    fake: SimulatedQianfan, redis_server: RedisServer, redis: Redis
+) -> None:
+    ids = [fake.add_export(finish_after=None).export_id for _ in range(3)]
+    awaiting = await start("submit", *map(str, ids), "--redis-url", redis_server.url, "--wait")
+    await stderr_until(awaiting, "submitted 3 ids")
+    awaiting.send_signal(signal.SIGTERM)
+    out, err = await finish(awaiting, 30)
+    assert awaiting.returncode == 143, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["export_id"], r["outcome"]) for r in records] == [(i, "pending") for i in ids]
+    assert await redis.hlen(KEYS.jobs) == 3  # still queued for the workers
+
+
+async def test_submit_wait_stopped_by_sigterm_while_submitting_still_prints_every_line(
+    redis_server: RedisServer,
+) -> None:
+    redis_server.pause()  # the submit hangs in its first call
+    try:
+        awaiting = await start(
+            "submit", "96", "97", "--redis-url", redis_server.url, "--wait", "-v"
+        )
+        # Logged just before the signal handlers go in, with no await in between.
+        await stderr_until(awaiting, "event loop:")
+        await asyncio.sleep(0.2)
+        awaiting.send_signal(signal.SIGTERM)
+        out, err = await finish(awaiting, 30)
+    finally:
+        redis_server.resume()
+    assert awaiting.returncode == 143, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["export_id"], r["outcome"]) for r in records] == [(96, "pending"), (97, "pending")]

@@ -262,7 +262,15 @@ def _prepare_submit(args: argparse.Namespace, console: Console, stdin: TextIO) -
     async def job(interrupt: Interrupt) -> int:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(queue.aclose)
-            answers = await _submit_patiently(queue, ids, args.timeout, args.api)
+            try:
+                answers = await _submit_patiently(queue, ids, args.timeout, args.api)
+            except asyncio.CancelledError:
+                if interrupt.code is None:
+                    raise
+                interrupt.acknowledge()  # stopped while submitting: some ids may be queued
+                return (
+                    await _print_pending(ids, console, interrupt) if args.wait else interrupt.code
+                )
             if answers is None:
                 return ExitCode.UNAVAILABLE
             counts = {"queued": 0, "joined": 0, "finished": 0}
@@ -331,6 +339,18 @@ async def _print_outcomes(
     await lines.drain()
     lines.close()
     return int(tally.exit_code())
+
+
+async def _print_pending(ids: list[ExportId], console: Console, interrupt: Interrupt) -> int:
+    """Interrupted before any outcome: a ``pending`` line for every id, as ``wait`` does."""
+    lines = console.lines
+    lines.start()
+    for export_id in ids:
+        lines.write(json_line(outcome_record(export_id, "pending", None, None, 0, 0.0)))
+    await lines.drain()
+    lines.close()
+    assert interrupt.code is not None
+    return int(interrupt.code)
 
 
 def _ssl_context(path: str | None) -> ssl.SSLContext | None:

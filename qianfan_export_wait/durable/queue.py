@@ -250,6 +250,7 @@ class DurableQueue:
                             self._awaited.pop(text, None)
                             yield outcome
             except self.errors as exc:
+                raise_if_cancelled()
                 logger.warning(
                     "durable queue: Redis at %s did not answer (%s); trying again",
                     self.name,
@@ -271,6 +272,7 @@ class DurableQueue:
         reply: Any = await self.redis.xread(
             {self.keys.done: last}, count=_CHUNK * 4, block=round(self.block * 1000)
         )
+        raise_if_cancelled()  # a cancellation redis-py lost in the blocking read
         if not reply:
             return last, [], False
         entries = reply[0][1]
@@ -320,6 +322,15 @@ class DurableQueue:
             args=args,
         )
         return [bool(int(value)) for value in reply]
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if this task is being cancelled: redis-py can turn a
+    cancellation that lands in a blocking read into a ``TimeoutError``, which a loop that
+    retries on Redis errors would otherwise swallow, running on after SIGTERM."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _checked_ids(ids: Iterable[ExportId]) -> list[ExportId]:

@@ -27,7 +27,7 @@ from ._scripts import (
     RELEASED_CONSUMER,
     decode_id,
 )
-from .queue import DurableQueue, _text
+from .queue import DurableQueue, _text, raise_if_cancelled
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -108,6 +108,8 @@ class Worker:
         self._held: dict[str, _Held] = {}
         self._finished: list[tuple[str, str, str]] = []
         self._discarded: list[str] = []
+        self._handback: list[str] = []
+        self._refused: set[str] = set()  # entries of an API without a waiter, warned of
         self._finish_wanted = asyncio.Event()
         self._room = asyncio.Event()
         self._clock_offset = 0.0  # Redis time minus this host's
@@ -166,18 +168,7 @@ class Worker:
                 await asyncio.sleep(_RETRY_PAUSE)
         entries = [item.entry for item in self._held.values()]
         try:
-            for start in range(0, len(entries), _CHUNK):
-                released = await self._release(
-                    keys=[self.queue.keys.ids],
-                    args=[
-                        GROUP,
-                        self.name,
-                        RELEASED_CONSUMER,
-                        _RELEASED_IDLE_MS,
-                        *entries[start : start + _CHUNK],
-                    ],
-                )
-                self.stats.released += int(released)
+            self.stats.released += await self._hand_back(entries)
         except self.queue.errors as exc:
             logger.warning(
                 "durable worker %s: could not hand back %d ids (%s); they are adopted after %g s",
@@ -188,6 +179,23 @@ class Worker:
             )
         self._held.clear()
         self.stats.held = 0
+
+    async def _hand_back(self, entries: Sequence[str]) -> int:
+        """Give ``entries`` to the released consumer, idle enough to be adopted at once."""
+        count = 0
+        for start in range(0, len(entries), _CHUNK):
+            released = await self._release(
+                keys=[self.queue.keys.ids],
+                args=[
+                    GROUP,
+                    self.name,
+                    RELEASED_CONSUMER,
+                    _RELEASED_IDLE_MS,
+                    *entries[start : start + _CHUNK],
+                ],
+            )
+            count += int(released)
+        return count
 
     async def run(self) -> None:
         """Work until cancelled (then drain)."""
@@ -211,6 +219,19 @@ class Worker:
         if known is not None:
             known.entry = entry  # queued again while held (Redis forgot it): the newer entry
             return
+        waiter = self.waiters.get(api)
+        if waiter is None:
+            if entry not in self._refused:
+                logger.warning(
+                    "durable worker %s: no waiter for api %r; export %r left for another worker",
+                    self.name,
+                    api,
+                    export_id,
+                )
+            self._refused.add(entry)
+            self._handback.append(entry)
+            self._finish_wanted.set()
+            return
         if adopted:
             self.stats.adopted += 1
         else:
@@ -218,16 +239,7 @@ class Worker:
         held = _Held(export_id, entry, api, deadline)
         self._held[text] = held
         self.stats.held = len(self._held)
-        waiter = self.waiters.get(api)
         left = None if not deadline else float(deadline) - (time.time() + self._clock_offset)
-        if waiter is None:
-            logger.warning(
-                "durable worker %s: no waiter for api %r; export %r left for another worker",
-                self.name,
-                api,
-                export_id,
-            )
-            return  # renewed like the rest, it stays with this worker until it drains
         if left is not None and left <= 0:
             outcome = outcome_record(export_id, "timeout", None, None, 0, 0.0)
             self._done(text, held, outcome, auth_failed=False, unavailable=False)
@@ -274,6 +286,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         redis, keys = self._redis, self.queue.keys
         while True:
+            raise_if_cancelled()
             room = self.capacity - len(self._held)
             if room <= 0:
                 self._room.clear()
@@ -287,6 +300,7 @@ class Worker:
                     count=min(room, _CHUNK),
                     block=round(self.queue.block * 1000),
                 )
+                raise_if_cancelled()  # a cancellation redis-py lost in the blocking read
             except self.queue.errors as exc:
                 await self._trouble("claim", exc)
                 continue
@@ -298,6 +312,7 @@ class Worker:
         redis, keys = self._redis, self.queue.keys
         idle_ms = round(self.claim_idle * 1000)
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.adopt_every)
             cursor = "0-0"
             try:
@@ -321,6 +336,7 @@ class Worker:
 
     async def _refresh_loop(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.claim_idle / 3)
             try:
                 await self._renew(list(self._held))
@@ -359,6 +375,7 @@ class Worker:
 
     async def _finish_loop(self) -> None:
         while True:
+            raise_if_cancelled()
             await self._finish_wanted.wait()
             self._finish_wanted.clear()
             try:
@@ -368,6 +385,10 @@ class Worker:
                 await self._trouble("write outcomes", exc)
 
     async def _write_finished(self) -> None:
+        if self._handback:
+            entries = self._handback[:]
+            await self._hand_back(entries)
+            del self._handback[: len(entries)]
         if self._discarded:
             entries = self._discarded[:]
             await self._redis.xack(self.queue.keys.ids, GROUP, *entries)
@@ -389,6 +410,7 @@ class Worker:
     async def _trouble(self, what: str, exc: BaseException) -> None:
         from redis.exceptions import ResponseError
 
+        raise_if_cancelled()
         if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
             with contextlib.suppress(*self.queue.errors):
                 await self._renew([])  # Redis lost the group (a restart): make it again
