@@ -4,7 +4,10 @@ deadlines kept across workers; Redis restarted with and without persistence."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -340,3 +343,34 @@ async def test_an_id_travels_with_its_api_to_a_worker_that_has_a_waiter_for_it(
             outcome = await queue.result(export_id)
     assert outcome.api == "v2" and outcome.worker == "both"
     assert v1_only.stats.held == 0 and v1_only.stats.written == 0
+
+
+# --- where redis is imported --------------------------------------------------------------
+
+
+def test_importing_the_durable_package_and_the_command_line_does_not_import_redis() -> None:
+    code = (
+        "import sys, qianfan_export_wait.durable, qianfan_export_wait.cli; "
+        "assert not [m for m in sys.modules if m == 'redis' or m.startswith('redis.')]"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_only_the_fleet_limiter_and_the_durable_package_import_redis() -> None:
+    package = Path(__file__).resolve().parents[1] / "qianfan_export_wait"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            if any(name == "redis" or name.startswith("redis.") for name in names):
+                importers.add(str(path.relative_to(package)))
+    # The fleet limiter may be a module or a package of its own.
+    others = {path for path in importers if not path.startswith(("redis_limit", "durable/"))}
+    assert not others
+    assert {"durable/queue.py", "durable/worker.py"} <= importers
