@@ -8,8 +8,9 @@ Cases:
   this process submits them all and awaits every outcome (``DurableQueue.results``).
   Reported: outcomes per second from the first submit to the last outcome, and Redis
   round trips per export (commands clients sent, ``INFO commandstats``: submits, claims,
-  renewals, adoptions, outcome writes, the awaiter's reads; the waiter's limiter is the
-  workers' own here, not the fleet's).
+  renewals, adoptions, outcome writes, the awaiter's reads, and the workers' fleet rate
+  limit, one reservation per status request; ``queue_round_trips_per_export`` leaves
+  those reservations out).
 * ``adoption`` and its ``baseline``: exports that stay Pending until the suite completes
   them; workers A and B hold half each (``--capacity``), worker C idles. In ``adoption``
   A gets ``kill -9`` and C adopts its ids after ``--claim-idle`` (3 s, adopting every
@@ -38,7 +39,8 @@ from .suite_fleet import RedisProcess
 KEY_ACCESS = SIMULATOR_CREDENTIALS.access_key  # the workers' account: one queue
 CLAIM_IDLE = 3.0
 ADOPT_EVERY = 0.5
-# Commands clients send; what scripts run inside them is counted under its own name too.
+# Commands clients send. What scripts run inside them (TIME, XADD, SET...) is counted under
+# its own name too, so those names are left out.
 _CLIENT_COMMANDS = (
     "evalsha",
     "eval",
@@ -53,7 +55,6 @@ _CLIENT_COMMANDS = (
     "hello",
     "client|setinfo",
     "select",
-    "time",
 )
 
 
@@ -129,6 +130,7 @@ async def _throughput(sim: SimProcess, redis_url: str, n: int) -> dict[str, Any]
             await _until(lambda: _count_consumers(redis, queue.keys.ids, 2))
             _ = [o async for o in queue.results(warm)]
             await redis.config_resetstat()
+            requests_before = (await sim.stats())["total_requests"]
             started = time.monotonic()
             await queue.submit(ids, timeout=3600)
             submitted = time.monotonic()
@@ -137,6 +139,7 @@ async def _throughput(sim: SimProcess, redis_url: str, n: int) -> dict[str, Any]
                 kinds[outcome.kind.value] = kinds.get(outcome.kind.value, 0) + 1
             ended = time.monotonic()
             commands = await _client_commands(redis)
+            requests = (await sim.stats())["total_requests"] - requests_before
         finally:
             await _stop(workers)
         await redis.flushall()
@@ -148,7 +151,10 @@ async def _throughput(sim: SimProcess, redis_url: str, n: int) -> dict[str, Any]
         "submit_to_last_outcome_s": round(ended - started, 3),
         "outcomes_per_s": round(n / (ended - started), 1),
         "outcomes": kinds,
+        "status_requests_per_export": round(requests / n, 3),
         "redis_round_trips_per_export": round(total / n, 3),
+        # The workers' fleet limiter books one slot (one EVALSHA) per status request.
+        "queue_round_trips_per_export": round((total - requests) / n, 3),
         "round_trips_by_command": commands,
     }
 

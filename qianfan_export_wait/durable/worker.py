@@ -323,7 +323,8 @@ class Worker:
                         self.name,
                         idle_ms,
                         start_id=cursor,
-                        count=min(self.capacity - len(self._held), 100),
+                        # Redis looks at up to ten times COUNT pending entries per call.
+                        count=min(self.capacity - len(self._held), 1000),
                     )
                     cursor = _text(reply[0])
                     for entry, fields in reply[1]:
