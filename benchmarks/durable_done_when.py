@@ -205,8 +205,9 @@ async def run(exports: int, persistence: str, spread: float) -> dict[str, Any]:
                 notified = [fields[b"id"].decode() for _, fields in await client.xrange(KEYS.done)]
             finally:
                 await client.aclose()
-            for worker in workers[2:]:
-                worker.process.send_signal(signal.SIGTERM)
+            for worker in workers:
+                if worker.process.returncode is None:
+                    worker.process.send_signal(signal.SIGTERM)
             for worker in workers:
                 await worker.wait()
     finally:
@@ -246,6 +247,7 @@ async def run(exports: int, persistence: str, spread: float) -> dict[str, Any]:
         "worker_summaries": [
             line for worker in workers for line in worker.stderr if "stopped by" in line
         ],
+        "worker_stderr_tails": [worker.stderr[-4:] for worker in workers],
         "checks": checks,
         "ok": all(checks.values()),
     }
