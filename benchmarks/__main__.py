@@ -25,6 +25,7 @@ from . import (
     suite_cli,
     suite_client,
     suite_download,
+    suite_durable,
     suite_e2e,
     suite_fleet,
     suite_lag,
@@ -49,6 +50,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Awaitable[SuiteResult]]] = {
     "download": lambda args: suite_download.run(args.quick),
     "fleet": lambda args: suite_fleet.run(args.quick, args.sdk_python),
     "soak": lambda args: suite_soak.run(args.quick, args.soak_minutes, args.output),
+    "durable": lambda args: suite_durable.run(args.quick, args.durable_ids),
 }
 # Suites too long for a full run: they run only when named with --only (or as --quick).
 ON_REQUEST = {"soak"}
@@ -81,6 +83,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="MIN",
         help=f"length of the soak suite (default {suite_soak.DEFAULT_MINUTES:g}; "
         "it runs only with --only soak, or for seconds with --quick)",
+    )
+    parser.add_argument(
+        "--durable-ids",
+        type=int,
+        default=None,
+        metavar="N",
+        help="exports in the durable suite's throughput case (default 10000, 2000 with "
+        "--quick; the issue's figure is 100000)",
     )
     args = parser.parse_args(argv)
     if not args.soak_minutes > 0:

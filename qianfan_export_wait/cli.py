@@ -33,6 +33,7 @@ from .console.arguments import _Formatter as _Formatter
 from .console.arguments import _number as _number
 from .console.arguments import _Parser as _Parser
 from .console.arguments import _simulate_options as _simulate_options
+from .console.durable import DURABLE_VERBS, add_durable_verbs
 from .console.export_cmd import add_export_verb, prepare_export
 from .console.output import unwritable
 from .console.signals import loop_factory
@@ -153,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = _verb(verbs, "simulate", "run the local Qianfan simulator until Ctrl-C", "log")
     _simulate_options(simulate)
+    add_durable_verbs(verbs, _verb, _number, _count)  # worker, submit: waits kept on Redis
     return parser
 
 
@@ -172,6 +174,7 @@ _PREPARE: dict[str, Callable[[argparse.Namespace, Console, TextIO], Job]] = {
         session=_session,
         download_folder=_download_folder,
     ),
+    **DURABLE_VERBS,
 }
 
 
@@ -193,13 +196,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(None if argv is None else list(argv))
     quiet = getattr(args, "quiet", False)
     console = Console(
-        sys.stdout if args.verb in ("status", "wait") else None,  # JSON lines: theirs only
+        sys.stdout if args.verb in ("status", "wait", "submit") else None,  # JSON lines
         sys.stderr,
         bar=not (quiet or getattr(args, "no_progress", False)),
         summary=not quiet,
     )
     _configure_logging(args, console)
-    if args.verb in ("status", "wait", "export"):
+    if args.verb in ("status", "wait", "export", "submit"):
         problem = unwritable(sys.stdout)
         if problem is not None:  # the JSON lines would be lost: say so before any request
             with contextlib.suppress(OSError, ValueError, AttributeError):

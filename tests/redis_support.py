@@ -40,8 +40,13 @@ class RedisServer:
     """One ``redis-server`` process; ``url`` stays the same across restarts. With a
     ``password`` it requires one (``requirepass``); ``url`` holds none."""
 
-    def __init__(self, binary: str, *, password: str | None = None) -> None:
+    def __init__(
+        self, binary: str, *, password: str | None = None, data_dir: str | None = None
+    ) -> None:
         self.binary = binary
+        self.data_dir = data_dir
+        """With a folder: the append-only file on, fsync'ed at every write, so a kill
+        loses nothing (the durable queue's tests of a restart with persistence)."""
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.password = password
@@ -58,8 +63,11 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(
+                    ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.data_dir]
+                    if self.data_dir
+                    else ["--appendonly", "no"]
+                ),
                 "--daemonize",
                 "no",
                 *(["--requirepass", self.password] if self.password else []),
