@@ -22,10 +22,11 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
     (
         "P1 a timeout outcome is never handed",
         CORE,
-        "            status_age=status_age(entry, now),\n        )\n"
-        "        self._hand(caller, outcome)",
-        "            status_age=status_age(entry, now),\n        )\n"
-        "        if kind is not OutcomeKind.TIMEOUT:\n            self._hand(caller, outcome)",
+        "        self.book.hand(caller, self.statuses.outcome(entry, caller, kind, now, error))",
+        "        if kind is not OutcomeKind.TIMEOUT:\n"
+        "            self.book.hand(\n"
+        "                caller, self.statuses.outcome(entry, caller, kind, now, error)\n"
+        "            )",
     ),
     (
         "P2 last looks never planned",
@@ -35,9 +36,9 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
     ),
     (
         "P2 status_age always 0",
-        CORE,
-        "            status_age=status_age(entry, now),\n        )\n        self._hand",
-        "            status_age=0.0,\n        )\n        self._hand",
+        "qianfan_export_wait/waiting/statuses.py",
+        "            at - caller.started,\n            status_age=status_age(entry, at),",
+        "            at - caller.started,\n            status_age=0.0,",
     ),
     (
         "P2 the next caller's deadline is owed a look only when the nearest caller goes",
@@ -62,14 +63,14 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
     (
         "P1/P4 a task cancelled in a plain async for stays registered",
         "qianfan_export_wait/waiting/handles.py",
-        "            self._stream.release()\n            raise\n",
-        "            raise\n",
+        "        except BaseException:\n            _release_dropped(stream)\n            raise\n",
+        "",
     ),
     (
         "P5 wait_all ignores its timeout",
         "qianfan_export_wait/waiting/waiter.py",
-        "batch = _Batch(now, self._deadline(now, timeout), len(unique))",
-        "batch = _Batch(now, self._deadline(now, None), len(unique))",
+        "batch = _Batch(now, members.deadline(now, timeout), len(unique))",
+        "batch = _Batch(now, members.deadline(now, None), len(unique))",
     ),
 ]
 
