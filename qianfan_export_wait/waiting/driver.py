@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import Context
 from math import inf
 from typing import TYPE_CHECKING
 
@@ -131,6 +132,9 @@ class Driver:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
         self._logged_unexpected: set[type] = set()
         self._retry_after = RetryAfterBound(core.policy)
+        # Told of every request's answer (observe.Instruments.poll), or None: nobody asks.
+        self.observe: Callable[[ExportId, ExportStatus | None, Exception | None, float], None]
+        self.observe = None  # type: ignore[assignment]
 
     # -- control -----------------------------------------------------------------------
 
@@ -145,7 +149,9 @@ class Driver:
                 loop = self._loop = asyncio.get_running_loop()
                 if self._wakeup is None:
                     self._wakeup = asyncio.Event()
-                self._dispatcher = loop.create_task(self._dispatch())
+                # A context of its own: polls serve every caller, so no caller's span or
+                # context variables may leak into the requests (docs/operations.md).
+                self._dispatcher = loop.create_task(self._dispatch(), context=Context())
                 self._dispatcher.add_done_callback(self._dispatcher_done)
             return
         wake_at = self._wake_at
@@ -382,6 +388,8 @@ class Driver:
             entry = worker.entry
             assert entry is not None
             ticket = worker.ticket
+            observe = self.observe
+            sent = self._clock.now() if observe is not None else 0.0
             try:
                 status = await fetch(entry.export_id)
             except asyncio.CancelledError:
@@ -389,8 +397,12 @@ class Driver:
                 raise
             except Exception as error:
                 self._on_failure(entry, ticket, error)
+                if observe is not None:
+                    observe(entry.export_id, None, error, self._clock.now() - sent)
             else:
                 self._on_status(entry, ticket, status)
+                if observe is not None:
+                    observe(entry.export_id, status, None, self._clock.now() - sent)
             self._let_go(worker)
             if self._closed or not self.core.entries:
                 self.kick()

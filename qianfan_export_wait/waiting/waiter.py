@@ -32,6 +32,7 @@ from ..errors import (
     WaiterClosedError,
 )
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
+from ..observe import Guard, Instruments, Observer, PollHook, observed_stream
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
 from .clock import Clock, MonotonicClock
 from .core import Caller, Scheduler
@@ -87,7 +88,12 @@ class ExportWaiter:
     the server throttles (``CappedRateLimiter``; or pass a ``limiter``).
     ``max_in_flight`` bounds requests in flight across every caller. ``on_update`` is
     called with a ``StateChange`` for every state change and an ``ExportOutcome`` for
-    every final outcome.
+    every final outcome; ``on_poll`` with a ``PollEvent`` for every status request's
+    answer. Either may be an ``async def``: its coroutine runs in a task of its own, off
+    the polling path, and an exception in a hook is logged, never raised into a wait.
+    ``observers`` (``qianfan_export_wait.observe``) get metrics and traces; by default
+    Prometheus metrics and OpenTelemetry spans when those packages are installed
+    (``NO_OBSERVERS``: none). See docs/operations.md.
 
     With a ``downloader`` (a ``Downloader``, used as ``async with`` by its owner), each
     export's file is fetched as it reaches ``Done``, at most the downloader's
@@ -112,6 +118,8 @@ class ExportWaiter:
         clock: Clock | None = None,
         limiter: RateLimiter | AsyncRateLimiter | None = None,
         downloader: Downloader | None = None,
+        on_poll: PollHook | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         check_count("max_in_flight", max_in_flight)
         check_number("qps", qps, unit="requests per second", allow_none=True)
@@ -148,6 +156,10 @@ class ExportWaiter:
         )
         self.downloader = downloader
         self._closed = False
+        self._guard = Guard()
+        self._instruments = Instruments(observers, on_poll, self._guard)
+        self._driver.observe = self._instruments.poll
+        self._instruments.bind(self)
 
     def __repr__(self) -> str:
         stats = self.stats
@@ -199,6 +211,7 @@ class ExportWaiter:
             return
         self._closed = True
         await self._driver.aclose(WaiterClosedError("the waiter was closed"))
+        await self._guard.aclose()
 
     @property
     def closed(self) -> bool:
@@ -245,6 +258,9 @@ class ExportWaiter:
         handle = ExportHandle(self, export_id, now, self._deadline(now, timeout))
         handle._entry = self._core.join(handle, export_id, now)
         self._core.watch(handle)
+        scopes = self._instruments.wait("wait", (export_id,))
+        if scopes is not None:
+            scopes.follow(handle._future)
         self._driver.kick()
         return handle
 
@@ -274,13 +290,21 @@ class ExportWaiter:
         batch = _Batch(now, self._deadline(now, timeout), len(unique))
         if not unique:
             return WaitReport((), elapsed=0.0)
+        scopes = self._instruments.wait("wait_all", unique)
         self._subscribe(batch, unique)
         try:
             await batch.future
-        except asyncio.CancelledError:
-            await self._driver.settle(self._leave(batch))
+        except BaseException as error:
+            if scopes is not None:
+                scopes.end(error)
+            if isinstance(error, asyncio.CancelledError):
+                await self._driver.settle(self._leave(batch))
             raise
         outcomes = batch.outcomes
+        if scopes is not None:
+            for outcome in outcomes.values():
+                scopes.outcome(outcome)
+            scopes.end()
         return WaitReport(
             (outcomes[export_id] for export_id in unique), elapsed=self.clock.now() - now
         )
@@ -298,7 +322,12 @@ class ExportWaiter:
         self._check_usable()
         if not isinstance(timeout, UsePolicyTimeout):
             check_number("timeout", timeout, allow_none=True)
-        return OutcomeStream(self, unique, timeout)
+        scopes = self._instruments.wait("as_completed", unique)
+        if scopes is None:
+            return OutcomeStream(self, unique, timeout)
+        stream: OutcomeStream = observed_stream(OutcomeStream)(self, unique, timeout)
+        stream._scope = scopes  # type: ignore[attr-defined]
+        return stream
 
     # -- plumbing for the callers ------------------------------------------------------
 
@@ -333,13 +362,11 @@ class ExportWaiter:
         return tasks
 
     def _notify(self, event: WaiterEvent) -> None:
+        if self._instruments.events:
+            self._instruments.event(event)
         hook = self.on_update
-        if hook is None:
-            return
-        try:
-            hook(event)
-        except Exception:
-            logger.exception("on_update hook raised; continuing")
+        if hook is not None:
+            self._guard.call("on_update hook", hook, event)
 
 
 def _checked_id(export_id: object) -> ExportId:
