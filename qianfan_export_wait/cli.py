@@ -39,6 +39,7 @@ from .console import (
     run_status,
     run_wait,
 )
+from .console.observability import check_metrics_port, metrics_served
 from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
 from .download import Downloader, ProgressHook
@@ -350,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print lines in the order of the ids given, or as each export finishes "
         "(default: %(default)s)",
     )
+    wait.add_argument(
+        "--metrics-port",
+        type=_count("--metrics-port", maximum=65535),
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics during the run "
+        "(needs the metrics extra; default: none)",
+    )
 
     demo = _verb(verbs, "demo", "wait for exports on the built-in simulator", "display", "log")
     demo.add_argument(
@@ -538,6 +546,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
     if not ids:
         raise UsageError("no export ids given (pass IDs, --ids-file PATH or --resume FILE)")
     plan = WaitPlan(ids, order=args.order, earlier=earlier)
+    check_metrics_port(args.metrics_port)
     policy = PollPolicy(
         min_delay=args.min_delay,
         max_delay=args.max_delay,
@@ -576,6 +585,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                     )
 
             async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(metrics_served(args.metrics_port))
                 limiter = None
                 if fleet is not None:
                     try:

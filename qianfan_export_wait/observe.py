@@ -310,10 +310,7 @@ class Instruments:
         error: BaseException | None,
         latency: float,
     ) -> None:
-        if status is not None:
-            log_id = status.log_id
-        else:
-            log_id = getattr(error, "log_id", None)
+        log_id = status.log_id if status is not None else getattr(error, "log_id", None)
         event = PollEvent(export_id, classify_request(error), status, error, log_id, latency)
         guard = self.guard
         for observer in self._requests:
