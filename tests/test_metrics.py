@@ -80,7 +80,9 @@ async def test_gauges_show_what_waits_now_and_the_estimated_limit() -> None:
             waiter = ExportWaiter(client, policy=FAST, observers=[PrometheusObserver(registry)])
             async with waiter:
                 task = asyncio.ensure_future(waiter.wait_all([1, 2, 3, held.export_id]))
-                while value(registry, "qianfan_export_wait_requests_total", outcome="ok") < 5:
+                for _ in range(500):  # until the held export has been polled a few times
+                    if value(registry, "qianfan_export_wait_requests_total", outcome="ok") >= 5:
+                        break
                     await asyncio.sleep(0.02)
                 assert value(registry, "qianfan_export_wait_pending_exports") >= 1
                 assert value(registry, "qianfan_export_wait_callers") == 1
