@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     )
     from .extract import ExtractLimits, safe_extract
     from .models import ExportId, ExportState, ExportStatus
+    from .observe import Observer, PollEvent, RequestKind
     from .ratelimit import (
         AdaptiveRateLimiter,
         AsyncRateLimiter,
@@ -98,11 +99,14 @@ __all__ = [
     "LinkExpiredError",
     "MissingCredentialsError",
     "MonotonicClock",
+    "Observer",
     "OutcomeKind",
     "OutcomeStream",
+    "PollEvent",
     "PollPolicy",
     "QianfanError",
     "RateLimiter",
+    "RequestKind",
     "Reservation",
     "ResponseFormatError",
     "ServiceUnavailableError",
@@ -166,6 +170,9 @@ _HOMES: dict[str, str] = {
     "ExportId": "models",
     "ExportState": "models",
     "ExportStatus": "models",
+    "Observer": "observe",
+    "PollEvent": "observe",
+    "RequestKind": "observe",
     "AdaptiveRateLimiter": "ratelimit",
     "AsyncRateLimiter": "ratelimit",
     "CappedRateLimiter": "ratelimit",
