@@ -42,6 +42,7 @@ from .console import (
 from .console.observability import check_metrics_port, metrics_served
 from .console.output import unwritable
 from .console.signals import EVENT_LOOPS, loop_factory
+from .console.text import add_format_option, use_text
 from .download import Downloader, ProgressHook
 from .errors import ConfigurationError
 from .redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
@@ -318,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
     )
     status.add_argument("ids", nargs="+", metavar="ID", help=_IDS_HELP)
+    add_format_option(status)
 
     wait = _verb(
         verbs,
@@ -331,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
     )
     wait.add_argument("ids", nargs="*", metavar="ID", help=_IDS_HELP)
+    add_format_option(wait)
     wait.add_argument(
         "--ids-file",
         metavar="PATH",
@@ -710,6 +713,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         summary=not quiet,
     )
     _configure_logging(args, console)
+    if getattr(args, "format", "json") == "text":
+        use_text(console, sys.stdout)
     if args.verb in ("status", "wait"):
         problem = unwritable(sys.stdout)
         if problem is not None:  # the JSON lines would be lost: say so before any request
