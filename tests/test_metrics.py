@@ -207,3 +207,33 @@ def test_metrics_port_must_be_a_port(bad: str) -> None:
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["wait", "1", "--metrics-port", bad])
+
+
+def test_the_docs_table_lists_exactly_the_metrics_there_are() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text("utf-8")
+    documented = set(re.findall(r"^\| `(qianfan_export_wait_\w+)` \|", docs, re.M))
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    waiter = _WithCeiling()
+    observer._metrics.gauges.waiters.add(waiter)  # type: ignore[arg-type]  # the optional gauge
+    exposed = set()
+    for family in registry.collect():
+        suffix = "_total" if family.type == "counter" else ""
+        exposed.add(family.name + suffix)
+    assert documented == exposed
+
+
+class _WithCeiling:
+    """Just enough of a waiter for the gauges, with an estimated limit."""
+
+    closed = False
+
+    class limiter:
+        ceiling = 10.0
+
+    class stats:
+        pending = callers = in_flight = downloading = 0
+        rate = request_rate = 0.0
+        unavailable_for = None
