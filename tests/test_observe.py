@@ -238,3 +238,18 @@ async def test_a_waiter_works_without_the_optional_packages(
 def test_no_observers_means_none() -> None:
     waiter, _, _ = make_waiter({1: ["Done"]}, observers=NO_OBSERVERS)
     assert waiter._instruments.observers == []
+
+
+def test_the_optional_packages_are_imported_only_when_a_waiter_is_made() -> None:
+    import subprocess
+
+    probe = (
+        "import sys\n"
+        "import qianfan_export_wait.waiting, qianfan_export_wait.observe\n"
+        "heavy = ('prometheus_client', 'opentelemetry', 'tqdm')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
