@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 
 from .models import ExportId
 from .observe import Observer, PollEvent, RequestKind
-from .waiting.outcomes import ExportOutcome, OutcomeKind, WaiterEvent
+from .waiting.outcomes import ExportOutcome, OutcomeKind, WaiterEvent, WaiterStats
 
 if TYPE_CHECKING:
     from .waiting.waiter import ExportWaiter
@@ -45,7 +45,7 @@ class _Gauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         waiters = [w for w in list(self.waiters) if not w.closed]
-        stats = [(w, w.stats) for w in waiters]
+        stats = [(w, _stats_of(w)) for w in waiters]
 
         def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(METRIC_PREFIX + name, documentation, value=value)
@@ -91,6 +91,18 @@ class _Gauges(Collector):
             "Seconds the service has not been answering (0 while it answers)",
             max(outages, default=0.0),
         )
+
+
+def _stats_of(waiter: ExportWaiter) -> WaiterStats:
+    """``waiter.stats``, read from any thread: a scrape served by a thread of its own
+    (``prometheus_client.start_http_server``) may meet the loop changing a table, which
+    then raises; a few tries see it settled."""
+    for _ in range(4):
+        try:
+            return waiter.stats
+        except RuntimeError:  # "changed size during iteration"
+            continue
+    return waiter.stats
 
 
 class _Metrics:

@@ -27,7 +27,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import ApiError, AuthError, ThrottledError, TransientError, UnexpectedAnswerError
+from .errors import (
+    ApiError,
+    AuthError,
+    ConfigurationError,
+    ThrottledError,
+    TransientError,
+    UnexpectedAnswerError,
+)
 from .models import ExportId, ExportStatus
 
 if TYPE_CHECKING:
@@ -94,6 +101,9 @@ class PollEvent:
     log_id: str | None
     latency: float
 
+
+PollSink = Callable[[ExportId, ExportStatus | None, BaseException | None, float], None]
+"""What the driver calls after each request: id, status or error, latency."""
 
 PollHook = Callable[[PollEvent], object]
 """The type of ``ExportWaiter(on_poll=...)``: a function or an ``async def``."""
@@ -282,8 +292,6 @@ class Instruments:
         self.observers = list(default_observers() if observers is None else observers)
         for observer in self.observers:
             if not isinstance(observer, Observer):
-                from .errors import ConfigurationError
-
                 raise ConfigurationError(
                     f"observers must be Observer instances, got {type(observer).__name__}"
                 )
@@ -292,8 +300,7 @@ class Instruments:
         self._requests = [o for o in self.observers if type(o).request is not Observer.request]
         self._events = [o for o in self.observers if type(o).event is not Observer.event]
         self._waits = [o for o in self.observers if type(o).wait is not Observer.wait]
-        self.poll: Callable[[ExportId, ExportStatus | None, BaseException | None, float], None]
-        self.poll = self._poll if (self._requests or on_poll is not None) else None  # type: ignore[assignment]
+        self.poll: PollSink | None = self._poll if (self._requests or on_poll is not None) else None
         self.events = bool(self._events)
 
     def bind(self, waiter: ExportWaiter) -> None:
@@ -368,6 +375,8 @@ def observed_stream(stream_type: type[Any]) -> type[Any]:
             except StopAsyncIteration:
                 self._end(None)
                 raise
+            except asyncio.CancelledError:
+                raise  # the reader may come back (wait_for); leaving the stream ends it
             except BaseException as error:
                 self._end(error)
                 raise

@@ -144,3 +144,21 @@ async def test_json_lines_stay_the_default(fake: SimulatedQianfan) -> None:
     run = await run_cli("wait", "1", "--endpoint", fake.base_url)
     assert run.records[0]["outcome"] == "done"
     assert run.stdout.startswith("{")
+
+
+async def test_the_header_is_not_counted_as_a_records_line() -> None:
+    import io
+
+    from qianfan_export_wait.console.records import json_line
+    from qianfan_export_wait.console.text import TextLineWriter
+
+    out = io.StringIO()
+    writer = TextLineWriter(out).start()
+    for export_id in (1, 2, 3):
+        writer.write(json_line({"export_id": export_id, "outcome": "done", "state": "Done",
+                                "polls": 1, "elapsed_s": 0.5}))  # fmt: skip
+    assert await writer.drain()
+    writer.close()
+    assert out.getvalue().splitlines()[0] == TEXT_HEADER
+    assert len(out.getvalue().splitlines()) == 4
+    assert writer.written == 3  # what "N of M lines were not written" counts

@@ -7,6 +7,7 @@ import asyncio
 import re
 import socket
 import sys
+from typing import Any
 
 import aiohttp
 import pytest
@@ -237,3 +238,23 @@ class _WithCeiling:
         pending = callers = in_flight = downloading = 0
         rate = request_rate = 0.0
         unavailable_for = None
+
+
+def test_a_scrape_that_meets_the_loop_changing_a_table_still_answers() -> None:
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+
+    class Racing(_WithCeiling):
+        tries = 0
+
+        @property
+        def stats(self) -> Any:  # type: ignore[override]
+            Racing.tries += 1
+            if Racing.tries == 1:
+                raise RuntimeError("deque mutated during iteration")
+            return _WithCeiling.stats
+
+    waiter = Racing()
+    observer._metrics.gauges.waiters.add(waiter)  # type: ignore[arg-type]
+    assert registry.get_sample_value("qianfan_export_wait_pending_exports") == 0
+    assert Racing.tries == 2

@@ -253,3 +253,35 @@ def test_the_optional_packages_are_imported_only_when_a_waiter_is_made() -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+async def test_a_reader_that_stops_waiting_for_a_while_keeps_its_stream_observed() -> None:
+    recorder = Recorder()
+    waiter, client, _ = make_waiter({1: ["Running"], 2: ["Done"]}, observers=[recorder])
+    stream = waiter.as_completed([1, 2], timeout=None)
+    async with stream:
+        first = await stream.__anext__()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stream.__anext__(), 0.01)  # nothing more yet
+        (scope,) = recorder.scopes
+        assert scope.ended == []  # still waiting: the scope goes on
+        client.script[1] = ["Done"]
+        second = await stream.__anext__()
+    assert [o.export_id for o in scope.outcomes] == [first.export_id, second.export_id]
+    assert scope.ended == [None]
+
+
+async def test_a_request_outside_the_schedule_is_observed_too() -> None:
+    """A download's fresh-link request (``fetch_now``) is a request the service counts."""
+    recorder = Recorder()
+    waiter, _, _ = make_waiter(
+        {9: [ThrottledError("slow", log_id="T9"), "Done"]}, observers=[recorder]
+    )
+    with pytest.raises(ThrottledError):
+        await waiter._driver.fetch_now(9)
+    status = await waiter._driver.fetch_now(9)
+    assert status.state_name == "Done"
+    assert [(e.export_id, e.kind, e.log_id) for e in recorder.requests] == [
+        (9, RequestKind.THROTTLED, "T9"),
+        (9, RequestKind.OK, "1"),
+    ]

@@ -135,15 +135,17 @@ class TextLineWriter(LineWriter):
         self._header = False
 
     def write(self, line: str) -> None:
-        if not self._header:
-            self._header = True
-            super().write(TEXT_HEADER)
         try:
             record = json.loads(line)
         except ValueError:  # not a record: as it is
-            super().write(_clean(line))
-            return
-        super().write(text_line(record) if isinstance(record, dict) else _clean(line))
+            text = _clean(line)
+        else:
+            text = text_line(record) if isinstance(record, dict) else _clean(line)
+        if not self._header:
+            # One queued line with the first record's: ``written`` counts records' lines.
+            self._header = True
+            text = f"{TEXT_HEADER}\n{text}"
+        super().write(text)
 
 
 def use_text(console: Any, stdout: TextIO | None) -> None:

@@ -133,8 +133,9 @@ class Driver:
         self._logged_unexpected: set[type] = set()
         self._retry_after = RetryAfterBound(core.policy)
         # Told of every request's answer (observe.Instruments.poll), or None: nobody asks.
-        self.observe: Callable[[ExportId, ExportStatus | None, Exception | None, float], None]
-        self.observe = None  # type: ignore[assignment]
+        self.observe: (
+            Callable[[ExportId, ExportStatus | None, Exception | None, float], None] | None
+        ) = None
 
     # -- control -----------------------------------------------------------------------
 
@@ -545,13 +546,19 @@ class Driver:
         if reservation.delay > 0:
             await clock.sleep(reservation.delay)
         self.core.requests += 1
+        sent = clock.now()
         try:
             status = await self._fetch(export_id)
-        except ThrottledError as error:
-            now = clock.now()
-            pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
-            self._limiter.on_throttle(now, reservation.ticket, pause)
+        except Exception as error:
+            if self.observe is not None:
+                self.observe(export_id, None, error, clock.now() - sent)
+            if isinstance(error, ThrottledError):
+                now = clock.now()
+                pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
+                self._limiter.on_throttle(now, reservation.ticket, pause)
             raise
+        if self.observe is not None:
+            self.observe(export_id, status, None, clock.now() - sent)
         self._limiter.on_success(clock.now(), reservation.ticket)
         return status
 
