@@ -6,8 +6,9 @@ waiters in a process share them; gauges are read from the waiters bound to a reg
 when it is scraped (summed; the estimated limit and the outage's length: the largest).
 The names are listed in docs/operations.md.
 
-Importing this module imports ``prometheus_client``; the rest of the library never does
-unless it is installed (``observe.default_observers``).
+``prometheus_client`` is imported where it is used (making an observer, a scrape), so
+importing this module costs nothing; the library makes one only when the package is
+installed (``integrations.default_observers``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from .models import ExportId
-from .observe import Observer, PollEvent, RequestKind
-from .waiting.outcomes import ExportOutcome, OutcomeKind, WaiterEvent, WaiterStats
+from .observe import OUTCOME_KINDS, Observer, PollEvent, RequestKind
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
+
+    from .waiting.outcomes import ExportOutcome, WaiterStats
     from .waiting.waiter import ExportWaiter
 
 __all__ = ["METRIC_PREFIX", "PrometheusObserver", "serve_metrics"]
@@ -37,13 +37,15 @@ _WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0
 _DOWNLOAD_RESULTS = ("fetched", "kept", "error")
 
 
-class _Gauges(Collector):
-    """The gauges, read from the bound waiters at each scrape."""
+class _Gauges:
+    """The gauges, read from the bound waiters at each scrape (a collector)."""
 
     def __init__(self) -> None:
         self.waiters: weakref.WeakSet[ExportWaiter] = weakref.WeakSet()
 
     def collect(self) -> Iterable[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         waiters = [w for w in list(self.waiters) if not w.closed]
         stats = [(w, _stats_of(w)) for w in waiters]
 
@@ -109,6 +111,8 @@ class _Metrics:
     """The counters, histograms and gauges of one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Histogram
+
         self.requests = Counter(
             METRIC_PREFIX + "requests",
             "Status requests by how they ended",
@@ -147,11 +151,12 @@ class _Metrics:
         )
         # Every series exists from the start, at 0, so that rates and alerts see them.
         self.by_request = {kind: self.requests.labels(kind.value) for kind in RequestKind}
-        self.by_kind = {kind: self.outcomes.labels(kind.value) for kind in OutcomeKind}
-        self.seconds_by_kind = {kind: self.wait_seconds.labels(kind.value) for kind in OutcomeKind}
+        # Keyed by the kinds' values: an OutcomeKind (a str enum) finds its entry.
+        self.by_kind = {kind: self.outcomes.labels(kind) for kind in OUTCOME_KINDS}
+        self.seconds_by_kind = {kind: self.wait_seconds.labels(kind) for kind in OUTCOME_KINDS}
         self.by_download = {result: self.downloads.labels(result) for result in _DOWNLOAD_RESULTS}
         self.gauges = _Gauges()
-        registry.register(self.gauges)
+        registry.register(self.gauges)  # a collector: it has collect()
 
 
 _BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
@@ -186,6 +191,8 @@ class PrometheusObserver(Observer):
     ``prometheus_client.REGISTRY``), and shows its state as gauges when scraped."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY
+
         self.registry = REGISTRY if registry is None else registry
         self._metrics = _metrics_for(self.registry)
         self._scope = _WaitMetrics(self._metrics)
@@ -201,16 +208,14 @@ class PrometheusObserver(Observer):
     def wait(self, how: str, export_ids: Sequence[ExportId]) -> _WaitMetrics:
         return self._scope
 
-    def event(self, event: WaiterEvent) -> None:
-        if not isinstance(event, ExportOutcome):
-            return
+    def finished(self, outcome: ExportOutcome) -> None:
         metrics = self._metrics
-        if event.download_error is not None:
+        if outcome.download_error is not None:
             metrics.by_download["error"].inc()
-        elif event.file is not None:
-            if event.file.fetched:
+        elif outcome.file is not None:
+            if outcome.file.fetched:
                 metrics.by_download["fetched"].inc()
-                metrics.download_bytes.inc(event.file.bytes)
+                metrics.download_bytes.inc(outcome.file.bytes)
             else:
                 metrics.by_download["kept"].inc()
 
@@ -222,7 +227,7 @@ async def serve_metrics(
     """Serve ``registry`` (default: the default one) at ``http://host:port/metrics`` on
     the running loop for the duration of the block; yield the port (``0``: any free)."""
     from aiohttp import web
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
     chosen = REGISTRY if registry is None else registry
 

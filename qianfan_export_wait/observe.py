@@ -6,12 +6,14 @@ The waiter calls an ``Observer`` at a few points only:
 * ``request``: a status request ended (``PollEvent``: its kind, latency, ``log_id``);
 * ``wait``: a caller began to wait (``submit``/``wait``, ``wait_all``, ``as_completed``);
   the ``WaitScope`` it returns gets each of that caller's outcomes, then ``end``;
-* ``event``: a state change or an export's final outcome (what ``on_update`` gets);
+* ``state_changed`` and ``finished``: a state change, an export's final outcome (what
+  ``on_update`` gets);
 * ``bind``: once, with the waiter, whose ``stats`` and ``limiter`` an observer may read
   whenever it likes (gauges are read when scraped, never pushed).
 
 Every integration is optional: ``prometheus_client`` and ``opentelemetry`` are imported
-only when installed and asked for (``default_observers``), never by this module itself.
+only when installed and asked for (``integrations.default_observers``), never by this
+module, which imports nothing of ``waiting/`` either (the waiter imports it).
 An observer that raises is logged once per kind of exception and otherwise ignored: it
 never ends a wait nor loses an export.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib.util
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -38,18 +39,18 @@ from .errors import (
 from .models import ExportId, ExportStatus
 
 if TYPE_CHECKING:
-    from .waiting.outcomes import ExportOutcome, WaiterEvent
+    from .waiting.outcomes import ExportOutcome, StateChange
     from .waiting.waiter import ExportWaiter
 
 __all__ = [
     "NO_OBSERVERS",
+    "OUTCOME_KINDS",
     "Observer",
     "PollEvent",
     "PollHook",
     "RequestKind",
     "WaitScope",
     "classify_request",
-    "default_observers",
 ]
 
 logger = logging.getLogger("qianfan_export_wait")
@@ -133,41 +134,19 @@ class Observer:
         in the caller's own context; return a scope to follow it, or ``None``."""
         return None
 
-    def event(self, event: WaiterEvent) -> None:
-        """A state change, or an export's final outcome (once per export)."""
+    def state_changed(self, change: StateChange) -> None:
+        """An export moved to a new non-terminal state."""
 
+    def finished(self, outcome: ExportOutcome) -> None:
+        """An export's final outcome (once per export, whatever its callers)."""
+
+
+OUTCOME_KINDS = ("done", "failed", "error", "timeout", "pending")
+"""The values of ``OutcomeKind`` (metric labels), spelled here so that observers need
+not import ``waiting/``, which imports this module."""
 
 NO_OBSERVERS: tuple[Observer, ...] = ()
 """Pass as ``ExportWaiter(observers=NO_OBSERVERS)`` for no metrics nor traces."""
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # blocked (sys.modules[name] = None) or broken
-        return False
-
-
-def default_observers() -> list[Observer]:
-    """The observers a waiter gets by default: Prometheus metrics on the default registry
-    when ``prometheus_client`` is installed, OpenTelemetry spans when
-    ``opentelemetry-api`` is; none otherwise."""
-    observers: list[Observer] = []
-    if _installed("prometheus_client"):
-        try:
-            from .metrics import PrometheusObserver
-        except ImportError:  # present but unusable: metrics stay off
-            logger.debug("prometheus_client is not importable; no metrics")
-        else:
-            observers.append(PrometheusObserver())
-    if _installed("opentelemetry") and _installed("opentelemetry.trace"):
-        try:
-            from .tracing import TracingObserver
-        except ImportError:
-            logger.debug("opentelemetry-api is not importable; no spans")
-        else:
-            observers.append(TracingObserver())
-    return observers
 
 
 class Guard:
@@ -285,11 +264,11 @@ class Instruments:
 
     def __init__(
         self,
-        observers: Iterable[Observer] | None,
+        observers: Iterable[Observer],
         on_poll: PollHook | None,
         guard: Guard,
     ) -> None:
-        self.observers = list(default_observers() if observers is None else observers)
+        self.observers = list(observers)
         for observer in self.observers:
             if not isinstance(observer, Observer):
                 raise ConfigurationError(
@@ -298,10 +277,13 @@ class Instruments:
         self.on_poll = on_poll
         self.guard = guard
         self._requests = [o for o in self.observers if type(o).request is not Observer.request]
-        self._events = [o for o in self.observers if type(o).event is not Observer.event]
+        self._changes = [
+            o for o in self.observers if type(o).state_changed is not Observer.state_changed
+        ]
+        self._finishes = [o for o in self.observers if type(o).finished is not Observer.finished]
         self._waits = [o for o in self.observers if type(o).wait is not Observer.wait]
         self.poll: PollSink | None = self._poll if (self._requests or on_poll is not None) else None
-        self.events = bool(self._events)
+        self.events = bool(self._changes or self._finishes)
 
     def bind(self, waiter: ExportWaiter) -> None:
         for observer in self.observers:
@@ -328,12 +310,19 @@ class Instruments:
         if self.on_poll is not None:
             guard.call("on_poll hook", self.on_poll, event)
 
-    def event(self, event: WaiterEvent) -> None:
-        for observer in self._events:
+    def state_changed(self, change: StateChange) -> None:
+        for observer in self._changes:
             try:
-                observer.event(event)
+                observer.state_changed(change)
             except Exception as failure:
-                self.guard.failed(f"observer {type(observer).__name__}.event", failure)
+                self.guard.failed(f"observer {type(observer).__name__}.state_changed", failure)
+
+    def finished(self, outcome: ExportOutcome) -> None:
+        for observer in self._finishes:
+            try:
+                observer.finished(outcome)
+            except Exception as failure:
+                self.guard.failed(f"observer {type(observer).__name__}.finished", failure)
 
     def wait(self, how: str, export_ids: Sequence[ExportId]) -> _Scopes | None:
         """The scopes of a caller beginning to wait (``None`` when nobody follows)."""

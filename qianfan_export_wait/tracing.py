@@ -7,8 +7,9 @@ belongs to no single caller's trace; aiohttp's own instrumentation
 (``opentelemetry-instrumentation-aiohttp-client``) makes a span per request, in a context
 of its own. See docs/operations.md.
 
-Importing this module imports ``opentelemetry.trace``; the rest of the library never
-does unless it is installed (``observe.default_observers``).
+``opentelemetry`` is imported where it is used (making an observer), so importing this
+module costs nothing; the library makes one only when the package is installed
+(``integrations.default_observers``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
-
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from typing import TYPE_CHECKING, Any
 
 from .models import ExportId
 from .observe import Observer
-from .waiting.outcomes import ExportOutcome, OutcomeKind, StateChange, WaiterEvent
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, TracerProvider
+
+    from .waiting.outcomes import ExportOutcome, StateChange
 
 __all__ = ["EVENTS_UP_TO", "SPAN_PREFIX", "TracingObserver"]
 
@@ -32,6 +34,12 @@ SPAN_PREFIX = "qianfan_export_wait."
 
 EVENTS_UP_TO = 64
 """A wait for more exports than this gets counts, not an event per state change."""
+
+
+def _error_status(description: str) -> Any:
+    from opentelemetry.trace import Status, StatusCode
+
+    return Status(StatusCode.ERROR, description)
 
 
 class _WaitSpan:
@@ -62,8 +70,8 @@ class _WaitSpan:
             )
             if log_id:
                 span.set_attribute("qianfan.log_id", str(log_id))
-        if outcome.kind is OutcomeKind.ERROR and outcome.error is not None:
-            span.set_status(Status(StatusCode.ERROR, type(outcome.error).__name__))
+        if outcome.kind == "error" and outcome.error is not None:
+            span.set_status(_error_status(type(outcome.error).__name__))
 
     def end(self, error: BaseException | None = None) -> None:
         span = self.span
@@ -76,7 +84,7 @@ class _WaitSpan:
             span.set_attribute("qianfan.outcome", "cancelled")
         elif error is not None:
             span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.set_status(_error_status(type(error).__name__))
         span.end()
 
     def ids(self) -> Sequence[ExportId]:
@@ -87,11 +95,14 @@ class TracingObserver(Observer):
     """Spans of a waiter's callers, from ``tracer_provider`` (default: the global one)."""
 
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+        from opentelemetry import trace
+
         from . import __version__
 
         self._tracer = trace.get_tracer(
             "qianfan_export_wait", __version__, tracer_provider=tracer_provider
         )
+        self._internal = trace.SpanKind.INTERNAL
         # Export id -> the spans that want its state changes as events.
         self._watching: dict[ExportId, list[_WaitSpan]] = {}
 
@@ -103,7 +114,7 @@ class TracingObserver(Observer):
         else:
             attributes["qianfan.export_count"] = len(export_ids)
         span = self._tracer.start_span(
-            SPAN_PREFIX + how, kind=SpanKind.INTERNAL, attributes=attributes
+            SPAN_PREFIX + how, kind=self._internal, attributes=attributes
         )
         scope = _WaitSpan(self, span, export_ids if len(export_ids) <= EVENTS_UP_TO else (), single)
         watching = self._watching
@@ -111,9 +122,8 @@ class TracingObserver(Observer):
             watching.setdefault(export_id, []).append(scope)
         return scope
 
-    def event(self, event: WaiterEvent) -> None:
-        if not isinstance(event, StateChange):
-            return
+    def state_changed(self, change: StateChange) -> None:
+        event = change
         scopes = self._watching.get(event.export_id)
         if not scopes:
             return

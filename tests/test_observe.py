@@ -22,14 +22,15 @@ from qianfan_export_wait import (
     TransientError,
 )
 from qianfan_export_wait.errors import UnexpectedAnswerError
+from qianfan_export_wait.integrations import default_observers
 from qianfan_export_wait.models import ExportId
 from qianfan_export_wait.observe import (
     NO_OBSERVERS,
+    OUTCOME_KINDS,
     Observer,
     PollEvent,
     RequestKind,
     classify_request,
-    default_observers,
 )
 from qianfan_export_wait.waiting.outcomes import ExportOutcome, WaiterEvent
 
@@ -67,8 +68,11 @@ class Recorder(Observer):
         self.scopes.append(scope)
         return scope
 
-    def event(self, event: WaiterEvent) -> None:
-        self.events.append(event)
+    def state_changed(self, change: StateChange) -> None:
+        self.events.append(change)
+
+    def finished(self, outcome: ExportOutcome) -> None:
+        self.events.append(outcome)
 
 
 def test_request_kinds_cover_every_answer() -> None:
@@ -182,8 +186,11 @@ class Broken(Observer):
     def wait(self, how: str, export_ids: Sequence[ExportId]) -> Any:
         raise RuntimeError("wait")
 
-    def event(self, event: WaiterEvent) -> None:
-        raise ValueError("event")
+    def state_changed(self, change: StateChange) -> None:
+        raise ValueError("state_changed")
+
+    def finished(self, outcome: ExportOutcome) -> None:
+        raise ValueError("finished")
 
 
 async def test_a_broken_observer_loses_nothing_and_is_logged_once_per_kind(
@@ -199,8 +206,9 @@ async def test_a_broken_observer_loses_nothing_and_is_logged_once_per_kind(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert sorted(r.getMessage().split(" raised")[0] for r in errors) == [
         "observer Broken.bind",
-        "observer Broken.event",
+        "observer Broken.finished",
         "observer Broken.request",
+        "observer Broken.state_changed",
         "observer Broken.wait",
     ]
 
@@ -285,3 +293,7 @@ async def test_a_request_outside_the_schedule_is_observed_too() -> None:
         (9, RequestKind.THROTTLED, "T9"),
         (9, RequestKind.OK, "1"),
     ]
+
+
+def test_the_outcome_kinds_spelled_for_observers_are_outcome_kinds() -> None:
+    assert list(OUTCOME_KINDS) == [kind.value for kind in OutcomeKind]

@@ -31,6 +31,7 @@ from ..errors import (
     ExportTimeoutError,
     WaiterClosedError,
 )
+from ..integrations import default_observers
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
 from ..observe import Guard, Instruments, Observer, PollHook, observed_stream
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
@@ -41,6 +42,7 @@ from .handles import ExportHandle, OutcomeStream, _Batch
 from .outcomes import (
     ExportOutcome,
     OutcomeKind,
+    StateChange,
     UpdateHook,
     WaiterEvent,
     WaiterStats,
@@ -157,7 +159,9 @@ class ExportWaiter:
         self.downloader = downloader
         self._closed = False
         self._guard = Guard()
-        self._instruments = Instruments(observers, on_poll, self._guard)
+        self._instruments = Instruments(
+            default_observers() if observers is None else observers, on_poll, self._guard
+        )
         self._driver.observe = self._instruments.poll
         self._instruments.bind(self)
 
@@ -362,8 +366,12 @@ class ExportWaiter:
         return tasks
 
     def _notify(self, event: WaiterEvent) -> None:
-        if self._instruments.events:
-            self._instruments.event(event)
+        instruments = self._instruments
+        if instruments.events:
+            if isinstance(event, StateChange):
+                instruments.state_changed(event)
+            else:
+                instruments.finished(event)
         hook = self.on_update
         if hook is not None:
             self._guard.call("on_update hook", hook, event)
