@@ -15,8 +15,9 @@ files (``/proc/self/fd``), asyncio tasks, and the waiter's in-flight, pending an
 counts, with the requests and outcomes since the last sample. After the warm-up it fits
 a least-squares line to each metric and reports its slope per hour; "flat" means the
 fitted growth over an hour stays within ``_FLAT_SHARE`` of the metric's mean (or its
-noise floor, whichever is larger). At the end every caller stops; then nothing must be
-left in flight, and a fresh ``wait`` for an export that is Done must answer.
+noise floor, whichever is larger); a fitted fall is no leak and counts as flat. At the
+end every caller stops; then nothing must be left in flight, and a fresh ``wait`` for an
+export that is Done must answer.
 
 Only ``--only soak`` runs it in full (``--soak-minutes``, default 30; results also go to
 ``soak.json``); ``--quick`` runs a few-second smoke of the same code.
@@ -229,7 +230,8 @@ def _flatness(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, dict[
             "first": points[0][1] if points else math.nan,
             "last": points[-1][1] if points else math.nan,
             "flat_if_slope_within": round(allowed, 2),
-            "flat": bool(abs(slope) <= allowed) if not math.isnan(slope) else False,
+            # A leak grows: a fitted fall (noise around a level) is not one.
+            "flat": bool(slope <= allowed) if not math.isnan(slope) else False,
         }
     return fits
 
@@ -351,8 +353,8 @@ async def run(quick: bool, minutes: float | None = None, output: Path | None = N
             fit = fits[metric]
             result.targets.append(
                 Target(
-                    f"{metric} slope after warm-up (per hour)",
-                    abs(fit["slope_per_hour"]),
+                    f"{metric} growth after warm-up (per hour)",
+                    max(fit["slope_per_hour"], 0.0),
                     fit["flat_if_slope_within"],
                     "/h",
                 )

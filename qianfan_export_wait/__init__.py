@@ -10,7 +10,7 @@ from ._lazy import lazy_exports
 if TYPE_CHECKING:
     from .auth import Credentials
     from .client import ExportStatusClient
-    from .download import Downloader, DownloadProgress, DownloadRecord
+    from .downloads import Downloader, DownloadProgress, DownloadRecord, ExtractLimits, safe_extract
     from .errors import (
         ApiError,
         AuthError,
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
         WaiterClosedError,
         WaitError,
     )
-    from .extract import ExtractLimits, safe_extract
     from .models import ExportId, ExportState, ExportStatus
     from .observe import Observer, PollEvent, RequestKind
     from .ratelimit import (
@@ -138,9 +137,9 @@ __version__ = "0.1.0"
 _HOMES: dict[str, str] = {
     "Credentials": "auth",
     "ExportStatusClient": "client",
-    "Downloader": "download",
-    "DownloadProgress": "download",
-    "DownloadRecord": "download",
+    "Downloader": "downloads",
+    "DownloadProgress": "downloads",
+    "DownloadRecord": "downloads",
     "ApiError": "errors",
     "AuthError": "errors",
     "ChecksumError": "errors",
@@ -165,8 +164,8 @@ _HOMES: dict[str, str] = {
     "UnsafeArchiveError": "errors",
     "WaiterClosedError": "errors",
     "WaitError": "errors",
-    "ExtractLimits": "extract",
-    "safe_extract": "extract",
+    "ExtractLimits": "downloads",
+    "safe_extract": "downloads",
     "ExportId": "models",
     "ExportState": "models",
     "ExportStatus": "models",

@@ -340,6 +340,30 @@ class Instruments:
         return _Scopes(scopes, self.guard) if scopes else None
 
 
+def observed_fetch(
+    fetch: Callable[[ExportId], Awaitable[ExportStatus]],
+    sink: PollSink | None,
+    clock: Any,
+) -> Callable[[ExportId], Awaitable[ExportStatus]]:
+    """``fetch`` telling ``sink`` of each answer and its latency on ``clock`` (``fetch``
+    itself when nobody listens). Every request the driver sends goes through it, the
+    scheduled polls and a download's fresh-link requests alike."""
+    if sink is None:
+        return fetch
+
+    async def fetch_observed(export_id: ExportId) -> ExportStatus:
+        sent = clock.now()
+        try:
+            status = await fetch(export_id)
+        except Exception as error:
+            sink(export_id, None, error, clock.now() - sent)
+            raise
+        sink(export_id, status, None, clock.now() - sent)
+        return status
+
+    return fetch_observed
+
+
 def observed_stream(stream_type: type[Any]) -> type[Any]:
     """A subclass of ``OutcomeStream`` that shows each outcome it yields to a scope and
     ends the scope when the stream ends or is left (made once, on first use)."""

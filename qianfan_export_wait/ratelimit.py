@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "AdaptiveRateLimiter",
@@ -35,6 +35,7 @@ class Reservation(NamedTuple):
     ticket: int
 
 
+@runtime_checkable
 class RateLimiter(Protocol):
     """What the waiter needs from a limiter."""
 
@@ -52,6 +53,7 @@ class RateLimiter(Protocol):
         """A request booked with ``ticket`` was throttled by the server."""
 
 
+@runtime_checkable
 class AsyncRateLimiter(Protocol):
     """A limiter whose reservation needs I/O, such as one shared by many processes.
 

@@ -160,6 +160,7 @@ class Request:
     fault: str | None = None  # "throttle", "throttle-retry-after", "transient", "outage"
     retry_after: float | None = None
     cancelled: bool = False
+    rate: float = math.inf  # the waiter's limiter rate when the request came in
 
 
 @dataclass
@@ -185,6 +186,8 @@ class FakeApi:
     # When in-flight was at max_in_flight: (from, to) spans.
     saturated: list[list[float]] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
+    # The waiter's current limiter rate (set by the model), logged with each request.
+    rate_now: Callable[[], float] | None = None
 
     RETRY_AFTER = 1.0
 
@@ -200,6 +203,8 @@ class FakeApi:
         loop = self.loop
         now = loop.virtual_now
         request = Request(len(self.requests), export_id, now)
+        if self.rate_now is not None:
+            request.rate = self.rate_now()
         self.requests.append(request)
         self.in_flight += 1
         if self.in_flight > self.max_in_flight:

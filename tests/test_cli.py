@@ -633,6 +633,39 @@ async def test_a_failed_download_keeps_the_outcome_done_exits_1_and_names_the_ex
     assert "download of export 96 failed" in run.stderr
 
 
+async def test_a_refused_link_is_refreshed_through_the_waiter_so_its_poll_is_counted(
+    tmp_path: Path,
+) -> None:
+    # The refresh used to call client.get_status, outside the waiter's rate and fleet
+    # limits: the server saw 2 status requests while the run's count said 1.
+    base_url: list[str] = []
+    gets: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path != EXPORT_STATUS_PATH:
+            gets.append(request.path)
+            if len(gets) == 1:
+                return web.Response(status=403, text="link refused")
+            return web.Response(body=b"a,b\n1,2\n")
+        export_id = json.loads(await request.read())["exportID"]
+        body = done_body(
+            export_id, exportType="local", downloadUrl=f"{base_url[0]}/f/{export_id}.csv"
+        )
+        return web.json_response(body)
+
+    async with recording_server(answer) as server:
+        base_url.append(server.base_url)
+        run = await run_cli(
+            "wait", "96", "--download", str(tmp_path), "--endpoint", server.base_url, *FAST
+        )
+        polls = sum(1 for request in server.received if request["path"] == EXPORT_STATUS_PATH)
+    assert run.code == 0, run.stderr
+    [record] = run.records
+    assert record["file"]["bytes"] == 8
+    assert (polls, len(gets)) == (2, 2)
+    assert "2 requests" in run.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "named"),
     [

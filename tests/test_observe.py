@@ -126,8 +126,15 @@ async def test_an_observer_sees_requests_state_changes_and_each_callers_outcomes
 
 
 async def test_latency_is_measured_on_the_waiters_clock() -> None:
+    from waiter_support import ScriptedClient
+
+    from qianfan_export_wait import ExportWaiter
+    from qianfan_export_wait.ratelimit import FixedRateLimiter
+    from qianfan_export_wait.waiting import VirtualClock
+
     recorder = Recorder()
-    waiter, client, clock = make_waiter({5: ["Done"]}, observers=[recorder])
+    clock = VirtualClock()
+    client = ScriptedClient(clock, {5: ["Done"]})
     fetch = client.fetch_once
 
     async def slow(export_id: int | str) -> Any:
@@ -135,7 +142,12 @@ async def test_latency_is_measured_on_the_waiters_clock() -> None:
         return await fetch(export_id)
 
     client.fetch_once = slow  # type: ignore[method-assign]
-    waiter._driver._fetch = slow
+    waiter = ExportWaiter(
+        client,  # type: ignore[arg-type]
+        clock=clock,
+        limiter=FixedRateLimiter(1e6),
+        observers=[recorder],
+    )
     await waiter.wait(5)
     assert [e.latency for e in recorder.requests] == pytest.approx([0.25])
 
@@ -239,7 +251,8 @@ async def test_a_waiter_works_without_the_optional_packages(
         monkeypatch.delitem(sys.modules, name, raising=False)
     waiter, _, _ = make_waiter({1: ["Running", "Done"]})
     assert waiter._instruments.observers == []
-    assert waiter._driver.observe is None  # nothing measured when nobody listens
+    assert waiter._instruments.poll is None  # nothing measured when nobody listens
+    assert waiter._driver._fetch == waiter.client.fetch_once  # not even wrapped
     assert (await waiter.wait_all([1]))[1].kind is OutcomeKind.DONE
 
 

@@ -21,11 +21,15 @@ def test_public_names_and_their_homes_agree() -> None:
 def test_importing_the_package_loads_no_submodule_until_a_name_is_used() -> None:
     probe = (
         "import sys, qianfan_export_wait as q\n"
-        "before = 'aiohttp' in sys.modules\n"
+        "def loaded(): return ('qianfan_export_wait.waiting' in sys.modules,"
+        " 'aiohttp' in sys.modules)\n"
+        "before = loaded()\n"
         "q.ExportWaiter\n"
-        "print(before, 'aiohttp' in sys.modules)"
+        "waiter = loaded()\n"  # the waiter needs no HTTP library (downloads are beside it)
+        "q.ExportStatusClient\n"
+        "print(*before, *waiter, *loaded())"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.split() == ["False", "True"]
+    assert done.stdout.split() == ["False", "False", "True", "False", "True", "True"]

@@ -1,6 +1,7 @@
-"""README.md as written: its Quickstart holds two commands, and every Python example runs
-clean against the simulator started exactly as the README's own command starts it, with
-the environment the README says to export (only the port is a free one)."""
+"""README.md and the docs/ pages as written: the README's Quickstart holds two commands,
+the README stays short and links every page, and every Python example of the README and
+of docs/*.md runs clean against the simulator started exactly as the docs' own command
+starts it, with the environment they say to export (only the port is a free one)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,27 @@ from redis_support import RedisServer, require_redis_server
 
 from qianfan_export_wait.redis_limit import REDIS_URL_ENV
 
-README_TEXT = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
-PYTHON_BLOCKS = re.findall(r"^```python\n(.*?)^```", README_TEXT, re.S | re.M)
-BASH_BLOCKS = re.findall(r"^```bash\n(.*?)^```", README_TEXT, re.S | re.M)
+ROOT = Path(__file__).resolve().parents[1]
+README_TEXT = (ROOT / "README.md").read_text("utf-8")
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""The README first, then the docs pages: their examples run, in that order."""
+DOC_TEXTS = {str(path.relative_to(ROOT)): path.read_text("utf-8") for path in DOCS}
+PYTHON_BLOCKS = [
+    block
+    for text in DOC_TEXTS.values()
+    for block in re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+]
+PYTHON_SOURCES = [
+    name
+    for name, text in DOC_TEXTS.items()
+    for _ in re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+]
+"""The page each of ``PYTHON_BLOCKS`` comes from."""
+BASH_BLOCKS = [
+    block
+    for text in DOC_TEXTS.values()
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M)
+]
 QUICKSTART = re.search(r"^## Quickstart.*?^```bash\n(.*?)^```", README_TEXT, re.S | re.M)
 README_PORT = "8421"
 
@@ -96,8 +115,24 @@ def readme_simulator() -> Iterator[dict[str, str]]:
             redis.stop()
 
 
-def test_readme_has_python_examples() -> None:
-    assert len(PYTHON_BLOCKS) >= 3
+def test_readme_and_docs_have_python_examples() -> None:
+    assert len(PYTHON_BLOCKS) >= 7
+    assert "README.md" in PYTHON_SOURCES
+
+
+def test_readme_is_short_and_links_every_docs_page() -> None:
+    assert len(README_TEXT.splitlines()) < 200
+    pages = [path.name for path in DOCS[1:]]
+    assert len(pages) >= 6
+    for name in pages:
+        assert f"](docs/{name})" in README_TEXT, f"README does not link docs/{name}"
+
+
+@pytest.mark.parametrize("name", sorted(DOC_TEXTS))
+def test_every_relative_link_of_a_page_names_a_file_that_exists(name: str) -> None:
+    base = (ROOT / name).parent
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", DOC_TEXTS[name]):
+        assert (base / target).exists(), f"{name} links {target}, which does not exist"
 
 
 def test_quickstart_block_holds_exactly_two_commands() -> None:
@@ -122,7 +157,11 @@ SCRIPTS = [n for n, block in enumerate(PYTHON_BLOCKS) if "def test_" not in bloc
 PYTEST_EXAMPLES = [n for n, block in enumerate(PYTHON_BLOCKS) if "def test_" in block]
 
 
-@pytest.mark.parametrize("index", SCRIPTS)
+def example_id(index: int) -> str:
+    return f"{PYTHON_SOURCES[index]}-{index}"
+
+
+@pytest.mark.parametrize("index", SCRIPTS, ids=example_id)
 def test_readme_python_example_runs_clean_against_the_readmes_simulator(
     index: int, readme_simulator: dict[str, str], tmp_path: Path
 ) -> None:
@@ -143,7 +182,7 @@ def test_readme_python_example_runs_clean_against_the_readmes_simulator(
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
-@pytest.mark.parametrize("index", PYTEST_EXAMPLES)
+@pytest.mark.parametrize("index", PYTEST_EXAMPLES, ids=example_id)
 def test_readme_pytest_example_passes_in_strict_and_auto_mode(
     index: int, mode: str, tmp_path: Path
 ) -> None:

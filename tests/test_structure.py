@@ -5,6 +5,7 @@ never pulls in argument parsing."""
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,60 @@ SOURCES = sorted(
 @pytest.mark.parametrize("source", [s for s in SOURCES if s not in ENTRY_POINTS])
 def test_nothing_but_the_entry_points_imports_the_command_line(source: str) -> None:
     assert "qianfan_export_wait.cli" not in imported_modules(ROOT / source)
+
+
+MAX_MODULE_LINES = 500
+OVER_THE_LIMIT_FOR_NOW = {
+    "qianfan_export_wait/client.py": "the protocol branch makes it a thin driver",
+    "qianfan_export_wait/errors.py": "the protocol branch leaves it the hierarchy alone",
+    "qianfan_export_wait/protocol/_common.py": "the protocol branch's own package",
+}
+"""Modules still over the limit, each being split on its own branch."""
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(
+            s,
+            marks=pytest.mark.xfail(reason=OVER_THE_LIMIT_FOR_NOW[s], strict=False)
+            if s in OVER_THE_LIMIT_FOR_NOW
+            else (),
+        )
+        for s in SOURCES
+        if s.startswith("qianfan_export_wait/")
+    ],
+)
+def test_every_module_is_under_500_lines(source: str) -> None:
+    lines = len((ROOT / source).read_text("utf-8").splitlines())
+    assert lines < MAX_MODULE_LINES, f"{source} has {lines} lines"
+
+
+# -- the old names -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "names"),
+    [
+        ("download", "downloads.fetch", ["Downloader"]),
+        ("download", "downloads.files", ["_PartialFile", "verify_record_on_disk"]),
+        ("download", "downloads.records", ["DownloadRecord", "DownloadProgress"]),
+        ("download_rules", "downloads.rules", ["is_loopback_host", "source_for", "Expected"]),
+        ("bos", "downloads.bos", ["object_url", "SIGNATURE_EXPIRATION_SECONDS"]),
+        ("extract", "downloads.extract", ["safe_extract", "_DRIVE"]),
+        ("redis_limit", "fleet.limiter", ["RedisRateLimiter", "_bounded"]),
+        ("redis_limit", "fleet.setup", ["limiter_from_url", "fleet_limiter"]),
+        ("redis_limit", "fleet.urls", ["REDIS_URL_ENV", "FleetAuthError", "mask_url", "_scrub"]),
+        ("redis_limit", "fleet.model", ["AdaptiveParams", "fleet_key"]),
+        ("_fleet", "fleet.model", ["FLEET_SCRIPT", "FleetModel", "_SECOND"]),
+        ("cli", "console.arguments", ["OPTION_GROUPS", "_count", "_Parser"]),
+        ("cli", "console.verbs", ["Job", "_prepare_wait", "_session"]),
+    ],
+)
+def test_old_module_names_keep_naming_the_same_objects(
+    old: str, new: str, names: list[str]
+) -> None:
+    old_module = importlib.import_module(f"qianfan_export_wait.{old}")
+    new_module = importlib.import_module(f"qianfan_export_wait.{new}")
+    for name in names:
+        assert getattr(old_module, name) is getattr(new_module, name), name

@@ -1,5 +1,5 @@
-"""The waiter's promises to a service's callers (README "What the waiter promises"), one
-example each; ``test_waiter_model.py`` checks them under any interleaving."""
+"""The waiter's promises to a service's callers (docs/schedules.md, "What the waiter
+promises"), one example each; ``test_waiter_model.py`` checks them under any interleaving."""
 
 from __future__ import annotations
 
@@ -221,9 +221,59 @@ async def test_a_waiter_left_by_every_caller_goes_back_to_its_idle_size() -> Non
     sent = len(client.calls)
     core = waiter._core
     assert core.entries == {} and core.callers == 0
-    assert core._deadlines == [] and core.looks.total == 0
+    assert core.book._deadlines == [] and core.looks.total == 0
     assert waiter._driver.polls == {} and waiter._driver.downloads == {}
     assert len(asyncio.all_tasks()) == idle_tasks
     for _ in range(50):
         await asyncio.sleep(0)
     assert len(client.calls) == sent  # nothing more is sent
+
+
+async def test_a_cancelled_plain_async_for_stops_waiting_every_time() -> None:
+    # The cancelled task keeps its CancelledError, whose traceback keeps the frame of the
+    # loop's iterator alive: leaving must not wait for that iterator to be collected.
+    waiter, _, _ = make_waiter({1: ["Uploading"]}, policy=SLOW)
+    kept: list[asyncio.Task[None]] = []
+
+    async def read_all() -> None:
+        async for _ in waiter.as_completed([1], timeout=None):
+            pass
+
+    for _ in range(20):
+        task = asyncio.ensure_future(read_all())
+        kept.append(task)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert waiter.stats.callers == 1
+        task.cancel()
+        await asyncio.wait([task])
+        assert task.cancelled()
+        assert waiter.stats.callers == 0
+        assert waiter.stats.pending == 0
+    await waiter.aclose()
+
+
+async def test_a_plain_async_for_left_by_break_stops_waiting_at_once() -> None:
+    # The stream stays referenced; leaving the loop is what ends its wait, at the break.
+    waiter, _, _ = make_waiter({1: ["Done"], 2: ["Uploading"]}, policy=SLOW)
+    stream = waiter.as_completed([1, 2], timeout=None)
+    async for outcome in stream:
+        assert outcome.export_id == 1
+        break
+    assert waiter.stats.callers == 0 and waiter.stats.pending == 0
+    assert stream.unfinished()[0].kind is OutcomeKind.PENDING
+    await waiter.aclose()
+
+
+async def test_a_closed_waiter_owns_no_task_and_starts_none() -> None:
+    waiter, _, _ = make_waiter({1: ["Uploading"]}, policy=SLOW)
+    handle = waiter.submit(1)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    owner = waiter._driver._tasks
+    assert owner.open and len(owner) >= 2  # the dispatcher and a worker
+    await waiter.aclose()
+    assert owner.closed and not owner.open and len(owner) == 0
+    assert handle.done()
+    waiter._driver.kick()  # nothing starts once closed
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

@@ -13,6 +13,7 @@ from waiter_support import Answer, ScriptedClient, make_waiter, status_of
 
 from qianfan_export_wait import (
     AuthError,
+    ConfigurationError,
     ExportStatus,
     ExportTimeoutError,
     ExportWaiter,
@@ -286,7 +287,6 @@ async def test_a_limiter_that_raises_ends_every_wait_as_error_and_the_waiter_rec
     assert all(isinstance(outcome.error, UnexpectedError) for outcome in report.values())
     assert client.calls == []
     waiter.limiter = FixedRateLimiter(1e6)  # a fixed limiter: later calls work again
-    waiter._driver._limiter = waiter.limiter
     assert (await waiter.wait(5)).state_name == "Done"
     assert unretrieved == []
 
@@ -518,3 +518,35 @@ async def test_leaving_a_stream_while_its_ids_join_gives_every_other_id_as_pendi
     assert {o.kind for o in pending} == {OutcomeKind.PENDING}
     await settle()
     assert other_tasks() == []
+
+
+def test_a_limiter_that_cannot_book_is_refused_when_the_waiter_is_made() -> None:
+    class NoBooking:
+        rate = 1.0
+
+        def on_success(self, now: float, ticket: int) -> None:
+            pass
+
+        def on_throttle(self, now: float, ticket: int, retry_after: float | None = None) -> None:
+            pass
+
+    with pytest.raises(ConfigurationError, match=r"reserve.*NoBooking"):
+        ExportWaiter(GetStatusOnly(), limiter=NoBooking())  # type: ignore[arg-type]
+
+
+class Forwarding:
+    """A client that forwards every attribute to another (made on demand, as a proxy or a
+    mock does): what it offers is seen on every Python version."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_client_whose_attributes_are_made_on_demand_is_a_client() -> None:
+    inner = GetStatusOnly()
+    async with ExportWaiter(Forwarding(inner), clock=VirtualClock()) as waiter:  # type: ignore[arg-type]
+        report = await waiter.wait_all([1, 2])
+    assert report.ok and inner.asked == [1, 2]

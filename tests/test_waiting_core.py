@@ -1,7 +1,7 @@
 """The scheduling core on its own: no event loop, no clock, every time passed in.
 
 Each test drives ``Scheduler`` the way the driver does: ``take`` what is due, report an
-answer with ``on_*``, and ``expire`` deadlines; then it checks who got which outcome."""
+answer with ``answer``, and ``expire`` deadlines; then it checks who got which outcome."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_callers_of_one_id_share_its_polls_and_get_the_same_outcome() -> None:
     subscribe(core, first, [7])
     subscribe(core, second, [7], now=3.0)
     (entry,) = take_all(core, 3.0)
-    core.on_status(entry, status(7, "Done"), 4.0)
+    core.answer(entry, status(7, "Done"), 4.0)
     assert core.requests == 1
     assert (
         [o.kind for o in first.outcomes] == [o.kind for o in second.outcomes] == [OutcomeKind.DONE]
@@ -169,7 +169,7 @@ def test_a_caller_that_leaves_ends_only_its_own_wait() -> None:
     subscribe(core, leaving, [7])
     assert core.leave(leaving) == []
     (entry,) = take_all(core, 0.0)
-    core.on_status(entry, status(7, "Done"), 1.0)
+    core.answer(entry, status(7, "Done"), 1.0)
     assert staying.kind_of(7) is OutcomeKind.DONE
     assert leaving.outcomes == []
 
@@ -190,11 +190,11 @@ def test_a_caller_with_an_earlier_deadline_gets_a_last_poll_at_it() -> None:
     patient, hurried = Recorder(), Recorder(deadline=4.0)
     subscribe(core, patient, [7])
     (entry,) = take_all(core, 0.0)
-    core.on_status(entry, status(7, "Pending"), 0.0)  # next poll at 10
+    core.answer(entry, status(7, "Pending"), 0.0)  # next poll at 10
     subscribe(core, hurried, [7], now=1.0)
     assert core.ready_at() == 4.0
     (entry,) = take_all(core, 4.0)
-    core.on_status(entry, status(7, "Uploading"), 4.0)
+    core.answer(entry, status(7, "Uploading"), 4.0)
     assert hurried.kind_of(7) is OutcomeKind.TIMEOUT
     assert hurried.outcomes[0].status is not None
     assert hurried.outcomes[0].status.state_name == "Uploading"
@@ -225,7 +225,7 @@ def test_an_answer_after_the_deadline_ends_the_wait_even_when_throttled() -> Non
     (entry,) = take_all(core, 19.0)
     core.expire(20.0)
     assert caller.outcomes == []
-    core.on_throttled(entry, THROTTLED, 20.5)
+    core.answer(entry, THROTTLED, 20.5)
     assert caller.kind_of(1) is OutcomeKind.TIMEOUT
     assert core.entries == {}
 
@@ -235,7 +235,7 @@ def test_retry_after_never_carries_past_the_deadline() -> None:
     caller = Recorder(deadline=10.0)
     subscribe(core, caller, [1])
     (entry,) = take_all(core, 0.0)
-    core.on_throttled(entry, ThrottledError("slow down", code=18, retry_after=3600.0), 1.0)
+    core.answer(entry, ThrottledError("slow down", code=18, retry_after=3600.0), 1.0)
     assert core.ready_at() == 10.0
 
 
@@ -244,10 +244,10 @@ def test_the_poll_schedule_is_cut_to_one_last_poll_at_the_deadline() -> None:
     caller = Recorder(deadline=15.0)
     subscribe(core, caller, [1])
     (entry,) = take_all(core, 0.0)
-    core.on_status(entry, status(1, "Pending"), 0.0)
+    core.answer(entry, status(1, "Pending"), 0.0)
     assert core.ready_at() == 10.0
     (entry,) = take_all(core, 10.0)
-    core.on_status(entry, status(1, "Pending"), 10.0)
+    core.answer(entry, status(1, "Pending"), 10.0)
     assert core.ready_at() == 15.0
 
 
@@ -260,7 +260,7 @@ def test_state_changes_are_reported_once_each_then_the_outcome() -> None:
     subscribe(core, caller, [1])
     for now, state in ((0, "Pending"), (10, "Pending"), (20, "Uploading"), (30, "Fail")):
         (entry,) = take_all(core, now)
-        core.on_status(entry, status(1, state), now)
+        core.answer(entry, status(1, state), now)
     assert [(getattr(e, "previous", None), getattr(e, "state", None)) for e in events[:2]] == [
         (None, "Pending"),
         ("Pending", "Uploading"),
@@ -274,7 +274,7 @@ def test_an_unknown_id_ends_as_error_and_the_others_go_on() -> None:
     subscribe(core, caller, [1, 2])
     one, _two = take_all(core, 0.0)
     unknown = InvalidRequestError("param invalid", code=500001)
-    core.on_rejected(one, unknown, 0.0)
+    core.answer(one, unknown, 0.0)
     assert caller.outcomes[0].error is unknown
     assert list(core.entries) == [2]
 
@@ -287,7 +287,7 @@ def test_an_auth_error_ends_every_export_and_is_remembered() -> None:
     denied = AuthError("SignatureDoesNotMatch", http_status=401)
     (first,) = [core.take(0.0)]
     assert first is not None
-    core.on_auth_error(first, denied, 0.0)
+    core.answer(first, denied, 0.0)
     assert {o.error for o in [*caller.outcomes, *other.outcomes]} == {denied}
     assert core.auth_error is denied and core.entries == {}
 
@@ -297,7 +297,7 @@ def test_an_unexpected_exception_ends_only_that_export_as_error() -> None:
     caller = Recorder()
     subscribe(core, caller, [1, 2])
     one, _two = take_all(core, 0.0)
-    core.on_unexpected(one, RuntimeError("Session is closed"), 0.0)
+    core.answer(one, RuntimeError("Session is closed"), 0.0)
     error = caller.outcomes[0].error
     assert isinstance(error, UnexpectedError)
     assert isinstance(error.__cause__, RuntimeError)
@@ -312,7 +312,7 @@ def fail_in_a_row(core: Scheduler, now: float, count: int) -> None:
     for _ in range(count):
         entry = core.take(now)
         assert entry is not None
-        core.on_transient(entry, FLAKY, now)
+        core.answer(entry, FLAKY, now)
 
 
 def test_failures_across_the_board_become_one_outage_with_a_single_probe() -> None:
@@ -324,7 +324,7 @@ def test_failures_across_the_board_become_one_outage_with_a_single_probe() -> No
     probe = core.take(1.0)
     assert probe is not None
     assert core.take(1.0) is None  # one probe at a time
-    core.on_transient(probe, FLAKY, 1.0)
+    core.answer(probe, FLAKY, 1.0)
     assert core.ready_at() == 2.0
 
 
@@ -342,7 +342,7 @@ def test_when_the_service_answers_again_every_export_that_saw_errors_is_due_at_o
     fail_in_a_row(core, 0.0, OUTAGE_AFTER_FAILURES)
     probe = core.take(PROBE_MAX_DELAY)
     assert probe is not None
-    core.on_status(probe, status(probe.export_id, "Pending"), 6.0)
+    core.answer(probe, status(probe.export_id, "Pending"), 6.0)
     assert core.outage is None
     due_now = take_all(core, 6.0)
     # The 7 others that failed (their retry was due at 30) and the 12 never polled.
@@ -359,7 +359,7 @@ def test_an_outage_longer_than_max_unavailable_ends_exports_as_unavailable() -> 
         now += 1.0
         probe = core.take(now)
         if probe is not None:
-            core.on_transient(probe, FLAKY, now)
+            core.answer(probe, FLAKY, now)
     assert core.entries == {}
     assert now <= 61.0
     assert all(o.kind is OutcomeKind.ERROR for o in caller.outcomes)
@@ -385,9 +385,9 @@ def test_scattered_faults_between_answers_are_not_an_outage() -> None:
         entry = core.take(now)
         assert entry is not None
         if step % 3 == 2:
-            core.on_status(entry, status(entry.export_id, "Pending"), now)
+            core.answer(entry, status(entry.export_id, "Pending"), now)
         else:
-            core.on_transient(entry, FLAKY, now)
+            core.answer(entry, FLAKY, now)
     assert core.outage is None
 
 
@@ -399,7 +399,7 @@ def test_a_single_export_failing_alone_ends_after_max_unavailable_seconds() -> N
     while core.entries:
         entry = core.take(now)
         if entry is not None:
-            core.on_transient(entry, FLAKY, now)
+            core.answer(entry, FLAKY, now)
         now += 1.0
     assert isinstance(caller.outcomes[0].error, ServiceUnavailableError)
     assert caller.outcomes[0].error.last_error is FLAKY
@@ -428,7 +428,7 @@ def test_a_strategy_gets_a_real_retry_call_state_with_outcome_and_elapsed_time()
     subscribe(core, Recorder(started=100.0), [1], now=100.0)
     for now, state in ((100.0, "Pending"), (120.0, "Uploading")):
         (entry,) = take_all(core, now)
-        core.on_status(entry, status(1, state), now)
+        core.answer(entry, status(1, state), now)
     assert strategy.seen == [(1, "Pending", 0.0), (2, "Uploading", 20.0)]
     assert core.ready_at() == 122.0
 
@@ -461,7 +461,7 @@ def test_counts_cover_the_whole_life_one_per_export() -> None:
         caller = Recorder()
         subscribe(core, caller, [1, 2], now=float(round_))
         for entry in take_all(core, float(round_)):
-            core.on_status(entry, status(entry.export_id, "Done"), float(round_))
+            core.answer(entry, status(entry.export_id, "Done"), float(round_))
     assert core.total == 6 and core.counts[OutcomeKind.DONE] == 6
     assert core.requests == 6 and core.entries == {} and core.callers == 0
 
@@ -472,8 +472,8 @@ def test_finished_callers_do_not_pile_up_in_the_deadline_heap() -> None:
         caller = Recorder(started=float(number), deadline=float(number) + 3600.0)
         subscribe(core, caller, [number + 1], now=float(number))
         (entry,) = take_all(core, float(number))
-        core.on_status(entry, status(number + 1, "Done"), float(number))
-    assert len(core._deadlines) <= 2000
+        core.answer(entry, status(number + 1, "Done"), float(number))
+    assert len(core.book._deadlines) <= 2000
     assert core.next_deadline() == INF
 
 

@@ -35,7 +35,7 @@ exit codes:
   130  interrupted by SIGINT (Ctrl-C): every id still gets its line
   141  stdout was closed by its reader (e.g. piped into head): the run ends quietly
   143  interrupted by SIGTERM: every id still gets its line"""
-"""The table ``wait --help`` shows (and the README repeats)."""
+"""The table ``wait --help`` shows (and docs/cli.md repeats)."""
 
 
 class UsageError(Exception):

@@ -13,11 +13,13 @@ checked after every step of ``tests/test_waiter_model.py``:
    within ``min_delay`` (``Scheduler.join``).
 4. At most ``max_in_flight`` requests in flight, none once no caller is left; tasks and
    tables return to their idle size; an export no caller wants is forgotten (one owner
-   per poll, per download and per caller: ``Driver``'s ``_Worker``, done-callbacks).
+   per poll, per download and per caller: the driver's ``Worker`` and ``TaskOwner``,
+   each caller's ``Membership``).
 5. Every entry point (``wait``, ``submit``, ``wait_all``, ``as_completed``) takes a
    deadline.
 """
 
+from .clients import StatusClient
 from .clock import Clock, MonotonicClock, VirtualClock
 from .handles import ExportHandle, OutcomeStream
 from .outcomes import (
@@ -42,7 +44,7 @@ from .policy import (
     UsePolicyTimeout,
 )
 from .run import wait_for_exports
-from .waiter import ExportWaiter, StatusClient
+from .waiter import ExportWaiter
 
 __all__ = [
     "DEFAULT_MAX_DELAY",

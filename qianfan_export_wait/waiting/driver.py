@@ -7,30 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import Context
 from math import inf
 from typing import TYPE_CHECKING
 
-from ..errors import (
-    ApiError,
-    AuthError,
-    ClientClosedError,
-    DownloadError,
-    ThrottledError,
-    TlsError,
-    TransientError,
-    UnexpectedError,
-)
+from ..errors import ThrottledError, TlsError, UnexpectedError
 from ..models import ExportId, ExportStatus
+from ..ratelimit import AsyncRateLimiter, RateLimiter
+from .answers import CANCELLED
+from .clock import Clock, MonotonicClock
+from .core import NOTHING, Action, Entry, Scheduler
+from .downloading import DownloadTasks
+from .limiting import DriverLimiter
+from .polls import RateMeter, Worker
+from .tasks import TaskOwner
 
 if TYPE_CHECKING:
     from ..download import Downloader
-from ..ratelimit import AsyncRateLimiter, RateLimiter
-from .clock import Clock, MonotonicClock
-from .core import Entry, Scheduler
-from .policy import RetryAfterBound
 
 __all__ = ["Driver"]
 
@@ -43,51 +37,11 @@ answers without ever suspending."""
 Fetch = Callable[[ExportId], Awaitable[ExportStatus]]
 
 
-class _Worker:
-    """A worker task and the poll it holds (``entry`` and its limiter ``ticket``), from
-    the moment the poll is handed to it until its answer is handled.
-
-    The poll is the worker's to clean up, wherever a cancellation lands: in the request,
-    or before the worker ran at all (handed out in the loop iteration its caller left).
-    """
-
-    __slots__ = ("entry", "task", "ticket")
-
-    def __init__(self) -> None:
-        self.entry: Entry | None = None
-        self.ticket = 0
-        self.task: asyncio.Task[None] = None  # type: ignore[assignment]  # set at start
-
-
-class _RateMeter:
-    """Requests sent per second lately, from a count sampled at most once a second."""
-
-    __slots__ = ("_samples", "next_sample")
-
-    _WINDOW = 5.0
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[float, int]] = deque(maxlen=8)
-        self.next_sample = -inf
-
-    def sample(self, now: float, total: int) -> None:
-        """Note that ``total`` requests had been sent by ``now``."""
-        self._samples.append((now, total))
-        self.next_sample = now + 1.0
-
-    def rate(self, now: float, total: int) -> float:
-        """Requests per second over about the last five seconds."""
-        samples = self._samples
-        for when, count in samples:
-            if now - when <= self._WINDOW + 1.0:
-                span = now - when
-                return (total - count) / span if span > 0.5 else 0.0
-        return 0.0
-
-
 class Driver:
-    """Runs ``core`` on the event loop: sends polls through ``fetch`` within ``limiter`` and
-    ``max_in_flight``, and sleeps on ``clock`` until the core has something to do."""
+    """Runs ``core`` on the event loop: reserves a rate-limiter slot, ``take``s the next
+    poll, sends it through ``fetch`` (within ``max_in_flight``) and reports the result
+    with ``answer``, doing what the reply says; sleeps on ``clock`` until the core has
+    something to do. It writes nothing of the core's own."""
 
     def __init__(
         self,
@@ -103,16 +57,24 @@ class Driver:
         self.core = core
         self.max_in_flight = max_in_flight
         # Every poll handed out and not yet handled, by its worker: max_in_flight counts them.
-        self.polls: dict[Entry, _Worker] = {}
+        self.polls: dict[Entry, Worker] = {}
         # Workers run the polls, each handed the next one when it is done with its last.
         self._workers: set[asyncio.Task[None]] = set()
-        self._idle: list[tuple[asyncio.Future[bool], _Worker]] = []
-        self.downloads: dict[Entry, asyncio.Task[None]] = {}
-        self._downloader = downloader
-        core.downloads = downloader is not None
+        self._idle: list[tuple[asyncio.Future[bool], Worker]] = []
+        self._downloads = (
+            None
+            if downloader is None
+            else DownloadTasks(
+                core,
+                downloader,
+                clock=clock,
+                refresh=self.fetch_now,
+                log_unexpected=self._log_unexpected,
+                ended=self.kick,
+            )
+        )
         self._fetch = fetch
-        self._limiter = limiter
-        self._areserve = getattr(limiter, "areserve", None)
+        self._limiter = DriverLimiter(limiter)
         self._clock = clock
         self._real_clock = isinstance(clock, MonotonicClock)
         self._slack = core.resolution
@@ -127,21 +89,17 @@ class Driver:
         self._held: tuple[float, int] | None = None
         # With a poll budget: the next turn of the round-robin sweep.
         self._paced_at = -inf
-        self._closed = False
-        self._meter = _RateMeter()
+        # Every task of the driver (dispatcher, workers, downloads) starts through it.
+        self._tasks = TaskOwner()
+        self._meter = RateMeter()
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by kick
         self._logged_unexpected: set[type] = set()
-        self._retry_after = RetryAfterBound(core.policy)
-        # Told of every request's answer (observe.Instruments.poll), or None: nobody asks.
-        self.observe: (
-            Callable[[ExportId, ExportStatus | None, Exception | None, float], None] | None
-        ) = None
 
     # -- control -----------------------------------------------------------------------
 
     def kick(self) -> None:
         """Make the dispatcher run if there is work, and look again if it should."""
-        if self._closed:
+        if not self._tasks.open:
             return
         core = self.core
         dispatcher = self._dispatcher
@@ -152,7 +110,7 @@ class Driver:
                     self._wakeup = asyncio.Event()
                 # A context of its own: polls serve every caller, so no caller's span or
                 # context variables may leak into the requests (docs/operations.md).
-                self._dispatcher = loop.create_task(self._dispatch(), context=Context())
+                self._dispatcher = Context().run(self._tasks.spawn, loop, self._dispatch())
                 self._dispatcher.add_done_callback(self._dispatcher_done)
             return
         wake_at = self._wake_at
@@ -166,6 +124,15 @@ class Driver:
         if wake:
             assert self._wakeup is not None
             self._wakeup.set()
+
+    def use_limiter(self, limiter: RateLimiter | AsyncRateLimiter) -> None:
+        """Book slots with ``limiter`` from now on."""
+        self._limiter = DriverLimiter(limiter)
+
+    @property
+    def downloads(self) -> dict[Entry, asyncio.Task[None]]:
+        """The download tasks in flight, by entry."""
+        return {} if self._downloads is None else self._downloads.tasks
 
     @property
     def limit(self) -> int:
@@ -203,15 +170,9 @@ class Driver:
 
     async def aclose(self, error: BaseException) -> None:
         """Stop for good: cancel every task, end every caller's wait with ``error``."""
-        self._closed = True
-        tasks = [*self._workers, *self.downloads.values()]
-        if self._dispatcher is not None and not self._dispatcher.done():
-            tasks.append(self._dispatcher)
-        for task in tasks:
-            task.cancel()
+        tasks = self._tasks.close()
         self.core.abort_all(error)
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._tasks.wait(tasks)
 
     # -- the dispatcher ------------------------------------------------------------------
 
@@ -220,14 +181,15 @@ class Driver:
         clock = self._clock
         slack = self._slack
         polls = self.polls
-        areserve = self._areserve
-        reserve = getattr(self._limiter, "reserve", None)
+        limiter = self._limiter
+        reserve_now = limiter.reserve_now
+        owner = self._tasks
         start_poll = self._start_poll
         try:
-            while not self._closed:
+            while owner.open:
                 now = clock.now()
                 # Last looks are planned at the rate the limiter allows now.
-                core.looks.set_rate(self._limiter.rate)
+                core.set_rate(limiter.rate)
                 limit = self.max_in_flight if core.proven else 1
                 room = len(polls) < limit
                 ready = core.ready_at()
@@ -238,10 +200,10 @@ class Driver:
                             break
                         held = self._held
                         if held is None:
-                            if areserve is not None:
-                                reservation = await areserve(now)
+                            if reserve_now is not None:
+                                reservation = reserve_now(now)
                             else:
-                                reservation = reserve(now)  # type: ignore[misc]
+                                reservation = await limiter.reserve(now)
                             held = self._held = (now + reservation.delay, reservation.ticket)
                         if held[0] > now:
                             break
@@ -250,7 +212,7 @@ class Driver:
                             break
                         self._held = None
                         start_poll(entry, held[1], now)
-                        if len(polls) >= limit or self._closed:
+                        if len(polls) >= limit or not owner.open:
                             break
                     room = len(polls) < limit
                     ready = core.ready_at()
@@ -345,21 +307,21 @@ class Driver:
                 self._hold(worker, entry, ticket)
                 turn.set_result(True)
                 return
-        worker = _Worker()
+        worker = Worker()
         self._hold(worker, entry, ticket)
-        task = worker.task = self._loop.create_task(self._work(worker))
+        task = worker.task = self._tasks.spawn(self._loop, self._work(worker))
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
         task.add_done_callback(lambda _: self._worker_ended(worker))
 
-    def _hold(self, worker: _Worker, entry: Entry, ticket: int) -> None:
+    def _hold(self, worker: Worker, entry: Entry, ticket: int) -> None:
         """``worker`` holds the poll of ``entry``: in flight from now, not from when the
         worker runs (max_in_flight counts it)."""
         worker.entry = entry
         worker.ticket = ticket
         self.polls[entry] = worker
 
-    def _let_go(self, worker: _Worker) -> None:
+    def _let_go(self, worker: Worker) -> None:
         """``worker`` is done with its poll (answered, failed or cancelled)."""
         entry = worker.entry
         if entry is not None:
@@ -367,17 +329,17 @@ class Driver:
             if self.polls.get(entry) is worker:
                 del self.polls[entry]
 
-    def _worker_ended(self, worker: _Worker) -> None:
+    def _worker_ended(self, worker: Worker) -> None:
         """A worker's task ended: a poll it still held was cancelled before its answer
         was handled (perhaps before the worker ever ran); give its slot back."""
         entry = worker.entry
         if entry is None:
             return
         self._let_go(worker)
-        self.core.on_cancelled(entry)
+        self.core.answer(entry, CANCELLED, self._clock.now())
         self.kick()
 
-    async def _work(self, worker: _Worker) -> None:
+    async def _work(self, worker: Worker) -> None:
         """A worker: polls one export, then waits to be handed the next. It handles every
         exception of a poll itself, so none fails unseen; a cancelled poll ends it (and
         ``_worker_ended`` cleans up after it)."""
@@ -389,23 +351,17 @@ class Driver:
             entry = worker.entry
             assert entry is not None
             ticket = worker.ticket
-            observe = self.observe
-            sent = self._clock.now() if observe is not None else 0.0
+            result: ExportStatus | Exception
             try:
-                status = await fetch(entry.export_id)
+                result = await fetch(entry.export_id)
             except asyncio.CancelledError:
                 self._worker_ended(worker)
                 raise
             except Exception as error:
-                self._on_failure(entry, ticket, error)
-                if observe is not None:
-                    observe(entry.export_id, None, error, self._clock.now() - sent)
-            else:
-                self._on_status(entry, ticket, status)
-                if observe is not None:
-                    observe(entry.export_id, status, None, self._clock.now() - sent)
+                result = error
+            self._report(entry, ticket, result)
             self._let_go(worker)
-            if self._closed or not self.core.entries:
+            if not self._tasks.open or not self.core.entries:
                 self.kick()
                 return
             took = self._next_poll(self._clock.now(), worker)
@@ -423,13 +379,13 @@ class Driver:
                 if streak % _STREAK_YIELD == 0:
                     await asyncio.sleep(0)
 
-    def _next_poll(self, now: float, worker: _Worker) -> bool:
+    def _next_poll(self, now: float, worker: Worker) -> bool:
         """Hand ``worker``, just done with its poll, the next one if it may go now by the
         dispatcher's rules (room in flight, the sweep's pace, a rate-limiter slot, an
         export due); ``False`` leaves it to the dispatcher."""
         # A limiter that books without awaiting lets a worker take its next poll itself
         # (read from the limiter each time: it may be replaced while the waiter runs).
-        reserve = None if self._areserve is not None else getattr(self._limiter, "reserve", None)
+        reserve = self._limiter.reserve_now
         core = self.core
         if (
             reserve is None
@@ -459,106 +415,61 @@ class Driver:
             if not turn.done():
                 turn.set_result(False)
 
-    def _on_status(self, entry: Entry, ticket: int, status: ExportStatus) -> None:
+    def _report(self, entry: Entry, ticket: int, result: ExportStatus | Exception) -> None:
+        """Report a poll's result to the core, and do what its reply says."""
         core = self.core
         now = self._clock.now()
         try:
-            self._limiter.on_success(now, ticket)
-            if core.on_status(entry, status, now):
-                self._start_download(entry, status)
+            if isinstance(result, ExportStatus):
+                self._limiter.on_success(now, ticket)
+            reply = core.answer(entry, result, now)
+            if reply is NOTHING:
+                return
+            action = reply.action
+            if action is Action.DOWNLOAD:
+                assert self._downloads is not None and isinstance(result, ExportStatus)
+                self._downloads.start(self._tasks.spawn, self._loop, entry, result)
+            elif action is Action.THROTTLED:
+                self._limiter.on_throttle(now, ticket, reply.pause)
+            elif action is Action.AUTH_FAILED:
+                if reply.first:
+                    logger.error(
+                        "%s failed for %s: %s; stopping all polling",
+                        "TLS" if isinstance(result, TlsError) else "authentication",
+                        self._describe_client(),
+                        result,
+                    )
+                for other, worker in list(self.polls.items()):
+                    if other is not entry:
+                        worker.task.cancel()
+            elif isinstance(reply.error, Exception):
+                self._log_unexpected(reply.error, entry)
         except Exception as error:  # a wait strategy or the limiter raised on the answer
             self._unexpected(entry, error)
-
-    def _on_failure(self, entry: Entry, ticket: int, error: Exception) -> None:
-        core = self.core
-        now = self._clock.now()
-        try:
-            if isinstance(error, ThrottledError):
-                pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
-                self._limiter.on_throttle(now, ticket, pause)
-                core.on_throttled(entry, error, now)
-            elif isinstance(error, TransientError):
-                core.on_transient(entry, error, now)
-            elif isinstance(error, AuthError):
-                self._on_auth_error(entry, error)
-            elif isinstance(error, ApiError):
-                core.on_rejected(entry, error, now)
-            elif isinstance(error, ClientClosedError):  # every poll would fail alike
-                self._log_unexpected(error, entry)
-                core.end_all(error, now)
-            else:  # a closed session, a bug in a custom client
-                self._unexpected(entry, error)
-        except Exception as bug:  # a strategy or the limiter raised on the error
-            self._unexpected(entry, bug)
 
     def _unexpected(self, entry: Entry, error: Exception) -> None:
         self._log_unexpected(error, entry)
         try:
-            self.core.on_unexpected(entry, error, self._clock.now())
+            self.core.fail(entry, error, self._clock.now())
         except Exception as bug:  # pragma: no cover - a bug in the core itself
             self._crash(bug, "handling an answer")
-
-    # -- downloads -------------------------------------------------------------------------
-
-    def _start_download(self, entry: Entry, status: ExportStatus) -> None:
-        task = self.downloads[entry] = self._loop.create_task(self._download(entry, status))
-        task.add_done_callback(lambda _: self._download_ended(entry, task))
-
-    def _download_ended(self, entry: Entry, task: asyncio.Task[None]) -> None:
-        """A download's task ended, however (cancelled before it ran, too): forget it."""
-        if self.downloads.get(entry) is task:
-            del self.downloads[entry]
-        if task.cancelled():
-            entry.in_flight = False
-        self.kick()
-
-    async def _download(self, entry: Entry, status: ExportStatus) -> None:
-        core = self.core
-        clock = self._clock
-        downloader = self._downloader
-        assert downloader is not None
-        try:
-            try:
-                record = await downloader.download(status, refresh=self.fetch_now)
-            except DownloadError as error:
-                logger.warning(
-                    "export %r is Done, but its file was not fetched: %s", entry.export_id, error
-                )
-                core.on_downloaded(entry, clock.now(), error=error)
-            else:
-                core.on_downloaded(entry, clock.now(), file=record)
-        except Exception as error:  # a bug in the downloader: the export is Done anyway
-            self._log_unexpected(error, entry)
-            failed = DownloadError(
-                f"{type(error).__name__} while downloading: {error}", export_id=entry.export_id
-            )
-            core.on_downloaded(entry, clock.now(), error=failed)
 
     async def fetch_now(self, export_id: ExportId) -> ExportStatus:
         """One status request outside the schedule (a fresh download link), within the
         rate limit; its errors are raised."""
         clock = self._clock
         now = clock.now()
-        if self._areserve is not None:
-            reservation = await self._areserve(now)
-        else:
-            reservation = self._limiter.reserve(now)  # type: ignore[union-attr]
+        reservation = await self._limiter.reserve(now)
         if reservation.delay > 0:
             await clock.sleep(reservation.delay)
-        self.core.requests += 1
-        sent = clock.now()
+        self.core.count_request()
         try:
             status = await self._fetch(export_id)
-        except Exception as error:
-            if self.observe is not None:
-                self.observe(export_id, None, error, clock.now() - sent)
-            if isinstance(error, ThrottledError):
-                now = clock.now()
-                pause = self._retry_after.pause(error.retry_after, now, self._looks_due())
-                self._limiter.on_throttle(now, reservation.ticket, pause)
+        except ThrottledError as error:
+            now = clock.now()
+            pause = self.core.pause_for(error.retry_after, now)
+            self._limiter.on_throttle(now, reservation.ticket, pause)
             raise
-        if self.observe is not None:
-            self.observe(export_id, status, None, clock.now() - sent)
         self._limiter.on_success(clock.now(), reservation.ticket)
         return status
 
@@ -574,26 +485,6 @@ class Driver:
             )
         else:
             logger.debug("export %r ends as error: %r", entry.export_id, error)
-
-    def _looks_due(self) -> float:
-        """When callers' last looks must begin to go: a pause must end by then."""
-        core = self.core
-        deadline = core.next_deadline()
-        looks = core.looks.start() if core.looks.total else inf
-        return looks if looks < deadline else deadline
-
-    def _on_auth_error(self, entry: Entry, error: AuthError) -> None:
-        if self.core.auth_refusal(self._clock.now()) is None:  # not within a cool-down
-            logger.error(
-                "%s failed for %s: %s; stopping all polling",
-                "TLS" if isinstance(error, TlsError) else "authentication",
-                self._describe_client(),
-                error,
-            )
-        self.core.on_auth_error(entry, error, self._clock.now())
-        for other, worker in list(self.polls.items()):
-            if other is not entry:
-                worker.task.cancel()
 
     def _crash(self, error: BaseException, during: str) -> None:
         logger.error(

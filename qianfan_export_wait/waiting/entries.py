@@ -4,6 +4,7 @@ and every caller of it), and the records of outcomes made later (``Pending``).""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from math import inf
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import DownloadError, QianfanError
@@ -98,6 +99,7 @@ class Entry:
         "look",
         "polls",
         "seen",
+        "sent",
         "started",
         "state",
         "trouble",
@@ -115,13 +117,16 @@ class Entry:
         self.attempt = 0
         self.trouble: Trouble | None = None
         self.state: ExportState | str | None = None
-        # The last status seen: the object itself, or packed (see _COMPACT_ABOVE).
+        # The last status seen: the object itself, or packed (see statuses.COMPACT_ABOVE).
         self.seen: ExportStatus | bytes | None = None
         # When the last status was received (the clock's time), or None.
         self.answered: float | None = None
         # The deadline its last look is owed for (a key of LastLooks), or None: none owed
         # (no deadline, or the look was sent).
         self.look: float | None = None
+        # When its last poll that reached the server was sent (-inf: none yet): a poll
+        # pays the look of every deadline it was sent within ``look_window`` of.
+        self.sent = -inf
 
     def __repr__(self) -> str:
         return f"<Entry {self.export_id!r} state={self.state} polls={self.polls}>"

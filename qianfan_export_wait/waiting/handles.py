@@ -1,31 +1,37 @@
 """The callers of a waiter: a handle for one export (``submit``), a batch (``wait_all``),
-and a stream of outcomes as each is known (``as_completed``)."""
+and a stream of outcomes as each is known (``as_completed``). Each reaches its waiter only
+through a ``Membership``.
+
+Who cleans up after a caller is explicit: a handle leaves when its future is cancelled; a
+stream leaves on ``aclose``/``release`` or ``async with``, and a plain ``async for`` over it
+leaves when ``__anext__`` raises (a cancellation, an error) or when its iterator is dropped
+(``break``), through a finalizer registered when the loop began.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from math import inf
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..models import ExportId
 from .entries import Caller, Entry, Pending, PendingRun
+from .membership import Membership
 from .outcomes import ExportOutcome, OutcomeKind
 from .policy import POLICY_TIMEOUT, UsePolicyTimeout
-
-if TYPE_CHECKING:
-    from .waiter import ExportWaiter
 
 __all__ = ["ExportHandle", "OutcomeStream"]
 
 
-def _leave_quietly(caller: Caller, waiter: ExportWaiter) -> None:
+def _leave_quietly(caller: Caller, members: Membership) -> None:
     # RuntimeError: the event loop is gone, so nothing runs any more anyway.
     with contextlib.suppress(RuntimeError):
-        waiter._leave(caller)
+        members.leave(caller)
 
 
 class ExportHandle(Caller):
@@ -35,14 +41,14 @@ class ExportHandle(Caller):
     this caller's wait; the export is polled no more once nobody waits for it.
     """
 
-    __slots__ = ("_entry", "_future", "_waiter", "export_id")
+    __slots__ = ("_entry", "_future", "_members", "export_id")
 
     def __init__(
-        self, waiter: ExportWaiter, export_id: ExportId, started: float, deadline: float
+        self, members: Membership, export_id: ExportId, started: float, deadline: float
     ) -> None:
         super().__init__(started, deadline)
         self.export_id = export_id
-        self._waiter = waiter
+        self._members = members
         self._entry: Entry | None = None
         self._future: asyncio.Future[ExportOutcome] = asyncio.get_running_loop().create_future()
         self._future.add_done_callback(self._on_done)
@@ -56,7 +62,7 @@ class ExportHandle(Caller):
 
     def _on_done(self, future: asyncio.Future[ExportOutcome]) -> None:
         if future.cancelled():
-            _leave_quietly(self, self._waiter)
+            _leave_quietly(self, self._members)
 
     def deliver(self, outcome: ExportOutcome) -> None:
         """Resolve the handle with ``outcome``."""
@@ -91,12 +97,10 @@ class ExportHandle(Caller):
         future = self._future
         if future.done() and not future.cancelled() and future.exception() is None:
             return future.result()
-        waiter = self._waiter
         entry = self._entry
-        now = waiter.clock.now()
         if entry is None:  # pragma: no cover - an entry is set right after creation
             return ExportOutcome(self.export_id, OutcomeKind.PENDING, None, None, 0, 0.0)
-        return waiter._core.snapshot(entry, self, now)
+        return self._members.snapshot(entry, self, self._members.clock.now())
 
 
 class _Batch(Caller):
@@ -145,6 +149,7 @@ class OutcomeStream(Caller):
         "_joined",
         "_joiner",
         "_left",
+        "_members",
         "_ready",
         "_remaining",
         "_runs",
@@ -152,18 +157,17 @@ class OutcomeStream(Caller):
         "_started_flag",
         "_tasks",
         "_timeout",
-        "_waiter",
     )
 
     def __init__(
         self,
-        waiter: ExportWaiter,
+        members: Membership,
         ids: list[ExportId],
         timeout: float | UsePolicyTimeout | None = POLICY_TIMEOUT,
     ) -> None:
         super().__init__(0.0, inf)
         self._timeout = timeout
-        self._waiter = waiter
+        self._members = members
         self._ids: list[ExportId] | None = ids
         self._entries: list[Entry] = []
         self._ready: deque[ExportOutcome | Pending] = deque()
@@ -232,20 +236,24 @@ class OutcomeStream(Caller):
     def _start(self) -> None:
         if self._started_flag:
             return
+        members = self._members
+        members.check_usable()
         self._started_flag = True
+        now = members.clock.now()
+        self.started = now
+        self.deadline = members.deadline(now, self._timeout)
         ids = self._ids or []
         if len(ids) <= self._JOIN_CHUNK:
             self._ids = None
-            self._waiter._subscribe(self, ids)
+            self._entries.extend(members.join_many(self, ids, first=True))
             return
         self.waiting += 1  # not done before every id has joined
         self._joined = self._JOIN_CHUNK
-        self._waiter._subscribe(self, ids[: self._JOIN_CHUNK])
+        self._entries.extend(members.join_many(self, ids[: self._JOIN_CHUNK], first=True))
         self._joiner = asyncio.get_running_loop().create_task(self._join_the_rest())
 
     async def _join_the_rest(self) -> None:
-        waiter = self._waiter
-        core = waiter._core
+        members = self._members
         ids = self._ids
         assert ids is not None
         while self._joined < len(ids):
@@ -254,13 +262,11 @@ class OutcomeStream(Caller):
                 return
             chunk = ids[self._joined : self._joined + self._JOIN_CHUNK]
             self._joined += len(chunk)
-            self._entries.extend(core.join_many(self, chunk, waiter.clock.now()))
-            waiter._driver.kick()
+            self._entries.extend(members.join_many(self, chunk, first=False))
         self._ids = None
         self._joined = 0
         self._joiner = None
-        core.joined_all(self, waiter.clock.now())
-        waiter._driver.kick()
+        members.joined_all(self)
 
     def __aiter__(self) -> AsyncIterator[ExportOutcome]:
         if self._entered:
@@ -282,17 +288,17 @@ class OutcomeStream(Caller):
         return self._next_ready()
 
     def _next_ready(self) -> ExportOutcome:
-        core = self._waiter._core
+        members = self._members
         ready = self._ready
         if ready:
             item = ready.popleft()
-            return item if isinstance(item, ExportOutcome) else core.materialize(item, self)
+            return item if isinstance(item, ExportOutcome) else members.materialize(item, self)
         run = self._runs[0]
         entries = run.entries
         entry = entries.pop()
         if not entries:
             self._runs.popleft()
-        return core.timed_out(entry, self, run.at)
+        return members.timed_out(entry, self, run.at)
 
     async def __aenter__(self) -> OutcomeStream:
         self._entered = True
@@ -314,7 +320,7 @@ class OutcomeStream(Caller):
             self._left = self._left if self._left is not None else []
             return
         self._left = [entry for entry in self._entries if entry.has_caller(self)]
-        self._tasks = self._waiter._leave(self)
+        self._tasks = self._members.leave(self)
         if self._joiner is not None:
             self._joiner.cancel()
             self._tasks.append(self._joiner)
@@ -323,7 +329,7 @@ class OutcomeStream(Caller):
         """Stop polling, and wait until the requests it cancelled have ended."""
         self.release()
         tasks, self._tasks = self._tasks, []
-        await self._waiter._driver.settle(tasks)
+        await self._members.settle(tasks)
 
     def unfinished(self) -> list[ExportOutcome]:
         """``iter_unfinished()`` as a list: each export not yet yielded, with its outcome
@@ -334,15 +340,14 @@ class OutcomeStream(Caller):
         """Every export not yet yielded, one outcome at a time: its outcome if it is
         known but not yet read, else a ``pending`` one with the last status seen (each
         unpacked only when its turn comes, so 100,000 never sit in memory at once)."""
-        waiter = self._waiter
-        now = waiter.clock.now()
+        members = self._members
+        now = members.clock.now()
         if not self._started_flag and self._ids:
             yield from (
                 ExportOutcome(export_id, OutcomeKind.PENDING, None, None, 0, 0.0)
                 for export_id in self._ids
             )
             return
-        core = waiter._core
         while self._ready or self._runs:
             yield self._next_ready()
         if self._left is not None:
@@ -350,35 +355,43 @@ class OutcomeStream(Caller):
         else:
             entries = [entry for entry in self._entries if entry.has_caller(self)]
         for entry in entries:
-            yield core.snapshot(entry, self, now)
+            yield members.snapshot(entry, self, now)
         if self._ids is not None:  # ids not joined yet: never polled
             for export_id in self._ids[self._joined :]:
                 yield ExportOutcome(
                     export_id, OutcomeKind.PENDING, None, None, 0, now - self.started
                 )
 
-    def __del__(self) -> None:
-        if self._started_flag and self._left is None:
-            with contextlib.suppress(Exception):  # the loop may be gone at shutdown
-                self.release()
-
 
 class _Cursor:
-    """What ``async for`` iterates: when the loop is left, it is dropped, and polling stops."""
+    """What a plain ``async for`` iterates. The loop is left one of three ways, and each
+    stops polling at once: ``__anext__`` raised (a cancellation or an error: released
+    here, since the traceback may keep the cursor alive), the stream ended, or the loop
+    broke and dropped the cursor (its finalizer, registered here, releases the stream)."""
 
-    __slots__ = ("_stream",)
+    __slots__ = ("__weakref__", "_stream")
 
     def __init__(self, stream: OutcomeStream) -> None:
         self._stream = stream
+        finalizer = weakref.finalize(self, _release_dropped, stream)
+        finalizer.atexit = False  # at exit the loop is gone: nothing polls any more
 
     def __aiter__(self) -> _Cursor:
         return self
 
     async def __anext__(self) -> ExportOutcome:
-        return await self._stream.__anext__()
-
-    def __del__(self) -> None:
         stream = self._stream
-        if stream._started_flag and stream._left is None and not stream._entered:
-            with contextlib.suppress(Exception):  # the loop may be gone at shutdown
-                stream.release()
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            _release_dropped(stream)
+            raise
+
+
+def _release_dropped(stream: OutcomeStream) -> None:
+    """A plain ``async for`` over ``stream`` was left: stop polling for it."""
+    if stream._started_flag and stream._left is None and not stream._entered:
+        with contextlib.suppress(RuntimeError):  # the loop may be gone at shutdown
+            stream.release()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ApiError
+from ..errors import ApiError, QianfanError, ServiceUnavailableError, UnexpectedAnswerError
 
 if TYPE_CHECKING:
     from .entries import Entry
 
-__all__ = ["OUTAGE_AFTER_FAILURES", "Outage", "Trouble"]
+__all__ = ["OUTAGE_AFTER_FAILURES", "Outage", "Trouble", "no_answer", "timeout_error"]
 
 OUTAGE_AFTER_FAILURES = 8
 """Transient failures in a row, with no answer between them, that make an outage."""
@@ -38,3 +38,23 @@ class Outage:
         self.probe: Entry | None = None
         self.probe_attempt = 0
         self.probe_due = started
+
+
+def no_answer(unavailable_for: float, last_error: ApiError) -> QianfanError:
+    """What an export that got no usable answer carries: the protocol error itself if
+    the service did answer (about another export), else ``ServiceUnavailableError``."""
+    if isinstance(last_error, UnexpectedAnswerError):
+        return last_error
+    return ServiceUnavailableError(unavailable_for, last_error)
+
+
+def timeout_error(entry: Entry, outage: Outage | None, now: float) -> QianfanError | None:
+    """What a timeout of ``entry`` carries: why no answer came, if the service was not
+    answering."""
+    trouble = entry.trouble
+    if trouble is not None:
+        return no_answer(max(0.0, now - trouble.since), trouble.last_error)
+    if outage is None:
+        return None
+    since = max(outage.started, entry.started)
+    return ServiceUnavailableError(max(0.0, now - since), outage.last_error)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..client import ExportStatusClient
 from ..models import ExportId
 from .outcomes import UpdateHook, WaitReport
 from .policy import (
@@ -17,6 +16,9 @@ from .policy import (
     PollPolicy,
 )
 from .waiter import ExportWaiter
+
+if TYPE_CHECKING:
+    from ..client import ExportStatusClient
 
 __all__ = ["wait_for_exports"]
 
@@ -34,6 +36,8 @@ async def wait_for_exports(
     **client_options: Any,
 ) -> WaitReport:
     """Wait for exports in one call, with a client from the environment unless given one."""
+    from ..client import ExportStatusClient  # here: waiting/ does not need the client
+
     policy = PollPolicy(min_delay=min_delay, max_delay=max_delay, timeout=timeout)
     async with contextlib.AsyncExitStack() as owned:
         if client is None:

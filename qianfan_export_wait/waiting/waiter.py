@@ -19,12 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from math import inf
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from .._checks import check_count, check_number
-from ..download import Downloader
 from ..errors import (
     ConfigurationError,
     ExportFailedError,
@@ -33,12 +31,21 @@ from ..errors import (
 )
 from ..integrations import default_observers
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
-from ..observe import Guard, Instruments, Observer, PollHook, observed_stream
+from ..observe import (
+    Guard,
+    Instruments,
+    Observer,
+    PollHook,
+    observed_fetch,
+    observed_stream,
+)
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
+from .clients import ClientSeam, SingleRequestClient, StatusClient
 from .clock import Clock, MonotonicClock
-from .core import Caller, Scheduler
+from .core import Scheduler
 from .driver import Driver
 from .handles import ExportHandle, OutcomeStream, _Batch
+from .membership import Membership
 from .outcomes import (
     ExportOutcome,
     OutcomeKind,
@@ -56,6 +63,9 @@ from .policy import (
     batch_window,
 )
 
+if TYPE_CHECKING:  # only for downloader= (files are fetched beside the waiter: downloads/)
+    from ..downloads.fetch import Downloader
+
 __all__ = [
     "ExportHandle",
     "ExportWaiter",
@@ -64,20 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("qianfan_export_wait")
-
-
-@runtime_checkable
-class StatusClient(Protocol):
-    """What the waiter needs from a client: ``await get_status(export_id)``.
-
-    ``ExportStatusClient`` is one. A client may also offer ``fetch_once`` (one request,
-    no retry of its own: the waiter schedules retries), ``ensure_connections(n)`` (size
-    its pool for ``n`` requests in flight and return what it allows), and
-    ``credentials``/``base_url`` (named in the log when authentication fails).
-    """
-
-    async def get_status(self, export_id: ExportId) -> ExportStatus:
-        """The current status of one export, or an ``ApiError``."""
 
 
 class ExportWaiter:
@@ -111,7 +107,7 @@ class ExportWaiter:
 
     def __init__(
         self,
-        client: StatusClient,
+        client: StatusClient | SingleRequestClient,
         *,
         policy: PollPolicy | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -127,42 +123,40 @@ class ExportWaiter:
         check_number("qps", qps, unit="requests per second", allow_none=True)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
-        fetch = getattr(client, "fetch_once", None) or getattr(client, "get_status", None)
-        if not callable(fetch):
-            raise ConfigurationError(
-                f"client must have an async get_status(export_id), got {type(client).__name__}"
-            )
+        seam = ClientSeam(client)
         self.client = client
         self.policy = policy or PollPolicy()
         self.max_in_flight = max_in_flight
         self.clock: Clock = clock or MonotonicClock()
-        self.limiter: RateLimiter | AsyncRateLimiter = limiter or (
+        self._limiter: RateLimiter | AsyncRateLimiter = limiter or (
             AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)
         )
         self.on_update = on_update
-        allowed = self._connections_for(max_in_flight)
+        self._guard = Guard()
+        self._instruments = Instruments(
+            default_observers() if observers is None else observers, on_poll, self._guard
+        )
+        fetch = observed_fetch(seam.fetch, self._instruments.poll, self.clock)
+        allowed = seam.connections(max_in_flight)
         granularity = float(getattr(self.clock, "granularity", 0.0))
         self._core = Scheduler(
             self.policy,
             resolution=batch_window(self.policy, granularity),
             notify=self._notify,
+            downloads=downloader is not None,
         )
         self._driver = Driver(
             self._core,
             fetch=fetch,
-            limiter=self.limiter,
+            limiter=self._limiter,
             clock=self.clock,
             max_in_flight=allowed,
-            describe_client=self._describe_client,
+            describe_client=seam.describe,
             downloader=downloader,
         )
+        self._members = Membership(self._core, self._driver, self.clock, self.policy)
         self.downloader = downloader
         self._closed = False
-        self._guard = Guard()
-        self._instruments = Instruments(
-            default_observers() if observers is None else observers, on_poll, self._guard
-        )
-        self._driver.observe = self._instruments.poll
         self._instruments.bind(self)
 
     def __repr__(self) -> str:
@@ -172,27 +166,15 @@ class ExportWaiter:
             f"in_flight={stats.in_flight}{' closed' if self._closed else ''}>"
         )
 
-    def _connections_for(self, max_in_flight: int) -> int:
-        """Size the client's pool for ``max_in_flight``; return the requests it allows."""
-        ensure = getattr(self.client, "ensure_connections", None)
-        if ensure is None:
-            return max_in_flight
-        allowed = int(ensure(max_in_flight))
-        if allowed < max_in_flight:
-            logger.warning(
-                "max_in_flight=%d, but the client's connection pool allows %d; "
-                "at most %d requests will be in flight",
-                max_in_flight,
-                allowed,
-                allowed,
-            )
-        return min(allowed, max_in_flight)
+    @property
+    def limiter(self) -> RateLimiter | AsyncRateLimiter:
+        """The rate limiter every poll books a slot with; may be replaced while running."""
+        return self._limiter
 
-    def _describe_client(self) -> str:
-        credentials = getattr(self.client, "credentials", None)
-        masked = getattr(credentials, "masked_access_key", None)
-        base_url = getattr(self.client, "base_url", None)
-        return f"access key {masked or '?'} at {base_url or '?'}"
+    @limiter.setter
+    def limiter(self, limiter: RateLimiter | AsyncRateLimiter) -> None:
+        self._driver.use_limiter(limiter)
+        self._limiter = limiter
 
     # -- life --------------------------------------------------------------------------
 
@@ -214,6 +196,7 @@ class ExportWaiter:
         if self._closed:
             return
         self._closed = True
+        self._members.open = False
         await self._driver.aclose(WaiterClosedError("the waiter was closed"))
         await self._guard.aclose()
 
@@ -238,7 +221,7 @@ class ExportWaiter:
             requests=core.requests,
             throttled=core.throttled,
             retries=core.retries,
-            rate=self.limiter.rate,
+            rate=self._limiter.rate,
             cancelled=counts[OutcomeKind.PENDING],
             callers=core.callers,
             request_rate=self._driver.request_rate(),
@@ -259,13 +242,12 @@ class ExportWaiter:
         export_id = _checked_id(export_id)
         self._check_usable()
         now = self.clock.now()
-        handle = ExportHandle(self, export_id, now, self._deadline(now, timeout))
-        handle._entry = self._core.join(handle, export_id, now)
-        self._core.watch(handle)
+        members = self._members
+        handle = ExportHandle(members, export_id, now, members.deadline(now, timeout))
+        handle._entry = members.join(handle, export_id, now)
         scopes = self._instruments.wait("wait", (export_id,))
         if scopes is not None:
             scopes.follow(handle._future)
-        self._driver.kick()
         return handle
 
     async def wait(
@@ -291,18 +273,19 @@ class ExportWaiter:
         unique = _unique_ids(ids)
         self._check_usable()
         now = self.clock.now()
-        batch = _Batch(now, self._deadline(now, timeout), len(unique))
+        members = self._members
+        batch = _Batch(now, members.deadline(now, timeout), len(unique))
         if not unique:
             return WaitReport((), elapsed=0.0)
         scopes = self._instruments.wait("wait_all", unique)
-        self._subscribe(batch, unique)
+        batch._entries.extend(members.join_many(batch, unique, first=True))
         try:
             await batch.future
         except BaseException as error:
             if scopes is not None:
                 scopes.end(error)
             if isinstance(error, asyncio.CancelledError):
-                await self._driver.settle(self._leave(batch))
+                await members.settle(members.leave(batch))
             raise
         outcomes = batch.outcomes
         if scopes is not None:
@@ -328,42 +311,22 @@ class ExportWaiter:
             check_number("timeout", timeout, allow_none=True)
         scopes = self._instruments.wait("as_completed", unique)
         if scopes is None:
-            return OutcomeStream(self, unique, timeout)
-        stream: OutcomeStream = observed_stream(OutcomeStream)(self, unique, timeout)
+            return OutcomeStream(self._members, unique, timeout)
+        stream: OutcomeStream = observed_stream(OutcomeStream)(self._members, unique, timeout)
         stream._scope = scopes  # type: ignore[attr-defined]
         return stream
+
+    async def refresh(self, export_id: ExportId) -> ExportStatus:
+        """The status of one export asked now, outside the schedule but inside the
+        waiter's rate limit (and fleet limit): e.g. ``Downloader(refresh=waiter.refresh)``
+        for a fresh download link. The request's error is raised."""
+        self._check_usable()
+        return await self._driver.fetch_now(validate_export_id(export_id))
 
     # -- plumbing for the callers ------------------------------------------------------
 
     def _check_usable(self) -> None:
-        if self._closed:
-            raise WaiterClosedError("the waiter is closed")
-        error = self._core.auth_refusal(self.clock.now())
-        if error is not None:
-            raise error.with_traceback(None)
-
-    def _deadline(self, now: float, timeout: float | UsePolicyTimeout | None) -> float:
-        if isinstance(timeout, UsePolicyTimeout):
-            timeout = self.policy.timeout
-        else:
-            timeout = check_number("timeout", timeout, allow_none=True)
-        return inf if timeout is None else now + timeout
-
-    def _subscribe(self, caller: _Batch | OutcomeStream, ids: list[ExportId]) -> None:
-        self._check_usable()
-        now = self.clock.now()
-        caller.started = now
-        if isinstance(caller, OutcomeStream):
-            caller.deadline = self._deadline(now, caller._timeout)
-        caller._entries.extend(self._core.join_many(caller, ids, now))
-        self._core.watch(caller)
-        self._driver.kick()
-
-    def _leave(self, caller: Caller) -> list[asyncio.Task[None]]:
-        """``caller`` stops waiting: cancel the polls nobody wants now; return them."""
-        tasks = self._driver.cancel_polls(self._core.leave(caller))
-        self._driver.kick()
-        return tasks
+        self._members.check_usable()
 
     def _notify(self, event: WaiterEvent) -> None:
         instruments = self._instruments
