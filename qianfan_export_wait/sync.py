@@ -55,6 +55,10 @@ def run(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:  # (outside the except: an error of make() chains to nothing)
         return asyncio.run(make())  # its SIGINT handling cancels the task, then raises
     return _run_in_thread(make)
 

@@ -199,3 +199,11 @@ def test_ctrl_c_cancels_the_wait_cleanly(fake: SimulatedQianfan, mode: str) -> N
     requests = fake.stats.total_requests
     time.sleep(0.3)
     assert fake.stats.total_requests == requests  # nothing polls any more
+
+
+def test_an_error_in_a_plain_script_chains_to_no_loop_lookup(fake: SimulatedQianfan) -> None:
+    """The traceback a script prints names the failure, not a 'no running event loop'
+    the call looked up first."""
+    with pytest.raises(ExportFailedError) as raised:
+        sync.wait(3, policy=FAST, credentials=CREDENTIALS, base_url=fake.base_url)
+    assert not isinstance(raised.value.__context__, RuntimeError)
