@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         WaitError,
     )
     from .models import ExportId, ExportState, ExportStatus
+    from .observe import Observer, PollEvent, RequestKind
     from .ratelimit import (
         AdaptiveRateLimiter,
         AsyncRateLimiter,
@@ -97,11 +98,14 @@ __all__ = [
     "LinkExpiredError",
     "MissingCredentialsError",
     "MonotonicClock",
+    "Observer",
     "OutcomeKind",
     "OutcomeStream",
+    "PollEvent",
     "PollPolicy",
     "QianfanError",
     "RateLimiter",
+    "RequestKind",
     "Reservation",
     "ResponseFormatError",
     "ServiceUnavailableError",
@@ -165,6 +169,9 @@ _HOMES: dict[str, str] = {
     "ExportId": "models",
     "ExportState": "models",
     "ExportStatus": "models",
+    "Observer": "observe",
+    "PollEvent": "observe",
+    "RequestKind": "observe",
     "AdaptiveRateLimiter": "ratelimit",
     "AsyncRateLimiter": "ratelimit",
     "CappedRateLimiter": "ratelimit",

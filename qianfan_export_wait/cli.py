@@ -37,6 +37,7 @@ from .console.durable import DURABLE_VERBS, add_durable_verbs
 from .console.export_cmd import add_export_verb, prepare_export
 from .console.output import unwritable
 from .console.signals import loop_factory
+from .console.text import add_format_option, use_text
 from .console.verbs import Job as Job
 from .console.verbs import _client_options as _client_options
 from .console.verbs import _download_folder as _download_folder
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
     )
     status.add_argument("ids", nargs="+", metavar="ID", help=_IDS_HELP)
+    add_format_option(status)
 
     wait = _verb(
         verbs,
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"{_CREDENTIALS_EPILOG}\n\n{EXIT_CODES_HELP}",
     )
     wait.add_argument("ids", nargs="*", metavar="ID", help=_IDS_HELP)
+    add_format_option(wait)
     wait.add_argument(
         "--ids-file",
         metavar="PATH",
@@ -132,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="input",
         help="print lines in the order of the ids given, or as each export finishes "
         "(default: %(default)s)",
+    )
+    wait.add_argument(
+        "--metrics-port",
+        type=_count("--metrics-port", maximum=65535),
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics during the run "
+        "(needs the metrics extra; default: none)",
     )
 
     demo = _verb(verbs, "demo", "wait for exports on the built-in simulator", "display", "log")
@@ -202,6 +212,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         summary=not quiet,
     )
     _configure_logging(args, console)
+    if getattr(args, "format", "json") == "text":
+        use_text(console, sys.stdout)
     if args.verb in ("status", "wait", "export", "submit"):
         problem = unwritable(sys.stdout)
         if problem is not None:  # the JSON lines would be lost: say so before any request

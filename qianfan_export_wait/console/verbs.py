@@ -36,6 +36,7 @@ from . import (
 )
 from .api_options import api_client_options, api_of, check_ids_for_api, log_unknown
 from .arguments import _DEFAULT_DOWNLOAD_CONCURRENCY
+from .observability import check_metrics_port, metrics_served
 
 __all__ = ["Job"]
 
@@ -110,6 +111,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
         raise UsageError("no export ids given (pass IDs, --ids-file PATH or --resume FILE)")
     check_ids_for_api(ids, api_of(args))
     plan = WaitPlan(ids, order=args.order, earlier=earlier)
+    check_metrics_port(args.metrics_port)
     policy = PollPolicy(
         min_delay=args.min_delay,
         max_delay=args.max_delay,
@@ -148,6 +150,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                     )
 
             async with contextlib.AsyncExitStack() as stack:
+                await stack.enter_async_context(metrics_served(args.metrics_port))
                 limiter = None
                 if fleet is not None:
                     try:

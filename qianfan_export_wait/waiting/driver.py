@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import Context
 from math import inf
 from typing import TYPE_CHECKING
 
@@ -107,7 +108,9 @@ class Driver:
                 loop = self._loop = asyncio.get_running_loop()
                 if self._wakeup is None:
                     self._wakeup = asyncio.Event()
-                self._dispatcher = self._tasks.spawn(loop, self._dispatch())
+                # A context of its own: polls serve every caller, so no caller's span or
+                # context variables may leak into the requests (docs/operations.md).
+                self._dispatcher = Context().run(self._tasks.spawn, loop, self._dispatch())
                 self._dispatcher.add_done_callback(self._dispatcher_done)
             return
         wake_at = self._wake_at

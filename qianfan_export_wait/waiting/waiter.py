@@ -29,7 +29,16 @@ from ..errors import (
     ExportTimeoutError,
     WaiterClosedError,
 )
+from ..integrations import default_observers
 from ..models import MAX_INT_EXPORT_ID, ExportId, ExportStatus, validate_export_id
+from ..observe import (
+    Guard,
+    Instruments,
+    Observer,
+    PollHook,
+    observed_fetch,
+    observed_stream,
+)
 from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
 from .clients import ClientSeam, SingleRequestClient, StatusClient
 from .clock import Clock, MonotonicClock
@@ -40,6 +49,7 @@ from .membership import Membership
 from .outcomes import (
     ExportOutcome,
     OutcomeKind,
+    StateChange,
     UpdateHook,
     WaiterEvent,
     WaiterStats,
@@ -76,7 +86,12 @@ class ExportWaiter:
     the server throttles (``CappedRateLimiter``; or pass a ``limiter``).
     ``max_in_flight`` bounds requests in flight across every caller. ``on_update`` is
     called with a ``StateChange`` for every state change and an ``ExportOutcome`` for
-    every final outcome.
+    every final outcome; ``on_poll`` with a ``PollEvent`` for every status request's
+    answer. Either may be an ``async def``: its coroutine runs in a task of its own, off
+    the polling path, and an exception in a hook is logged, never raised into a wait.
+    ``observers`` (``qianfan_export_wait.observe``) get metrics and traces; by default
+    Prometheus metrics and OpenTelemetry spans when those packages are installed
+    (``NO_OBSERVERS``: none). See docs/operations.md.
 
     With a ``downloader`` (a ``Downloader``, used as ``async with`` by its owner), each
     export's file is fetched as it reaches ``Done``, at most the downloader's
@@ -105,6 +120,8 @@ class ExportWaiter:
         limiter: RateLimiter | AsyncRateLimiter | None = None,
         downloader: Downloader | None = None,
         api: str | None = None,
+        on_poll: PollHook | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         check_count("max_in_flight", max_in_flight)
         check_number("qps", qps, unit="requests per second", allow_none=True)
@@ -119,6 +136,11 @@ class ExportWaiter:
             AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)
         )
         self.on_update = on_update
+        self._guard = Guard()
+        self._instruments = Instruments(
+            default_observers() if observers is None else observers, on_poll, self._guard
+        )
+        fetch = observed_fetch(seam.fetch, self._instruments.poll, self.clock)
         allowed = seam.connections(max_in_flight)
         granularity = float(getattr(self.clock, "granularity", 0.0))
         self._core = Scheduler(
@@ -129,7 +151,7 @@ class ExportWaiter:
         )
         self._driver = Driver(
             self._core,
-            fetch=seam.fetch,
+            fetch=fetch,
             limiter=self._limiter,
             clock=self.clock,
             max_in_flight=allowed,
@@ -139,6 +161,7 @@ class ExportWaiter:
         self._members = Membership(self._core, self._driver, self.clock, self.policy)
         self.downloader = downloader
         self._closed = False
+        self._instruments.bind(self)
 
     def __repr__(self) -> str:
         stats = self.stats
@@ -179,6 +202,7 @@ class ExportWaiter:
         self._closed = True
         self._members.open = False
         await self._driver.aclose(WaiterClosedError("the waiter was closed"))
+        await self._guard.aclose()
 
     @property
     def closed(self) -> bool:
@@ -225,6 +249,9 @@ class ExportWaiter:
         members = self._members
         handle = ExportHandle(members, export_id, now, members.deadline(now, timeout))
         handle._entry = members.join(handle, export_id, now)
+        scopes = self._instruments.wait("wait", (export_id,))
+        if scopes is not None:
+            scopes.follow(handle._future)
         return handle
 
     async def wait(
@@ -254,13 +281,21 @@ class ExportWaiter:
         batch = _Batch(now, members.deadline(now, timeout), len(unique))
         if not unique:
             return WaitReport((), elapsed=0.0)
+        scopes = self._instruments.wait("wait_all", unique)
         batch._entries.extend(members.join_many(batch, unique, first=True))
         try:
             await batch.future
-        except asyncio.CancelledError:
-            await members.settle(members.leave(batch))
+        except BaseException as error:
+            if scopes is not None:
+                scopes.end(error)
+            if isinstance(error, asyncio.CancelledError):
+                await members.settle(members.leave(batch))
             raise
         outcomes = batch.outcomes
+        if scopes is not None:
+            for outcome in outcomes.values():
+                scopes.outcome(outcome)
+            scopes.end()
         return WaitReport(
             (outcomes[export_id] for export_id in unique), elapsed=self.clock.now() - now
         )
@@ -278,7 +313,12 @@ class ExportWaiter:
         self._check_usable()
         if not isinstance(timeout, UsePolicyTimeout):
             check_number("timeout", timeout, allow_none=True)
-        return OutcomeStream(self._members, unique, timeout)
+        scopes = self._instruments.wait("as_completed", unique)
+        if scopes is None:
+            return OutcomeStream(self._members, unique, timeout)
+        stream: OutcomeStream = observed_stream(OutcomeStream)(self._members, unique, timeout)
+        stream._scope = scopes  # type: ignore[attr-defined]
+        return stream
 
     async def refresh(self, export_id: ExportId) -> ExportStatus:
         """The status of one export asked now, outside the schedule but inside the
@@ -293,13 +333,15 @@ class ExportWaiter:
         self._members.check_usable()
 
     def _notify(self, event: WaiterEvent) -> None:
+        instruments = self._instruments
+        if instruments.events:
+            if isinstance(event, StateChange):
+                instruments.state_changed(event)
+            else:
+                instruments.finished(event)
         hook = self.on_update
-        if hook is None:
-            return
-        try:
-            hook(event)
-        except Exception:
-            logger.exception("on_update hook raised; continuing")
+        if hook is not None:
+            self._guard.call("on_update hook", hook, event)
 
 
 def _checked_id(export_id: object) -> ExportId:
