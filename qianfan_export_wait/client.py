@@ -48,7 +48,6 @@ from .errors import (
     ResponseFormatError,
     ThrottledError,
     TransientError,
-    tls_error,
 )
 from .models import ExportId, ExportStatus
 from .protocol import (
@@ -62,6 +61,7 @@ from .protocol import (
     export_status,
 )
 from .protocol._common import JSON_CONTENT_TYPE, signed_headers, uncertain
+from .protocol.classify import tls_error
 from .unknown_states import UnknownStates
 
 __all__ = [

@@ -20,6 +20,9 @@ from ..errors import (
     ResponseFormatError,
     ThrottledError,
     TransientError,
+)
+from ..models import ExportId, Phase, describe_value, validate_export_id
+from .classify import (
     _as_int_code,
     _clean_text,
     _parse_http_date,
@@ -27,7 +30,6 @@ from ..errors import (
     error_class_for,
     parse_retry_after,
 )
-from ..models import ExportId, Phase, describe_value, validate_export_id
 
 __all__ = [
     "JSON_CONTENT_TYPE",
@@ -213,7 +215,7 @@ def v1_error(
     status: int, decoded: Any, decode_problem: str | None, headers: Mapping[str, str], now: datetime
 ) -> ApiError | None:
     """The error a V1 answer carries (``error_code`` in the body first, then BCE's header
-    and the HTTP status, as ``errors.classify_response``), ``Retry-After`` read at ``now``."""
+    and the HTTP status, as ``classify.classify_response``), ``Retry-After`` read at ``now``."""
     body = decoded if isinstance(decoded, dict) else None
     error = classify_response(status, body, headers)
     if error is None and 300 <= status < 400:
