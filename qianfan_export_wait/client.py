@@ -3,13 +3,10 @@ or an error. The only module that talks to the network."""
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -26,6 +23,18 @@ from yarl import URL
 
 from ._checks import check_count, check_number
 from .auth import Credentials
+from .client_signing import _Signing
+from .client_stats import ClientStats
+from .client_transport import (
+    _NOT_IDEMPOTENT,
+    DEFAULT_CONNECTION_LIMIT,
+    _is_create,
+    _read_body,
+    _session_limit,
+    _Slots,
+    _throttle_aware,
+    _transport_error,
+)
 from .download import Downloader, DownloadRecord, ProgressHook
 from .endpoints import (
     BASE_URL_ENV,
@@ -44,11 +53,8 @@ from .errors import (
     AuthError,
     ClientClosedError,
     ConfigurationError,
-    CreateUncertainError,
-    ResponseFormatError,
     ThrottledError,
     TransientError,
-    tls_error,
 )
 from .models import ExportId, ExportStatus
 from .protocol import (
@@ -61,7 +67,7 @@ from .protocol import (
     create_export,
     export_status,
 )
-from .protocol._common import JSON_CONTENT_TYPE, signed_headers, uncertain
+from .protocol._common import JSON_CONTENT_TYPE, uncertain
 from .unknown_states import UnknownStates
 
 __all__ = [
@@ -82,142 +88,13 @@ __all__ = [
 logger = logging.getLogger("qianfan_export_wait")
 
 _CONTENT_TYPE = JSON_CONTENT_TYPE
-_SKEW_THRESHOLD_SECONDS = 30.0
 _MAX_RESIGNS = 3
-DEFAULT_CONNECTION_LIMIT = 100
-_NOT_IDEMPOTENT = frozenset({"create_export"})
-"""Calls whose request must never be sent twice blindly (see ``_transport_error``)."""
 
 ArgsT = TypeVar("ArgsT")
 RecordT = TypeVar("RecordT")
 
 
-def _is_create(operation: str) -> bool:
-    """Whether ``operation`` (e.g. ``"v2.create_export"``) must never be sent twice blindly."""
-    return (operation.partition(".")[2] or operation) in _NOT_IDEMPOTENT
-
-
-def _surely_not_sent(exc: BaseException) -> bool:
-    """Whether a failed exchange certainly never put the request on the wire: the
-    connection itself could not be made (refused, unreachable, a name that does not
-    resolve). A timeout, a reset or a cut-off answer may have followed the request."""
-    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
-        exc, aiohttp.ClientSSLError
-    ):
-        return True
-    return isinstance(exc, ConnectionRefusedError)
-
-
-def _transport_error(
-    exc: BaseException, client: ExportStatusClient, operation: str
-) -> ApiError | None:
-    """What a failed exchange amounts to (``None``: not a transport failure): the one place
-    transport errors are mapped. For a call that is not idempotent (a create), a failure
-    after which the request may have reached the server is ``CreateUncertainError``."""
-    may_have_been_sent = isinstance(
-        exc, (asyncio.TimeoutError, aiohttp.ClientError, OSError)
-    ) and not (_surely_not_sent(exc) or isinstance(exc, aiohttp.ClientSSLError))
-    if _is_create(operation) and may_have_been_sent:
-        return CreateUncertainError(
-            f"the {operation} request was sent but no answer came back "
-            f"({type(exc).__name__}: {exc}); the export may exist: look it up before "
-            "creating it again",
-            operation=operation,
-        )
-    if isinstance(exc, asyncio.TimeoutError):
-        return TransientError(
-            f"no complete answer within the request timeout ({client.request_timeout:g} s)"
-        )
-    if isinstance(exc, aiohttp.ClientSSLError):
-        cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None)
-        return tls_error(client._host, cause)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ResponseFormatError(f"response body was cut off: {exc}")
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return TransientError(f"connection failed: {type(exc).__name__}: {exc}")
-    return None
-
-
-def _throttle_aware(backoff: wait_base) -> Callable[[Any], float]:
-    """``backoff``, but never shorter than a throttle answer's ``Retry-After``."""
-
-    def wait(retry_state: Any) -> float:
-        delay = float(backoff(retry_state))
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        retry_after = getattr(error, "retry_after", None)
-        return max(delay, float(retry_after)) if retry_after else delay
-
-    return wait
-
-
-class _Slots:
-    """A resizable number of requests allowed at once, with a queue for the others."""
-
-    __slots__ = ("_waiting", "capacity", "used")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.used = 0
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    async def take(self) -> None:
-        """Wait for a free slot and take it."""
-        while self.used >= self.capacity:
-            turn = asyncio.get_running_loop().create_future()
-            self._waiting.append(turn)
-            try:
-                await turn
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():
-                    self._wake_one()  # pass the wake-up on: it was ours
-                raise
-        self.used += 1
-
-    def give_back(self) -> None:
-        """Free a slot."""
-        self.used -= 1
-        self._wake_one()
-
-    def resize(self, capacity: int) -> None:
-        """Allow ``capacity`` at once from now on."""
-        grown = capacity - self.capacity
-        self.capacity = capacity
-        for _ in range(max(0, grown)):
-            self._wake_one()
-
-    def _wake_one(self) -> None:
-        while self._waiting:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-
-
-def _session_limit(session: aiohttp.ClientSession) -> int | None:
-    """The connections a caller's session allows to one host (``None``: no limit)."""
-    connector = session.connector
-    if connector is None:
-        return None
-    limits = [limit for limit in (connector.limit, connector.limit_per_host) if limit]
-    return min(limits) if limits else None
-
-
-@dataclass(slots=True)
-class ClientStats:
-    """Counters since the client was made: HTTP requests sent and how they ended."""
-
-    requests: int = 0
-    succeeded: int = 0
-    throttled: int = 0
-    transient_errors: int = 0
-    retries: int = 0
-    clock_resyncs: int = 0
-    unknown_states: dict[str, int] = field(default_factory=dict)
-    """Answers per export state outside the known ones (each read as running)."""
-
-
-class ExportStatusClient:
+class ExportStatusClient(_Signing):
     """Async client for the export-status API: ``await client.get_status(export_id)``.
 
     Use it as ``async with``. It owns one ``aiohttp.ClientSession`` unless given one (which
@@ -297,11 +174,6 @@ class ExportStatusClient:
         """The endpoint requests go to, e.g. ``https://qianfan.baidubce.com``."""
         return str(self._base_url).rstrip("/")
 
-    @property
-    def clock_offset(self) -> float:
-        """Seconds added to the local clock when signing, learnt from the server's ``Date``."""
-        return self._clock_offset
-
     def __repr__(self) -> str:
         api = "" if self.api == "v1" else f", api={self.api!r}"
         return (
@@ -367,20 +239,6 @@ class ExportStatusClient:
         capacity = self._capacity_for(max(wanted, self._slots.capacity))
         self._slots.resize(capacity)
         return capacity
-
-    def _signed_headers(self, request: Request) -> dict[str, str]:
-        # The body is not signed, so one Authorization value per method, path and query
-        # serves every request signed within the same second.
-        second = int(self._clock() + self._clock_offset)
-        if second != self._signed_second:
-            self._headers.clear()
-            self._signed_second = second
-        key = (request.method, request.path, request.query)
-        headers = self._headers.get(key)
-        if headers is None:
-            headers = signed_headers(request, self.credentials, self._host, second)
-            self._headers[key] = headers
-        return headers
 
     async def download(
         self,
@@ -551,7 +409,7 @@ class ExportStatusClient:
                         ):
                             payload = await response.read()
                         else:
-                            payload = await self._read_body(response)
+                            payload = await _read_body(response)
                 except ApiError as error:  # from _read_body: too large
                     if _is_create(request.operation):  # it was sent: it may have been made
                         raise uncertain(error, request.operation) from error
@@ -620,61 +478,3 @@ class ExportStatusClient:
                 self.stats.retries += 1
                 return await self._send(operation, request, args, 1)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    def _learn_clock_offset(self, error: AuthError) -> bool:
-        if error.bce_error_code != "RequestExpired" or error.server_date is None:
-            return False
-        offset = error.server_date.timestamp() - self._clock()
-        if not abs(offset) <= MAX_CLOCK_OFFSET:
-            # A server clock a day or more off is a broken or hostile header, not skew:
-            # signing with it would fail (or not even format) from then on.
-            logger.warning(
-                "the server's Date header (%s) is %+.0f s off the local clock, more than "
-                "%g s: not adopted; check the local clock if this repeats",
-                error.server_date.isoformat(),
-                offset,
-                MAX_CLOCK_OFFSET,
-            )
-            return False
-        if abs(offset - self._clock_offset) < _SKEW_THRESHOLD_SECONDS:
-            return False
-        logger.warning(
-            "local clock is %+.0f s off the server's Date header; signing with the server's time",
-            -offset,
-        )
-        self._clock_offset = offset
-        self._signed_second = None
-        return True
-
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
-        length = response.content_length
-        if length is not None and length > MAX_RESPONSE_BYTES:
-            raise ResponseFormatError(
-                f"response of {length} bytes refused (limit {MAX_RESPONSE_BYTES} bytes)",
-                http_status=response.status,
-            )
-        if length is not None and not response.headers.get("Content-Encoding"):
-            return await response.read()  # the length is the size: nothing to count
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            received += len(chunk)
-            if received > MAX_RESPONSE_BYTES:
-                raise ResponseFormatError(
-                    f"response larger than {MAX_RESPONSE_BYTES} bytes refused",
-                    http_status=response.status,
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @property
-    def _hidden(self) -> dict[str, str]:
-        """What ``ApiError.scrub`` hides: our keys (if long enough to be told from
-        ordinary words), each by its masked form."""
-        credentials = self.credentials
-        hidden = {}
-        if len(credentials.access_key) > 4:
-            hidden[credentials.access_key] = credentials.masked_access_key
-        if len(credentials.secret_key) >= 8:
-            hidden[credentials.secret_key] = "<secret key>"
-        return hidden

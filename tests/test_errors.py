@@ -328,3 +328,50 @@ def test_scrubbing_leaves_other_text_alone() -> None:
     message = "QPS limit reached for app 12345 (log 7788, sha 0123abcd)"
     assert scrub_text(message, {_AK: "AKID..."}) == message
     assert scrub_text("", {_AK: "AKID..."}) == ""
+
+
+# -- the names that moved to protocol.classify -------------------------------------------
+
+MOVED_TO_CLASSIFY = [
+    "AUTH_CODES",
+    "INVALID_REQUEST_CODES",
+    "THROTTLE_CODES",
+    "TRANSIENT_CODES",
+    "classify_response",
+    "error_class_for",
+    "parse_retry_after",
+    "tls_error",
+]
+
+
+@pytest.mark.parametrize("name", MOVED_TO_CLASSIFY)
+def test_a_moved_name_is_still_found_in_errors_and_is_the_same_object(name: str) -> None:
+    from qianfan_export_wait import errors
+    from qianfan_export_wait.protocol import classify
+
+    assert getattr(errors, name) is getattr(classify, name)
+
+
+def test_importing_errors_alone_imports_no_protocol_module() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qianfan_export_wait.errors as e\n"
+        "print(sorted(m for m in sys.modules if m.startswith('qianfan_export_wait.protocol')))\n"
+        "from qianfan_export_wait.errors import *\n"
+        "print(classify_response(429, None).__class__.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    assert out[:2] == ["[]", "ThrottledError"]
+
+
+def test_an_unknown_name_of_errors_is_an_attribute_error() -> None:
+    from qianfan_export_wait import errors
+
+    with pytest.raises(AttributeError, match="no attribute 'classify_responses'"):
+        _ = errors.classify_responses
+    assert frozenset(THROTTLE) == errors.THROTTLE_CODES
+    assert frozenset(AUTH) == errors.AUTH_CODES

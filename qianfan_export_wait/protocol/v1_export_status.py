@@ -4,7 +4,7 @@
 States: ``Pending``/``Uploading`` running, ``Done`` done, ``Fail`` failed; anything else
 is kept as the server's string, reads as running and is flagged unknown. Errors are
 ``error_code``/``error_msg`` in the body (often with HTTP 200), classified by
-``errors.classify_response``. The record is today's ``ExportStatus``, parsed as today.
+``classify.classify_response``. The record is today's ``ExportStatus``, parsed as today.
 """
 
 from __future__ import annotations
