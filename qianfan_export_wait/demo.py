@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TextIO
 
+from ._text import counted
 from .auth import Credentials
 from .client import ExportStatusClient
 from .console import Console, Interrupt, WaitPlan, run_wait
@@ -52,7 +53,8 @@ async def run_demo(
     started = time.monotonic()
     async with simulator.serve() as base_url:
         console.say(
-            f"simulator on {base_url}: {exports} exports finishing over {max_seconds:g} s, "
+            f"simulator on {base_url}: {counted(exports, 'export')} finishing over "
+            f"{max_seconds:g} s, "
             "200 requests/s allowed, 5% faults"
         )
         async with ExportStatusClient(credentials, base_url=base_url) as client:

@@ -856,3 +856,19 @@ async def test_event_loop_uvloop_runs_the_wait_on_uvloop(fake: SimulatedQianfan)
         )
         assert run.code == 0 and [r["outcome"] for r in run.records] == ["done", "done"]
         assert f"event loop: {module}." in run.stderr, (choice, run.stderr[-500:])
+
+
+async def test_bos_endpoint_flag_points_storage_downloads_at_the_simulator(tmp_path: Path) -> None:
+    # The banner's advice, as a flag: no variable needed for storage files.
+    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
+        fake.add_export(0.0, export_type="storage")
+        env = {k: v for k, v in cli_env().items() if k != "QIANFAN_BOS_ENDPOINT"}
+        run = await run_cli(
+            "wait", "1", "--download", str(tmp_path), "--endpoint", fake.base_url,
+            "--bos-endpoint", fake.base_url, *FAST, env=env,
+        )  # fmt: skip
+        digest = fake.simulator.file_of(1).digest()
+    assert run.code == 0, run.stderr
+    (record,) = run.records
+    assert record["file"]["sha256"] == digest.sha256_hex
+    assert "1 export in " in run.stderr and "1 file," in run.stderr

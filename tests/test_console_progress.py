@@ -118,3 +118,36 @@ def test_nothing_is_drawn_when_stderr_is_not_a_terminal() -> None:
 
 def _fields(snapshot: ProgressSnapshot) -> dict[str, object]:
     return {name: getattr(snapshot, name) for name in ProgressSnapshot.__slots__}
+
+
+def test_one_of_each_reads_as_english() -> None:
+    from qianfan_export_wait.console.progress import ProgressSnapshot, summary_line
+
+    fields = {name: 1 for name in ProgressSnapshot.__dataclass_fields__}
+    fields.update(elapsed=1.0, bytes_received=10, resumed=0, pending=0)
+    line = summary_line(ProgressSnapshot(**fields))  # type: ignore[arg-type]
+    assert line.startswith("1 export in 1.0 s: 1 done, 1 failed, 1 error, 1 timed out")
+    assert "1 request, 1 throttled" in line and "1 file, " in line
+    assert "1 download failed" in line
+
+
+def test_the_bar_measures_the_terminal_it_draws_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stdout may be a file or a wider terminal; the bar is drawn on stderr's.
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from qianfan_export_wait.console.progress import ProgressDisplay
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 50, 0, 0))
+    try:
+        with open(follower, "w", closefd=False) as stderr:
+            display = ProgressDisplay(stderr, enabled=True)
+            assert display._width() == 50
+    finally:
+        os.close(follower)
+        os.close(leader)

@@ -190,6 +190,12 @@ def _download_options(group: argparse._ArgumentGroup) -> None:
         'gains "file" or "download_error" (default: no download)',
     )
     group.add_argument(
+        "--bos-endpoint",
+        metavar="URL",
+        help="where storage exports' files come from (default: $QIANFAN_BOS_ENDPOINT, "
+        "else https://bj.bcebos.com; the simulator's banner names its own)",
+    )
+    group.add_argument(
         "--extract",
         action="store_true",
         help="with --download: unpack zip files safely beside them (default: off)",

@@ -76,6 +76,12 @@ def add_export_verb(verbs: Any, verb: Callable[..., argparse.ArgumentParser]) ->
         "--extract", action="store_true", help="with --download: unpack zip files safely"
     )
     job.add_argument(
+        "--bos-endpoint",
+        metavar="URL",
+        help="where storage exports' files come from (default: $QIANFAN_BOS_ENDPOINT, "
+        "else https://bj.bcebos.com)",
+    )
+    job.add_argument(
         "--resume",
         metavar="FILE",
         help="the journal of creates (JSON Lines, fsynced as each create is sent and "
@@ -143,7 +149,9 @@ def prepare_export(
     )
     if args.download is not None:
         folder = download_folder(args.download)
-        Downloader(folder, allow_insecure_http=args.insecure_http)  # checks $QIANFAN_BOS_ENDPOINT
+        Downloader(  # checks the BOS endpoint now
+            folder, allow_insecure_http=args.insecure_http, bos_endpoint=args.bos_endpoint
+        )
 
     async def job(interrupt: Interrupt) -> int:
         async with session(context) as http:
@@ -157,6 +165,7 @@ def prepare_export(
                     refresh=client.get_status,
                     extract=args.extract,
                     allow_insecure_http=args.insecure_http,
+                    bos_endpoint=args.bos_endpoint,
                 )
             async with client:
                 run = run_export_job(

@@ -10,12 +10,15 @@ with the writer's thread. ``render_bar`` and ``summary_line`` are pure.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
+
+from .._text import counted
 
 __all__ = ["ProgressDisplay", "ProgressSnapshot", "render_bar", "summary_line"]
 
@@ -109,26 +112,39 @@ def _bar(snapshot: ProgressSnapshot, width: int, unicode: bool) -> str:
     return f"[{full * filled}{empty * (inner - filled)}]"
 
 
+def terminal_width(stream: TextIO | None) -> int:
+    """The width of the terminal ``stream`` draws on (``COLUMNS`` if set; 80 if unknown):
+    the bar is on stderr, and stdout may be a file or another terminal."""
+    fallback = shutil.get_terminal_size((80, 24)).columns  # honours COLUMNS
+    if os.environ.get("COLUMNS", "").strip().isdigit() or stream is None:
+        return fallback
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or fallback
+    except (AttributeError, OSError, ValueError):
+        return fallback
+
+
 def summary_line(snapshot: ProgressSnapshot, *, interrupted: str | None = None) -> str:
     """One line for the end of a run: outcomes, time, requests, files."""
     parts = [
         f"{snapshot.done} done",
         f"{snapshot.failed} failed",
-        f"{snapshot.errors} errors",
+        counted(snapshot.errors, "error"),
         f"{snapshot.timed_out} timed out",
     ]
     if snapshot.pending:
         parts.append(f"{snapshot.pending} pending")
     text = (
-        f"{snapshot.total} exports in {snapshot.elapsed:.1f} s: {', '.join(parts)}; "
-        f"{snapshot.requests} requests, {snapshot.throttled} throttled"
+        f"{counted(snapshot.total, 'export')} in {snapshot.elapsed:.1f} s: {', '.join(parts)}; "
+        f"{counted(snapshot.requests, 'request')}, {snapshot.throttled} throttled"
     )
     if snapshot.resumed:
         text += f"; {snapshot.resumed} from the earlier run"
     if snapshot.bytes_received is not None:
-        text += f"; {snapshot.files} files, {format_bytes(snapshot.bytes_received)} received"
+        files = counted(snapshot.files, "file")
+        text += f"; {files}, {format_bytes(snapshot.bytes_received)} received"
         if snapshot.downloads_failed:
-            text += f", {snapshot.downloads_failed} downloads failed"
+            text += f", {counted(snapshot.downloads_failed, 'download')} failed"
     if interrupted:
         text += f" ({interrupted})"
     return text
@@ -151,7 +167,7 @@ class ProgressDisplay:
         self._terminal = stream is not None and _isatty(stream)
         self.active = bool(enabled and self._terminal)
         self.shares_terminal = self.active and stdout_is_terminal
-        self._width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
+        self._width = width or (lambda: terminal_width(stream))
         self._unicode = _can_encode(stream, "\u2588\u2591")
         self._lock = threading.Lock()
         self._shown = ""

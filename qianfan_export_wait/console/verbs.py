@@ -129,7 +129,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
     options = _client_options(args, credentials)
     context = _ssl_context(args.ca_bundle)
     if folder is not None:  # checks the storage endpoint ($QIANFAN_BOS_ENDPOINT) now
-        Downloader(folder, allow_insecure_http=args.insecure_http)
+        Downloader(folder, allow_insecure_http=args.insecure_http, bos_endpoint=args.bos_endpoint)
 
     async def job(interrupt: Interrupt) -> int:
         async with _session(context) as session:
@@ -146,6 +146,7 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
                         max_concurrency=args.download_concurrency,
                         extract=args.extract,
                         allow_insecure_http=args.insecure_http,
+                        bos_endpoint=args.bos_endpoint,
                         on_progress=on_progress,
                     )
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from .._text import counted
 from ..auth import Credentials
 from .app import Simulator
 from .config import ApiChoice, FaultRates, SimulatorConfig
@@ -72,6 +73,8 @@ async def run_simulator(
             f"fault rate {rates.total:g}\n"
             f"{evaluation_text}"
             f"  point clients at it: export QIANFAN_CONSOLE_API_BASE_URL={base_url}\n"
+            f"  and its storage files: export QIANFAN_BOS_ENDPOINT={base_url}"
+            " (or wait --bos-endpoint)\n"
             f"  statistics: {base_url}/_sim/stats   (Ctrl-C stops)",
             file=out,
             flush=True,
@@ -84,7 +87,7 @@ async def run_simulator(
             counts = simulator.stats.requests_by_outcome
             summary = ", ".join(f"{name} {count}" for name, count in counts.items() if count)
             print(
-                f"simulator stopped after {simulator.stats.total_requests} requests"
+                f"simulator stopped after {counted(simulator.stats.total_requests, 'request')}"
                 f"{': ' + summary if summary else ''}",
                 file=out,
                 flush=True,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from .._text import counted
 from ..errors import AuthError, DownloadError, QianfanError, ServiceUnavailableError
 from ..models import ExportId, ExportState, ExportStatus
 
@@ -229,8 +230,8 @@ class WaitReport(Mapping[ExportId, ExportOutcome]):
         """Raise ``WaitReportError`` unless every export reached ``Done``."""
         if not self.ok:
             raise WaitReportError(
-                f"{len(self) - len(self.done)} of {len(self)} exports did not finish Done: "
-                f"{len(self.failed)} failed, {len(self.errors)} errors, "
+                f"{len(self) - len(self.done)} of {counted(len(self), 'export')} did not "
+                f"finish Done: {len(self.failed)} failed, {counted(len(self.errors), 'error')}, "
                 f"{len(self.timed_out)} timed out",
                 self,
             )
