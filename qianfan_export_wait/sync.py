@@ -27,12 +27,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from .auth import Credentials
 from .client import ExportStatusClient
@@ -41,7 +42,10 @@ from .waiting.outcomes import ExportOutcome, OutcomeKind, UpdateHook, WaitReport
 from .waiting.policy import POLICY_TIMEOUT, PollPolicy, UsePolicyTimeout
 from .waiting.waiter import ExportWaiter
 
-__all__ = ["run", "status", "wait", "wait_all"]
+if TYPE_CHECKING:
+    from .job import ExportJobResult
+
+__all__ = ["run", "run_export_job", "status", "wait", "wait_all"]
 
 _T = TypeVar("_T")
 
@@ -208,6 +212,36 @@ def status(
     async def main() -> ExportStatus:
         async with _client(credentials, client_options) as client:
             return await client.get_status(export_id)
+
+    return run(main)
+
+
+def run_export_job(
+    eval_ids: Iterable[ExportId],
+    *,
+    credentials: Credentials | None = None,
+    download_to: str | os.PathLike[str] | None = None,
+    job_options: dict[str, Any] | None = None,
+    **client_options: Any,
+) -> list[ExportJobResult]:
+    """The whole job for each evaluation, from synchronous code: wait for it, create its
+    export, wait for that, and with ``download_to`` fetch its file there (verified).
+    ``job_options`` go to ``qianfan_export_wait.job.run_export_job`` (``api``,
+    ``content``, ``storage``, ``journal``, ...); ``client_options`` to the client."""
+    from .downloads.fetch import Downloader
+    from .job import run_export_job as run_job
+
+    ids = list(eval_ids)
+
+    async def main() -> list[ExportJobResult]:
+        async with _client(credentials, client_options) as client:
+            if download_to is None:
+                return await run_job(client, ids, **(job_options or {}))
+            downloader = Downloader(
+                download_to, credentials=client.credentials, refresh=client.get_status
+            )
+            async with downloader:
+                return await run_job(client, ids, downloader=downloader, **(job_options or {}))
 
     return run(main)
 

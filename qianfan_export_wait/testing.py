@@ -35,6 +35,7 @@ from .endpoints import BASE_URL_ENV, host_header, status_request_headers
 from .protocol import SIGNED_HEADERS
 from .simulator import FaultRates, SimExport, Simulator, SimulatorConfig, SimulatorStats
 from .simulator.config import ApiChoice
+from .simulator.evaluations import SimEvaluation
 from .simulator.exports import ExportType
 from .waiting import PollPolicy
 
@@ -149,6 +150,14 @@ class SimulatedQianfan:
     ) -> list[SimExport]:
         """Add ``n`` exports (see ``Simulator.add_exports``)."""
         return self._call(self.simulator.add_exports, n, max_seconds, fail_ratio)
+
+    def add_evaluation(self, finish_after: float | None = 3.0, **options: Any) -> SimEvaluation:
+        """Add one evaluation (see ``Simulator.add_evaluation``)."""
+        return self._call(self.simulator.add_evaluation, finish_after, **options)
+
+    def creates_by_evaluation(self) -> dict[int, int]:
+        """How many exports were created for each evaluation id."""
+        return self._call(self.simulator.creates_by_evaluation)
 
     def complete(self, export_id: int | str) -> SimExport:
         """Make an export Done now."""

@@ -15,6 +15,8 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hardening_support import ACCESS_KEY, SECRET_KEY, cli_env
@@ -207,3 +209,29 @@ def test_an_error_in_a_plain_script_chains_to_no_loop_lookup(fake: SimulatedQian
     with pytest.raises(ExportFailedError) as raised:
         sync.wait(3, policy=FAST, credentials=CREDENTIALS, base_url=fake.base_url)
     assert not isinstance(raised.value.__context__, RuntimeError)
+
+
+def test_the_whole_job_from_a_notebook_cell(tmp_path: Path) -> None:
+    # Wait for the evaluation, create its export, wait, download: one call, inside a loop.
+    with simulated_qianfan_in_thread(credentials=CREDENTIALS) as running:
+        evaluation = running.add_evaluation(finish_after=0.0)
+        env = {"QIANFAN_BOS_ENDPOINT": running.base_url}
+
+        async def cell() -> list[Any]:
+            asyncio.get_running_loop()
+            return sync.run_export_job(
+                [evaluation.evaluation_id],
+                credentials=CREDENTIALS,
+                base_url=running.base_url,
+                download_to=tmp_path,
+                job_options={"policy": FAST, "journal": tmp_path / "creates.jsonl"},
+            )
+
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            [result] = asyncio.run(cell())
+        creates = running.creates_by_evaluation()
+    assert (result.outcome, result.stage) == ("done", "export"), result
+    assert creates == {evaluation.evaluation_id: 1}
+    assert result.file is not None and Path(result.file["path"]).is_file()
