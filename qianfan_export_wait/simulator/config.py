@@ -146,7 +146,7 @@ class SimulatorConfig:
     clock_skew: float = 0.0
     qps_window: QpsWindowKind = "sliding"
     max_future_seconds: float = 300.0
-    file_sizes: tuple[int, int] = (4 * 1024, 40 * 1024 * 1024)
+    file_sizes: tuple[int, int] = (4 * 1024, 1024 * 1024)
     download_faults: DownloadFaultRates = field(default_factory=DownloadFaultRates)
     slow_body_delay: float = 1.0
     link_ttl: int = 1800
