@@ -62,6 +62,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -92,6 +93,9 @@ from qianfan_export_wait import (
     PollPolicy,
 )
 from qianfan_export_wait.waiting.health import OUTAGE_AFTER_FAILURES
+
+# The waiter fetching files itself (downloader=) is deprecated; these test it still.
+pytestmark = pytest.mark.filterwarnings("ignore:ExportWaiter\\(downloader=:DeprecationWarning")
 
 # -- the world's constants ------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from tenacity import wait_fixed
 from waiter_support import Answer, make_waiter
 
@@ -108,6 +109,7 @@ class _HeldDownloads:
         return None
 
 
+@pytest.mark.filterwarnings("ignore:ExportWaiter\\(downloader=:DeprecationWarning")
 async def test_a_download_cancelled_before_it_first_ran_leaves_no_trace() -> None:
     files = _HeldDownloads()
     waiter, _, _ = make_waiter({1: ["Done"]}, policy=SLOW, downloader=files)
@@ -277,3 +279,8 @@ async def test_a_closed_waiter_owns_no_task_and_starts_none() -> None:
     assert handle.done()
     waiter._driver.kick()  # nothing starts once closed
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+def test_a_waiter_that_fetches_files_itself_is_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match=r"download_each"):
+        make_waiter({1: ["Done"]}, policy=SLOW, downloader=_HeldDownloads())

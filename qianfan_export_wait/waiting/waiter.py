@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -96,7 +97,8 @@ class ExportWaiter:
     With a ``downloader`` (a ``Downloader``, used as ``async with`` by its owner), each
     export's file is fetched as it reaches ``Done``, at most the downloader's
     ``max_concurrency`` at once and outside the status API's rate limit, and its outcome
-    (still ``done``) carries ``file`` or ``download_error``.
+    (still ``done``) carries ``file`` or ``download_error``. Deprecated (it warns):
+    ``qianfan_export_wait.downloads.download_each`` fetches files beside the waiter.
 
     ``api`` (``"v1"`` or ``"v2"``) polls that generation's export-status call through the
     client's ``status_fetch(api)``; by default, the client's own (``client.api``).
@@ -127,6 +129,15 @@ class ExportWaiter:
         check_number("qps", qps, unit="requests per second", allow_none=True)
         if policy is not None and not isinstance(policy, PollPolicy):
             raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
+        if downloader is not None:
+            warnings.warn(
+                "ExportWaiter(downloader=...) is deprecated and goes in a later release: "
+                "fetch files beside the waiter with "
+                "qianfan_export_wait.downloads.download_each(waiter.as_completed(ids), "
+                "downloader), giving the Downloader refresh=waiter.refresh",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         seam = ClientSeam(client, api=api)
         self.client = client
         self.policy = policy or PollPolicy()
