@@ -1,7 +1,7 @@
 """Mutation proofs for ``test_waiter_model.py``: each mutation breaks the rule behind one
 promise; the model must fail on every one.
 
-    python tests/mutate_model.py [INDEX ...]
+    python tests/support/mutate_model.py [INDEX ...]
 
 Each mutant is a copy of the tracked files with one edit, tested with this interpreter
 (the mutant's package shadows the installed one: pytest runs in its directory).
@@ -76,7 +76,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
 
 
 def main(argv: list[str]) -> int:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     files = subprocess.run(
         ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
                 return 2
             source.write_text(text.replace(old, new))
             run = subprocess.run(
-                [*PYTEST, "tests/test_waiter_model.py"],
+                [*PYTEST, "tests/properties/test_waiter_model.py"],
                 cwd=tmp,
                 capture_output=True,
                 text=True,

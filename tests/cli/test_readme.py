@@ -20,7 +20,7 @@ from redis_support import RedisServer, require_redis_server
 
 from qianfan_export_wait.redis_limit import REDIS_URL_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README_TEXT = (ROOT / "README.md").read_text("utf-8")
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 """The README first, then the docs pages: their examples run, in that order."""

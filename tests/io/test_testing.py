@@ -27,7 +27,7 @@ from qianfan_export_wait.testing import (
 
 pytest_plugins = ["pytester"]
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 VARIABLES = (
     "QIANFAN_ACCESS_KEY",
     "QIANFAN_SECRET_KEY",

@@ -3,7 +3,7 @@ cost of one request; after ``PollPolicy.auth_cooldown`` one request tries again,
 fixed key or a passing refusal needs no new waiter.
 
 On the virtual clock against an in-memory client (``waiter_support``), and against the
-scripted server (tests/scripted_server.py) with the real client for ``RequestExpired``
+scripted server (tests/support/scripted_server.py) with the real client for ``RequestExpired``
 without a ``Date``.
 """
 

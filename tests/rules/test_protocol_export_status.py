@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 import pytest
+from protocol_support import NOW, body, v1_answer, v2_answer, v2_error
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import (
@@ -21,7 +22,6 @@ from qianfan_export_wait.models import ExportState, ExportStatus, Phase, parse_e
 from qianfan_export_wait.protocol import V1ExportStatus, V2ExportStatus
 from qianfan_export_wait.protocol.v2_export_status import split_storage_path
 from qianfan_export_wait.waiting.outcomes import OutcomeKind, kind_for_state
-from tests.protocol_support import NOW, body, v1_answer, v2_answer, v2_error
 
 V1 = V1ExportStatus()
 V2 = V2ExportStatus()

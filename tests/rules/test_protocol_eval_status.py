@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from protocol_support import NOW, body, v1_answer, v2_answer, v2_error
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import (
@@ -18,7 +19,6 @@ from qianfan_export_wait.errors import (
 )
 from qianfan_export_wait.models import Phase
 from qianfan_export_wait.protocol import EvalStatus, V1EvalStatus, V2EvalStatus
-from tests.protocol_support import NOW, body, v1_answer, v2_answer, v2_error
 
 V1 = V1EvalStatus()
 V2 = V2EvalStatus()

@@ -1,4 +1,4 @@
-"""``RedisRateLimiter`` against a real ``redis-server`` (tests/redis_support.py): the script
+"""``RedisRateLimiter`` against a real ``redis-server`` (tests/support/redis_support.py): the script
 matches its Python model, replicas share one limit, and Redis's faults cost no crash, no
 burst and no leaked credential."""
 

@@ -1,4 +1,4 @@
-"""``ExportStatusClient`` against the scripted server (tests/scripted_server.py): what it
+"""``ExportStatusClient`` against the scripted server (tests/support/scripted_server.py): what it
 sends, how each error arrives, retries, the server's clock, validation and its session.
 The same through aioresponses is in test_client_mocked.py; secrets in
 test_hardening_secrets.py."""

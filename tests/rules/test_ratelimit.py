@@ -10,6 +10,7 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rate_support import max_in_any_second
 
 from qianfan_export_wait.ratelimit import (
     AdaptiveRateLimiter,
@@ -17,17 +18,6 @@ from qianfan_export_wait.ratelimit import (
     FixedRateLimiter,
     RateLimiter,
 )
-
-
-def max_in_any_second(times: list[float]) -> int:
-    window: collections.deque[float] = collections.deque()
-    most = 0
-    for when in sorted(times):
-        window.append(when)
-        while window[0] <= when - 1.0:
-            window.popleft()
-        most = max(most, len(window))
-    return most
 
 
 @given(

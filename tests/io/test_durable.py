@@ -357,7 +357,7 @@ def test_importing_the_durable_package_and_the_command_line_does_not_import_redi
 
 
 def test_only_the_fleet_limiter_and_the_durable_package_import_redis() -> None:
-    package = Path(__file__).resolve().parents[1] / "qianfan_export_wait"
+    package = Path(__file__).resolve().parents[2] / "qianfan_export_wait"
     importers = set()
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):

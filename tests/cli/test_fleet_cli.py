@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest_asyncio
 from hardening_support import ACCESS_KEY, CLI, SECRET_KEY, cli_env, run_cli, unused_port
+from rate_support import max_in_any_second
 from redis_support import RedisServer, require_redis_server
-from test_ratelimit import max_in_any_second
 
 from qianfan_export_wait import Credentials
 from qianfan_export_wait._fleet import fleet_key

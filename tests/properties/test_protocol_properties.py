@@ -9,10 +9,10 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from protocol_support import NOW
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import CreateUncertainError, QianfanError, TransientError
-from tests.protocol_support import NOW
 
 OPERATIONS = [
     protocol.export_status("v1"),

@@ -24,8 +24,8 @@ from qianfan_export_wait.auth import (
 )
 from qianfan_export_wait.errors import ConfigurationError, MissingCredentialsError
 
-SHARED_VECTORS = Path(__file__).parents[1] / ".." / "shared" / "vectors" / "bce_auth_v1.json"
-GENERATED_VECTORS = Path(__file__).parent / "vectors" / "bce_auth_v1_generated.json"
+SHARED_VECTORS = Path(__file__).parents[2] / ".." / "shared" / "vectors" / "bce_auth_v1.json"
+GENERATED_VECTORS = Path(__file__).parents[1] / "vectors" / "bce_auth_v1_generated.json"
 EXPORT_PATH = "/wenxinworkshop/modelrepo/eval/result/export/info"
 SIGNED = ("content-type", "host", "x-bce-date")
 

@@ -1,5 +1,5 @@
-"""The world of tests/test_waiter_model.py: an event loop whose time is virtual, a clock on it,
-and a scripted fake API and downloader that log every request.
+"""The world of tests/properties/test_waiter_model.py: an event loop whose time is virtual,
+a clock on it, and a scripted fake API and downloader that log every request.
 
 ``VirtualLoop`` is a discrete-event loop: its ``time()`` is a number the test moves, so every
 timer (``asyncio.sleep``, ``call_later``) fires at its exact virtual time. The test lets the

@@ -1,7 +1,7 @@
 """A model of callers that checks every promise of ``ExportWaiter`` after every step.
 
 A hypothesis ``RuleBasedStateMachine`` drives one waiter on a virtual event loop
-(tests/model_support.py: timers fire at exact virtual times; the test runs the loop until
+(tests/support/model_support.py: timers fire at exact virtual times; the test runs the loop until
 every task is blocked, jumps to the next timer, or stops after a chosen number of loop
 iterations to act in between) against a fake API that logs every request. Callers arrive
 at any step (``wait``, ``submit``, ``wait_all``, ``as_completed``, each with a ``timeout``)
@@ -40,7 +40,7 @@ P5  every entry point takes a deadline (``wait_all(ids, timeout=)`` and
     ``as_completed(ids, timeout=)`` as ``wait`` and ``submit``), and keeps it: every
     caller has every outcome by its deadline plus the longest answer hold and download.
 
-Mutation proofs (``python tests/mutate_model.py``; each breaks one rule, the model must
+Mutation proofs (``python tests/support/mutate_model.py``; each breaks one rule, the model must
 fail): a timeout outcome never handed (P5/P1), last looks never planned, ``status_age``
 always 0, the next caller's deadline owed only when the nearest caller goes (P2), a joiner
 inheriting the backoff (P3), a cancelled worker's poll never freed (the wedge, P4), a task

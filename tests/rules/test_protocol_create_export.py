@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from protocol_support import NOW, body, v1_answer, v2_answer, v2_error
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import (
@@ -25,7 +26,6 @@ from qianfan_export_wait.protocol import (
     V2CreateExport,
     V2CreateExportArgs,
 )
-from tests.protocol_support import NOW, body, v1_answer, v2_answer, v2_error
 
 V1 = V1CreateExport()
 V2 = V2CreateExport()

@@ -27,8 +27,8 @@ from qianfan_export_wait.simulator.limits import FaultPicker, QpsWindow
 from qianfan_export_wait.testing import generate_credentials
 
 VECTOR_FILES = [
-    Path(__file__).parents[1] / ".." / "shared" / "vectors" / "bce_auth_v1.json",
-    Path(__file__).parent / "vectors" / "bce_auth_v1_generated.json",
+    Path(__file__).parents[2] / ".." / "shared" / "vectors" / "bce_auth_v1.json",
+    Path(__file__).parents[1] / "vectors" / "bce_auth_v1_generated.json",
 ]
 
 

@@ -17,7 +17,7 @@ from qianfan_export_wait.bos import BosObject, get_object_headers, object_url
 from qianfan_export_wait.errors import ConfigurationError, DownloadSourceError
 from qianfan_export_wait.simulator.verify import verify_authorization
 
-VECTORS_FILE = Path(__file__).parent / "vectors" / "bos_get_object_generated.json"
+VECTORS_FILE = Path(__file__).parents[1] / "vectors" / "bos_get_object_generated.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text("utf-8"))["vectors"]
 
 

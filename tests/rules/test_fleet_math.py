@@ -9,7 +9,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ratelimit import max_in_any_second
+from rate_support import max_in_any_second
 
 from qianfan_export_wait._fleet import (
     FleetModel,

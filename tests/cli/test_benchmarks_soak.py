@@ -13,7 +13,7 @@ import pytest
 from benchmarks import __main__ as runner
 from benchmarks.suite_soak import TRACKED, _flatness, slope_per_hour
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE = [sys.executable, "-m", "benchmarks", "--quick", "--only", "soak", "--no-plots"]
 
 

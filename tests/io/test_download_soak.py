@@ -20,7 +20,7 @@ from qianfan_export_wait.testing import generate_credentials, serve_in_thread, s
 
 MIB = 1024 * 1024
 COUNT = 200
-CHILD = Path(__file__).with_name("download_child.py")
+CHILD = Path(__file__).parents[1] / "support" / "download_child.py"
 
 
 def _sha256_file(path: Path) -> str:

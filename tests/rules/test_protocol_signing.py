@@ -12,7 +12,7 @@ from qianfan_export_wait import protocol
 from qianfan_export_wait.auth import Credentials, parse_authorization, sign
 from qianfan_export_wait.protocol import Request, signed_headers
 
-VECTORS = Path(__file__).parent / "vectors" / "bce_auth_v1_generated.json"
+VECTORS = Path(__file__).parents[1] / "vectors" / "bce_auth_v1_generated.json"
 ACTIONS = {
     "DescribeEvalResultExportTask": protocol.export_status("v2").build("amemt-1"),
     "DescribeEvalTask": protocol.eval_status("v2").build("ame-1"),
