@@ -9,11 +9,11 @@ import asyncio
 import aiohttp
 import pytest
 
-from qianfan_export_wait import ExportWaiter, PollPolicy
+from qianfan_export_wait import ExportWaiter
 from qianfan_export_wait.simulator import FaultRates
-from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
+from qianfan_export_wait.testing import SimulatedQianfan, fast_policy, simulated_qianfan
 
-POLICY = PollPolicy(min_delay=0.05, max_delay=0.2, timeout=30)
+POLICY = fast_policy(min_delay=0.05, max_delay=0.2)  # hundreds in flight
 
 
 async def held_exports(fake: SimulatedQianfan, count: int) -> None:

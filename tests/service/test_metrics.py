@@ -15,11 +15,11 @@ from hardening_support import ACCESS_KEY, CLI, SECRET_KEY, cli_env
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from qianfan_export_wait import Credentials, ExportWaiter, PollPolicy
+from qianfan_export_wait import Credentials, ExportWaiter
 from qianfan_export_wait.metrics import PrometheusObserver, serve_metrics
-from qianfan_export_wait.testing import simulated_qianfan
+from qianfan_export_wait.testing import fast_policy, simulated_qianfan
 
-FAST = PollPolicy(min_delay=0.05, max_delay=0.3, timeout=30)
+FAST = fast_policy()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

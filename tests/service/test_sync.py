@@ -26,13 +26,12 @@ from qianfan_export_wait import (
     ExportFailedError,
     ExportTimeoutError,
     OutcomeKind,
-    PollPolicy,
     sync,
 )
-from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan_in_thread
+from qianfan_export_wait.testing import SimulatedQianfan, fast_policy, simulated_qianfan_in_thread
 
 CREDENTIALS = Credentials(ACCESS_KEY, SECRET_KEY)
-FAST = PollPolicy(min_delay=0.05, max_delay=0.2, timeout=30)
+FAST = fast_policy()
 
 
 @pytest.fixture

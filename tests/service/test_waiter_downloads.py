@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from tenacity import wait_none
 
-from qianfan_export_wait import ExportWaiter, OutcomeKind, PollPolicy
+from qianfan_export_wait import ExportWaiter, OutcomeKind
 from qianfan_export_wait.download import Downloader
 from qianfan_export_wait.errors import ChecksumError
 from qianfan_export_wait.simulator import DownloadFaultRates
-from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
+from qianfan_export_wait.testing import SimulatedQianfan, fast_policy, simulated_qianfan
 
 # The waiter fetching files itself (downloader=) is deprecated; these test it still.
 pytestmark = pytest.mark.filterwarnings("ignore:ExportWaiter\\(downloader=:DeprecationWarning")
 
-FAST = PollPolicy(min_delay=0.05, max_delay=0.2, timeout=30)
+FAST = fast_policy()
 SIZE = 200_000
 
 

@@ -25,9 +25,9 @@ from qianfan_export_wait import (
     UnexpectedError,
 )
 from qianfan_export_wait.simulator import FaultRates, Simulator, SimulatorConfig
-from qianfan_export_wait.testing import generate_credentials, simulated_qianfan
+from qianfan_export_wait.testing import fast_policy, generate_credentials, simulated_qianfan
 
-FAST = PollPolicy(min_delay=0.05, max_delay=0.5, timeout=60)
+FAST = fast_policy(min_delay=0.05, max_delay=0.5, timeout=60)  # hundreds of callers
 
 
 def true_kind(state: str) -> OutcomeKind:
