@@ -30,7 +30,8 @@ def credentials() -> Credentials:
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server on a free port of 127.0.0.1, persistence off (tests/redis_support.py)."""
+    """A real redis-server on a free port of 127.0.0.1, persistence off
+    (tests/support/redis_support.py)."""
     server = RedisServer(require_redis_server())
     server.start()
     try:
@@ -39,7 +40,7 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-# The scripted server (tests/scripted_server.py), for the client's tests and its secrets'.
+# The scripted server (tests/support/scripted_server.py), for the client's tests and its secrets'.
 @pytest_asyncio.fixture
 async def server(credentials: Credentials) -> AsyncIterator[ScriptedServer]:
     scripted = ScriptedServer(credentials)

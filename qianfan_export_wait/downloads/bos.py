@@ -3,7 +3,7 @@ it (``BosClient.get_object`` -> ``_send_request`` -> ``bce_http_client.send_requ
 version 0.9.79). Pure: the caller passes the time and sends the request.
 
 What the SDK does, and this module reproduces (``tests/vectors/make_bos_vectors.py``
-captures the SDK's requests and ``tests/test_bos.py`` compares them byte for byte):
+captures the SDK's requests and ``tests/rules/test_bos.py`` compares them byte for byte):
 
 * The host: an endpoint of the form ``<region>.bcebos.com`` gets the bucket in front
   (virtual-hosted, ``modelrepo-test.bj.bcebos.com``) and the path is ``/<key>``; an

@@ -3,7 +3,7 @@ driver, and ``ExportWaiter``, the face of them all.
 
 The promises, for any interleaving of callers (arriving, waiting, leaving, cancelled,
 timing out) and answers (any state, throttles, errors, outages, slow answers); each is
-checked after every step of ``tests/test_waiter_model.py``:
+checked after every step of ``tests/properties/test_waiter_model.py``:
 
 1. Every caller gets exactly one outcome per export it asked for, unless it left first.
 2. ``timeout`` means no terminal answer arrived before that caller's deadline and a last
