@@ -53,7 +53,8 @@
 
 How an answer is classified into these (the code tables, ``classify_response``,
 ``error_class_for``, ``parse_retry_after``, ``tls_error``) lives in
-``qianfan_export_wait.protocol.classify``; those names are still found here.
+``qianfan_export_wait.protocol.classify``; those names are still found here, with a
+``DeprecationWarning``.
 """
 
 from __future__ import annotations
@@ -467,12 +468,19 @@ _MOVED_TO_CLASSIFY = frozenset(
 
 
 def __getattr__(name: str) -> Any:
-    """The names that moved to ``protocol.classify``, still found here (PEP 562): imported
-    when first asked for, so that importing the hierarchy imports no protocol module."""
+    """The names that moved to ``protocol.classify``, still found here (PEP 562) with a
+    ``DeprecationWarning``: imported when first asked for, so that importing the hierarchy
+    imports no protocol module."""
     if name in _MOVED_TO_CLASSIFY:
+        import warnings
+
         from .protocol import classify
 
-        value = getattr(classify, name)
-        globals()[name] = value
-        return value
+        warnings.warn(
+            f"qianfan_export_wait.errors.{name} moved to "
+            f"qianfan_export_wait.protocol.classify.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(classify, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,9 +30,9 @@ from qianfan_export_wait.errors import (
     ServiceUnavailableError,
     ThrottledError,
     TransientError,
-    classify_response,
 )
 from qianfan_export_wait.models import ExportStatus
+from qianfan_export_wait.protocol.classify import classify_response
 from qianfan_export_wait.simulator import Simulator, SimulatorConfig
 from qianfan_export_wait.simulator.limits import QpsWindow
 from qianfan_export_wait.testing import generate_credentials
