@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     )
     from .models import ExportId, ExportState, ExportStatus
     from .observe import Observer, PollEvent, RequestKind
+    from .oneshot import wait_for_exports
     from .ratelimit import (
         AdaptiveRateLimiter,
         AsyncRateLimiter,
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
         WaiterStats,
         WaitReport,
         WaitReportError,
-        wait_for_exports,
     )
 
 __all__ = [
@@ -194,7 +194,7 @@ _HOMES: dict[str, str] = {
     "WaiterStats": "waiting",
     "WaitReport": "waiting",
     "WaitReportError": "waiting",
-    "wait_for_exports": "waiting",
+    "wait_for_exports": "oneshot",
 }
 
 

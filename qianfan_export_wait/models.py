@@ -1,4 +1,5 @@
-"""Export states, the status record, the id rule and response parsing. Pure code."""
+"""Export states, the status record, the id rule, response parsing and the record of a
+verified file. Pure code."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .errors import ResponseFormatError
 __all__ = [
     "MAX_EXPORT_ID_LENGTH",
     "MAX_INT_EXPORT_ID",
+    "DownloadRecord",
     "ExportId",
     "ExportState",
     "ExportStatus",
@@ -277,3 +279,24 @@ def parse_export_status(body: object) -> ExportStatus:
         log_id=log_id,
         raw=result,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadRecord:
+    """A file on disk, verified: ``path``, ``bytes``, ``sha256`` (hex); ``fetched`` is
+    ``False`` when it was already complete; ``extracted_to`` the folder a zip went to."""
+
+    export_id: ExportId
+    path: str
+    bytes: int
+    sha256: str
+    fetched: bool = True
+    extracted_to: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"path", "bytes", "sha256"}`` (plus ``extracted_to`` when unpacked): the
+        ``"file"`` object of a JSON line."""
+        record: dict[str, Any] = {"path": self.path, "bytes": self.bytes, "sha256": self.sha256}
+        if self.extracted_to is not None:
+            record["extracted_to"] = self.extracted_to
+        return record

@@ -1,5 +1,6 @@
 """The waiter's names where the first release kept them; they live in ``waiting/`` now."""
 
+from .oneshot import wait_for_exports
 from .ratelimit import AdaptiveRateLimiter, FixedRateLimiter, RateLimiter
 from .waiting import (
     DEFAULT_MAX_DELAY,
@@ -20,7 +21,6 @@ from .waiting import (
     WaiterStats,
     WaitReport,
     WaitReportError,
-    wait_for_exports,
 )
 
 __all__ = [

@@ -19,6 +19,8 @@ checked after every step of ``tests/properties/test_waiter_model.py``:
    deadline.
 """
 
+from typing import Any
+
 from .clients import StatusClient
 from .clock import Clock, MonotonicClock, VirtualClock
 from .handles import ExportHandle, OutcomeStream
@@ -43,7 +45,6 @@ from .policy import (
     PollPolicy,
     UsePolicyTimeout,
 )
-from .run import wait_for_exports
 from .waiter import ExportWaiter
 
 __all__ = [
@@ -73,3 +74,21 @@ __all__ = [
     "kind_for_state",
     "wait_for_exports",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``wait_for_exports`` moved above ``waiting/`` (it makes a client): still found here,
+    with a ``DeprecationWarning``."""
+    if name == "wait_for_exports":
+        import warnings
+
+        from ..oneshot import wait_for_exports
+
+        warnings.warn(
+            "qianfan_export_wait.waiting.wait_for_exports moved: import it from "
+            "qianfan_export_wait",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return wait_for_exports
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

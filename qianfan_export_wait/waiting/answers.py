@@ -31,7 +31,7 @@ from .policy import PROBE_MAX_DELAY
 from .statuses import COMPACT_ABOVE
 
 if TYPE_CHECKING:
-    from ..download import DownloadRecord
+    from ..models import DownloadRecord
     from .core import Scheduler
 
 __all__ = ["Action", "Downloaded", "Reply", "answer"]

@@ -37,7 +37,7 @@ from .policy import PollPolicy, RetryAfterBound, Schedule
 from .statuses import StatusStore
 
 if TYPE_CHECKING:
-    from ..download import DownloadRecord
+    from ..models import DownloadRecord
 
 
 __all__ = [

@@ -7,18 +7,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import DownloadError
-from ..models import ExportId, ExportStatus
+from ..models import DownloadRecord, ExportId, ExportStatus
 from .answers import CANCELLED, Downloaded
 from .clock import Clock
 from .core import Entry, Scheduler
 
-if TYPE_CHECKING:
-    from ..download import Downloader
+__all__ = ["DownloadTasks", "FileFetcher"]
 
-__all__ = ["DownloadTasks"]
+
+class FileFetcher(Protocol):
+    """What ``ExportWaiter(downloader=...)`` calls: ``downloads.Downloader`` is one."""
+
+    async def download(
+        self,
+        status: ExportStatus,
+        *,
+        refresh: Callable[[ExportId], Awaitable[ExportStatus]] | None = ...,
+    ) -> DownloadRecord:
+        """Fetch and verify ``status``'s file; raise only ``DownloadError``."""
+        ...
+
 
 logger = logging.getLogger("qianfan_export_wait")
 
@@ -34,7 +45,7 @@ class DownloadTasks:
     def __init__(
         self,
         core: Scheduler,
-        downloader: Downloader,
+        downloader: FileFetcher,
         *,
         clock: Clock,
         refresh: Callable[[ExportId], Awaitable[ExportStatus]],

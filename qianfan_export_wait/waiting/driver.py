@@ -10,7 +10,6 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import Context
 from math import inf
-from typing import TYPE_CHECKING
 
 from ..errors import ThrottledError, TlsError, UnexpectedError
 from ..models import ExportId, ExportStatus
@@ -18,13 +17,10 @@ from ..ratelimit import AsyncRateLimiter, RateLimiter
 from .answers import CANCELLED
 from .clock import Clock, MonotonicClock
 from .core import NOTHING, Action, Entry, Scheduler
-from .downloading import DownloadTasks
+from .downloading import DownloadTasks, FileFetcher
 from .limiting import DriverLimiter
 from .polls import RateMeter, Worker
 from .tasks import TaskOwner
-
-if TYPE_CHECKING:
-    from ..download import Downloader
 
 __all__ = ["Driver"]
 
@@ -52,7 +48,7 @@ class Driver:
         clock: Clock,
         max_in_flight: int,
         describe_client: Callable[[], str],
-        downloader: Downloader | None = None,
+        downloader: FileFetcher | None = None,
     ) -> None:
         self.core = core
         self.max_in_flight = max_in_flight

@@ -12,7 +12,7 @@ from ..models import ExportId, ExportState, ExportStatus
 from .outcomes import ExportOutcome, OutcomeKind
 
 if TYPE_CHECKING:
-    from ..download import DownloadRecord
+    from ..models import DownloadRecord
     from .health import Trouble
 
 __all__ = ["Caller", "Entry", "Pending", "PendingRun", "entry_callers", "status_age"]

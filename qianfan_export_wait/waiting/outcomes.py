@@ -14,7 +14,7 @@ from ..errors import AuthError, DownloadError, QianfanError, ServiceUnavailableE
 from ..models import ExportId, ExportState, ExportStatus
 
 if TYPE_CHECKING:
-    from ..download import DownloadRecord
+    from ..models import DownloadRecord
 
 __all__ = [
     "TERMINAL_KINDS",

@@ -1,49 +1,24 @@
-"""``wait_for_exports``: the one-call form, for scripts."""
+"""Moved: ``wait_for_exports`` lives in ``qianfan_export_wait.oneshot`` (import it from
+``qianfan_export_wait``); this name still finds it, with a ``DeprecationWarning``."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..models import ExportId
-from .outcomes import UpdateHook, WaitReport
-from .policy import (
-    DEFAULT_MAX_DELAY,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MIN_DELAY,
-    DEFAULT_TIMEOUT,
-    PollPolicy,
-)
-from .waiter import ExportWaiter
-
-if TYPE_CHECKING:
-    from ..client import ExportStatusClient
-
-__all__ = ["wait_for_exports"]
+__all__ = ["wait_for_exports"]  # noqa: F822 (found through __getattr__)
 
 
-async def wait_for_exports(
-    ids: Iterable[ExportId],
-    *,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    client: ExportStatusClient | None = None,
-    min_delay: float = DEFAULT_MIN_DELAY,
-    max_delay: float = DEFAULT_MAX_DELAY,
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    qps: float | None = None,
-    on_update: UpdateHook | None = None,
-    **client_options: Any,
-) -> WaitReport:
-    """Wait for exports in one call, with a client from the environment unless given one."""
-    from ..client import ExportStatusClient  # here: waiting/ does not need the client
+def __getattr__(name: str) -> Any:
+    """``wait_for_exports``, from its new home, with a ``DeprecationWarning``."""
+    if name == "wait_for_exports":
+        import warnings
 
-    policy = PollPolicy(min_delay=min_delay, max_delay=max_delay, timeout=timeout)
-    async with contextlib.AsyncExitStack() as owned:
-        if client is None:
-            client = await owned.enter_async_context(ExportStatusClient.from_env(**client_options))
-        waiter = ExportWaiter(
-            client, policy=policy, max_in_flight=max_in_flight, qps=qps, on_update=on_update
+        from ..oneshot import wait_for_exports
+
+        warnings.warn(
+            f"{__name__}.wait_for_exports moved: import it from qianfan_export_wait",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        async with waiter:
-            return await waiter.wait_all(ids)
+        return wait_for_exports
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

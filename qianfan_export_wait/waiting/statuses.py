@@ -13,7 +13,7 @@ from .outcomes import ExportOutcome, OutcomeKind
 from .packing import StatusPacker
 
 if TYPE_CHECKING:
-    from ..download import DownloadRecord
+    from ..models import DownloadRecord
 
 __all__ = ["COMPACT_ABOVE", "StatusStore"]
 

@@ -21,7 +21,6 @@ import logging
 import warnings
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .._checks import check_count, check_number
 from ..errors import (
@@ -44,6 +43,7 @@ from ..ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter
 from .clients import ClientSeam, SingleRequestClient, StatusClient
 from .clock import Clock, MonotonicClock
 from .core import Scheduler
+from .downloading import FileFetcher
 from .driver import Driver
 from .handles import ExportHandle, OutcomeStream, _Batch
 from .membership import Membership
@@ -63,9 +63,6 @@ from .policy import (
     UsePolicyTimeout,
     batch_window,
 )
-
-if TYPE_CHECKING:  # only for downloader= (files are fetched beside the waiter: downloads/)
-    from ..downloads.fetch import Downloader
 
 __all__ = [
     "ExportHandle",
@@ -120,7 +117,7 @@ class ExportWaiter:
         on_update: UpdateHook | None = None,
         clock: Clock | None = None,
         limiter: RateLimiter | AsyncRateLimiter | None = None,
-        downloader: Downloader | None = None,
+        downloader: FileFetcher | None = None,
         api: str | None = None,
         on_poll: PollHook | None = None,
         observers: Iterable[Observer] | None = None,

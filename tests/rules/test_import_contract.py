@@ -7,7 +7,9 @@
    rooms of ``waiting/``) import neither asyncio nor aiohttp, directly or through any
    module of the package they import. Third-party libraries' own imports are not followed
    (tenacity, which the poll policy uses, loads asyncio itself).
-3. ``waiting/`` imports neither the client nor downloads.
+3. ``waiting/`` imports neither the client nor downloads, not even for typing, nor through
+   another module of the package that does; the only function-local exceptions are the
+   deprecated re-exports in ``DELIBERATE_LAZY_EDGES``.
 4. Optional dependencies (``OPTIONAL``) are never imported at module level: the library
    imports and runs without them; the code that needs one imports it where it is used.
 
@@ -21,8 +23,6 @@ import ast
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "qianfan_export_wait"
@@ -53,7 +53,11 @@ PURE = (
 
 IO_LIBRARIES = ("asyncio", "aiohttp")
 OPTIONAL = ("redis", "prometheus_client", "opentelemetry", "tqdm", "uvloop")
-WAITING_MUST_NOT_IMPORT = ("qianfan_export_wait.client", "qianfan_export_wait.downloads")
+WAITING_MUST_NOT_IMPORT = (
+    "qianfan_export_wait.client",
+    "qianfan_export_wait.download",  # the old module: it re-exports downloads/
+    "qianfan_export_wait.downloads",
+)
 
 FORMER_CLIENT_DOWNLOADS_EDGE = ("qianfan_export_wait.downloads.fetch", "qianfan_export_wait.client")
 """``Downloader.__init__`` used to import ``client.validate_base_url`` in its body while
@@ -63,14 +67,17 @@ DELIBERATE_LAZY_EDGES = frozenset(
     {
         ("qianfan_export_wait.errors", "qianfan_export_wait.protocol"),
         ("qianfan_export_wait.errors", "qianfan_export_wait.protocol.classify"),
+        ("qianfan_export_wait.waiting", "qianfan_export_wait.oneshot"),
+        ("qianfan_export_wait.waiting.run", "qianfan_export_wait.oneshot"),
     }
 )
-"""``errors.__getattr__`` (PEP 562) imports ``protocol.classify`` when a user asks
-``errors`` for a name that moved there (``classify_response``, ``parse_retry_after``...),
-while ``protocol.classify`` imports the hierarchy from ``errors`` at module level. Kept on
-purpose: ``errors`` holds the hierarchy alone and imports nothing of the package when
-imported, yet the names users import from it keep working. The edge runs only after both
-modules are fully loaded, and the package's own code imports ``protocol.classify``."""
+"""Deprecated re-exports, each in its module's PEP 562 ``__getattr__`` that warns
+``DeprecationWarning`` (checked below): ``errors`` finds the classification names that
+moved to ``protocol.classify`` (which imports the hierarchy from ``errors``), and
+``waiting`` finds ``wait_for_exports``, which moved to ``oneshot`` above the client and
+``waiting/`` because it makes a client. Each runs only when a user asks for an old name,
+after both modules are loaded; the package's own code imports the new homes. They go
+with the deprecation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,14 +315,39 @@ def test_no_function_local_import_hides_a_cycle_but_the_deliberate_ones() -> Non
     assert hidden == [], show(hidden)
 
 
-def test_the_deliberate_lazy_edges_are_function_local_and_in_errors_getattr_only() -> None:
-    found = {
-        (item.source, item.target, item.where)
-        for item in GRAPH.imports
-        if (item.source, item.target) in DELIBERATE_LAZY_EDGES
-    }
-    assert {(source, target, "function") for source, target in DELIBERATE_LAZY_EDGES} <= found
-    assert {where for _, _, where in found} == {"function", "typing"}
+def _getattr_lines(module: str) -> tuple[range, bool]:
+    """The lines of ``module``'s module-level ``__getattr__``, and whether it warns
+    ``DeprecationWarning``."""
+    parts = module.split(".")
+    path = ROOT.joinpath(*parts).with_suffix(".py")
+    if not path.exists():
+        path = ROOT.joinpath(*parts, "__init__.py")
+    for node in ast.parse(path.read_text("utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+            warns = any(
+                isinstance(n, ast.Name) and n.id == "DeprecationWarning" for n in ast.walk(node)
+            )
+            return range(node.lineno, (node.end_lineno or node.lineno) + 1), warns
+    return range(0), False
+
+
+def test_the_deliberate_lazy_edges_are_deprecated_getattr_re_exports_only() -> None:
+    found = [item for item in GRAPH.imports if (item.source, item.target) in DELIBERATE_LAZY_EDGES]
+    assert {(i.source, i.target) for i in found if i.where == "function"} == DELIBERATE_LAZY_EDGES
+    assert {i.where for i in found} <= {"function", "typing"}
+    for item in found:
+        if item.where == "function":
+            lines, warns = _getattr_lines(item.source)
+            assert item.line in lines and warns, show([item])
+    for source in {source for source, _ in DELIBERATE_LAZY_EDGES}:
+        above = [
+            item
+            for item in GRAPH.imports
+            if item.source == source
+            and item.where == "module"
+            and item.target in {target for _, target in DELIBERATE_LAZY_EDGES}
+        ]
+        assert above == [], show(above)
     package_imports = [
         item
         for item in GRAPH.imports
@@ -352,14 +384,37 @@ def test_waiting_imports_neither_the_client_nor_downloads() -> None:
     assert found == [], show(found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ExportWaiter(downloader=...) and outcome.file, to be deprecated, still name the "
-    "Downloader and DownloadRecord for typing (and wait_for_exports the client it makes); "
-    "they go with that deprecation",
-)
 def test_waiting_does_not_even_name_downloads_for_typing() -> None:
     found = upward(GRAPH, "qianfan_export_wait.waiting", WAITING_MUST_NOT_IMPORT, "typing")
+    assert found == [], show(found)
+
+
+def arrows_through(graph: Graph, inside: str, targets: Iterable[str]) -> list[Import]:
+    """Imports from modules in ``inside`` (at module level or for typing) of a module that
+    is one of ``targets`` or reaches one through the module-level imports, and every
+    function-local import there of such a module."""
+    edges = graph.edges("module")
+    names = tuple(targets)
+
+    def above(module: str) -> bool:
+        return any(module == n or module.startswith(n + ".") for n in names) or any(
+            reaches(edges, module, n) for n in names if n in graph.modules
+        )
+
+    return [
+        item
+        for item in graph.imports
+        if (item.source == inside or item.source.startswith(inside + "."))
+        and any(above(m) for m in graph.package_modules(item.source, item.target))
+    ]
+
+
+def test_waiting_reaches_neither_the_client_nor_downloads_through_another_module() -> None:
+    found = [
+        item
+        for item in arrows_through(GRAPH, "qianfan_export_wait.waiting", WAITING_MUST_NOT_IMPORT)
+        if (item.source, item.target) not in DELIBERATE_LAZY_EDGES
+    ]
     assert found == [], show(found)
 
 
@@ -387,6 +442,11 @@ PLANTED = {
     "pkg/client.py": "import redis\nfrom . import dl\n",
     "pkg/dl.py": "def make():\n    from .client import Client\n    import tqdm\n",
     "pkg/fine.py": "def f():\n    import redis\n",
+    "pkg/wait/via.py": (
+        "from ..fine import f\nfrom ..mid import g\ndef h():\n    from .. import top\n"
+    ),
+    "pkg/mid.py": "from .client import Client\ng = 1\n",
+    "pkg/top.py": "from .mid import g\n",
 }
 
 
@@ -404,5 +464,12 @@ def test_the_checker_finds_each_kind_of_violation(tmp_path: Path) -> None:
     assert [(i.source, i.target) for i in module_level] == [("pkg.wait.core", "pkg.client")]
     typing_only = upward(graph, "pkg.wait", ["pkg.client", "pkg.dl"], "typing")
     assert [(i.source, i.target) for i in typing_only] == [("pkg.wait.core", "pkg.dl")]
+    through = arrows_through(graph, "pkg.wait", ["pkg.client", "pkg.dl"])
+    assert sorted((i.source, i.target, i.where) for i in through) == [
+        ("pkg.wait.core", "pkg.client", "module"),
+        ("pkg.wait.core", "pkg.dl", "typing"),
+        ("pkg.wait.via", "pkg.mid", "module"),
+        ("pkg.wait.via", "pkg.top", "function"),
+    ]
     optional = optional_at_module_level(graph, OPTIONAL)
     assert [(i.source, i.target) for i in optional] == [("pkg.client", "redis")]

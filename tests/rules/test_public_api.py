@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import qianfan_export_wait
 
 
@@ -33,3 +35,24 @@ def test_importing_the_package_loads_no_submodule_until_a_name_is_used() -> None
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["False", "False", "True", "False", "True", "True"]
+
+
+@pytest.mark.parametrize("home", ["qianfan_export_wait.waiting", "qianfan_export_wait.waiting.run"])
+def test_wait_for_exports_is_still_found_where_it_was_with_a_warning(home: str) -> None:
+    import importlib
+
+    import qianfan_export_wait
+    from qianfan_export_wait import oneshot
+
+    module = importlib.import_module(home)
+    with pytest.warns(DeprecationWarning, match="import it from qianfan_export_wait"):
+        found = module.wait_for_exports
+    assert found is oneshot.wait_for_exports is qianfan_export_wait.wait_for_exports
+
+
+def test_the_download_record_is_one_class_wherever_it_is_found() -> None:
+    from qianfan_export_wait import DownloadRecord, download, downloads, models
+    from qianfan_export_wait.downloads import records
+
+    assert DownloadRecord is models.DownloadRecord is records.DownloadRecord
+    assert DownloadRecord is downloads.DownloadRecord is download.DownloadRecord
