@@ -35,7 +35,7 @@ from .client_transport import (
     _throttle_aware,
     _transport_error,
 )
-from .download import Downloader, DownloadRecord, ProgressHook
+from .downloads import Downloader, DownloadRecord, ProgressHook
 from .endpoints import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import ExportStatusClient
-from .download import Downloader
+from .downloads import Downloader
 from .errors import (
     ApiError,
     ConfigurationError,

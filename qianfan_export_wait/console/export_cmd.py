@@ -16,7 +16,7 @@ import aiohttp
 
 from ..auth import Credentials
 from ..client import ExportStatusClient
-from ..download import Downloader
+from ..downloads import Downloader
 from ..errors import AuthError, ConfigurationError, ServiceUnavailableError
 from ..job import ExportJobResult, create_args_for, run_export_job
 from ..waiting import PollPolicy

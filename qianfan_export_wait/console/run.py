@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..client import ExportStatusClient
-from ..download import Downloader, DownloadProgress, ProgressHook
+from ..downloads import Downloader, DownloadProgress, ProgressHook
 from ..errors import ApiError, AuthError, QianfanError, TlsError
 from ..models import ExportId, ExportStatus
 from ..waiting.outcomes import ExportOutcome, OutcomeKind, kind_for_state

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._checks import check_count, check_number
-from ..console.records import json_line, outcome_record, record_for
 from ..errors import AuthError, ConfigurationError
+from ..jsonl import json_line, outcome_record, record_for
 from ..models import ExportId
 from ..waiting.outcomes import ExportOutcome
 from ..waiting.waiter import ExportWaiter

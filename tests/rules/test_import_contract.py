@@ -418,6 +418,22 @@ def test_waiting_reaches_neither_the_client_nor_downloads_through_another_module
     assert found == [], show(found)
 
 
+COMMAND_LINE = ("qianfan_export_wait.cli", "qianfan_export_wait.console")
+ABOVE_THE_COMMAND_LINE = ("qianfan_export_wait.__main__", "qianfan_export_wait.demo")
+
+
+def test_the_library_never_imports_the_command_line() -> None:
+    found = [
+        item
+        for item in GRAPH.imports
+        if not is_pure_name(item.source, COMMAND_LINE + ABOVE_THE_COMMAND_LINE)
+        and any(
+            is_pure_name(m, COMMAND_LINE) for m in GRAPH.package_modules(item.source, item.target)
+        )
+    ]
+    assert found == [], show(found)
+
+
 def test_optional_dependencies_are_never_imported_at_module_level() -> None:
     found = optional_at_module_level(GRAPH, OPTIONAL)
     assert found == [], show(found)
