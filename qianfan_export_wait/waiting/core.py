@@ -459,7 +459,7 @@ class Scheduler:
     # -- internals -------------------------------------------------------------------
 
     def _timeout_error(self, entry: Entry, now: float) -> QianfanError | None:
-        return timeout_error(entry, self.outage, now)
+        return timeout_error(entry.trouble, entry.started, self.outage, now)
 
     def _deliver(
         self,

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import DownloadError, QianfanError
 from ..models import ExportId, ExportState, ExportStatus
+from .health import Trouble
 from .outcomes import ExportOutcome, OutcomeKind
 
 if TYPE_CHECKING:
     from ..models import DownloadRecord
-    from .health import Trouble
 
 __all__ = ["Caller", "Entry", "Pending", "PendingRun", "entry_callers", "status_age"]
 

@@ -3,12 +3,7 @@ and an outage of the whole service (``Outage``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import ApiError, QianfanError, ServiceUnavailableError, UnexpectedAnswerError
-
-if TYPE_CHECKING:
-    from .entries import Entry
 
 __all__ = ["OUTAGE_AFTER_FAILURES", "Outage", "Trouble", "no_answer", "timeout_error"]
 
@@ -28,14 +23,15 @@ class Trouble:
 
 
 class Outage:
-    """The service gives no answers: only one probe is in flight, on a capped backoff."""
+    """The service gives no answers: only one probe is in flight, on a capped backoff
+    (``probe``: the entry whose poll is the probe, compared by identity)."""
 
     __slots__ = ("last_error", "probe", "probe_attempt", "probe_due", "started")
 
     def __init__(self, started: float, last_error: ApiError) -> None:
         self.started = started
         self.last_error = last_error
-        self.probe: Entry | None = None
+        self.probe: object | None = None
         self.probe_attempt = 0
         self.probe_due = started
 
@@ -48,13 +44,14 @@ def no_answer(unavailable_for: float, last_error: ApiError) -> QianfanError:
     return ServiceUnavailableError(unavailable_for, last_error)
 
 
-def timeout_error(entry: Entry, outage: Outage | None, now: float) -> QianfanError | None:
-    """What a timeout of ``entry`` carries: why no answer came, if the service was not
-    answering."""
-    trouble = entry.trouble
+def timeout_error(
+    trouble: Trouble | None, started: float, outage: Outage | None, now: float
+) -> QianfanError | None:
+    """What a timeout carries for an export waited on since ``started`` (with its run of
+    failures, ``trouble``): why no answer came, if the service was not answering."""
     if trouble is not None:
         return no_answer(max(0.0, now - trouble.since), trouble.last_error)
     if outage is None:
         return None
-    since = max(outage.started, entry.started)
+    since = max(outage.started, started)
     return ServiceUnavailableError(max(0.0, now - since), outage.last_error)
