@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .waiting.waiter import ExportWaiter
 
 __all__ = [
+    "MAX_HOOK_TASKS",
     "NO_OBSERVERS",
     "OUTCOME_KINDS",
     "Observer",
@@ -149,15 +150,24 @@ NO_OBSERVERS: tuple[Observer, ...] = ()
 """Pass as ``ExportWaiter(observers=NO_OBSERVERS)`` for no metrics nor traces."""
 
 
+MAX_HOOK_TASKS = 1000
+"""``async def`` hook calls of one waiter running at once; a call beyond it is dropped."""
+
+
 class Guard:
     """Calls user code (hooks, observers) so that it can never hurt a wait: an exception
     is logged with its traceback the first time per (what, kind of exception), at debug
     level afterwards; an ``async def`` hook's coroutine runs in a task of its own, off the
-    polling path, and ``aclose`` waits for those still running."""
+    polling path, at most ``max_tasks`` at once (a hook slower than the polls loses calls,
+    counted in ``dropped``, rather than piling up tasks), and ``aclose`` waits for those
+    still running."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_tasks: int = MAX_HOOK_TASKS) -> None:
         self._logged: set[tuple[str, type[BaseException]]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._max_tasks = max_tasks
+        self._dropped_by: set[str] = set()
+        self.dropped = 0
 
     def failed(self, what: str, error: BaseException) -> None:
         """Log ``error`` raised by ``what``, once per kind."""
@@ -184,6 +194,10 @@ class Guard:
             self._start(what, result)
 
     def _start(self, what: str, awaitable: Awaitable[object]) -> None:
+        if len(self._tasks) >= self._max_tasks:
+            self._drop(what, awaitable)
+            return
+
         async def run() -> None:
             try:
                 await awaitable
@@ -200,6 +214,22 @@ class Guard:
             return
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _drop(self, what: str, awaitable: Awaitable[object]) -> None:
+        """Never run ``awaitable``: ``max_tasks`` hook tasks are running already."""
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        self.dropped += 1
+        if what in self._dropped_by:
+            logger.debug("%s: call dropped (%d hook tasks running)", what, len(self._tasks))
+            return
+        self._dropped_by.add(what)
+        logger.warning(
+            "%s is slower than the polls: %d hook tasks are running, so calls are dropped "
+            "until some end (later drops logged at debug level)",
+            what,
+            len(self._tasks),
+        )
 
     @property
     def running(self) -> int:

@@ -155,3 +155,52 @@ def test_whatever_hooks_do_every_export_gets_one_outcome(
     kinds = asyncio.run(run())
     assert len(kinds) == len(script)
     assert set(kinds.values()) <= {OutcomeKind.DONE, OutcomeKind.FAILED}
+
+
+async def test_an_async_hook_slower_than_the_polls_loses_calls_not_memory(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from qianfan_export_wait.observe import Guard
+
+    release = asyncio.Event()
+    ran: list[int] = []
+
+    async def slow(argument: int) -> None:
+        await release.wait()
+        ran.append(argument)
+
+    guard = Guard(max_tasks=3)
+    with caplog.at_level(logging.DEBUG, logger="qianfan_export_wait"):
+        for argument in range(7):
+            guard.call("on_poll", slow, argument)
+    assert guard.running == 3 and guard.dropped == 4
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "on_poll is slower than the polls" in warnings[0].message
+    release.set()
+    await guard.aclose()
+    assert sorted(ran) == [0, 1, 2] and guard.running == 0
+    guard.call("on_poll", slow, 7)  # room again: runs
+    await guard.aclose()
+    assert sorted(ran) == [0, 1, 2, 7]
+
+
+async def test_a_waiter_whose_hook_tasks_are_capped_still_gives_every_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qianfan_export_wait import observe
+
+    monkeypatch.setattr(observe.Guard.__init__, "__defaults__", (2,))
+    release = asyncio.Event()
+
+    async def on_poll(event: PollEvent) -> None:
+        await release.wait()
+
+    script = {i: ["Running", "Done"] for i in range(1, 6)}
+    waiter, client, _ = make_waiter(script, on_poll=on_poll, observers=[])
+    report = await waiter.wait_all(list(script))
+    assert [report[i].kind for i in script] == [OutcomeKind.DONE] * 5
+    assert waiter._guard.running == 2
+    assert waiter._guard.dropped == len(client.calls) - 2
+    release.set()
+    await waiter.aclose()
+    assert waiter._guard.running == 0
