@@ -29,8 +29,8 @@ from typing import Any, Protocol, TypeVar
 from yarl import URL
 
 from .auth import Credentials
-from .bos import BOS_ENDPOINT_ENV
 from .client import ExportStatusClient
+from .downloads.bos import BOS_ENDPOINT_ENV
 from .endpoints import BASE_URL_ENV, host_header, status_request_headers
 from .protocol import SIGNED_HEADERS
 from .simulator import FaultRates, SimExport, Simulator, SimulatorConfig, SimulatorStats

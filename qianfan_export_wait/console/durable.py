@@ -23,8 +23,9 @@ from ..auth import ACCESS_KEY_ENV, Credentials
 from ..client import ExportStatusClient
 from ..durable import DurableQueue, Submitted, Worker, queue_from_url
 from ..errors import ConfigurationError
+from ..fleet.setup import limiter_from_url
+from ..fleet.urls import REDIS_URL_ENV, FleetAuthError, FleetStartError
 from ..models import ExportId
-from ..redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
 from ..waiting import (
     DEFAULT_MAX_DELAY,
     DEFAULT_MAX_IN_FLIGHT,

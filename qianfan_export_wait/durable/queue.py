@@ -110,7 +110,7 @@ class DurableQueue:
     ) -> None:
         from redis.exceptions import RedisError
 
-        from .._fleet import fleet_key
+        from ..fleet.model import fleet_key
 
         check_number("outcome_ttl", outcome_ttl)
         check_number("block", block)

@@ -348,6 +348,68 @@ def test_typing_imports_point_down_but_the_listed_back_edges() -> None:
     assert find_cycles(edges) == []
 
 
+OLD_NAMES = ("_fleet", "bos", "download", "download_rules", "extract", "redis_limit", "waiter")
+"""Modules that only re-export names from their new homes, kept for users' imports."""
+
+FLOORS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "plain data and rules",
+        ("_checks", "_json", "_lazy", "_text", "auth", "errors", "models", "ratelimit"),
+    ),
+    ("the protocol", ("endpoints", "protocol", "unknown_states")),
+    ("waiting", ("integrations", "metrics", "observe", "tracing", "waiting")),
+    ("beside the waiter", ("downloads", "fleet", "jsonl")),
+    ("the client", ("client", "client_signing", "client_stats", "client_transport")),
+    ("jobs and tools", ("durable", "job", "oneshot", "simulator", "sync")),
+    ("testing", ("pytest_plugin", "testing")),
+    ("old names", OLD_NAMES),
+    ("the command line", ("__main__", "cli", "console", "demo")),
+)
+"""The package's floors, bottom up (docs/development.md draws the same): a module imports
+only its own floor and the floors below it. ``qianfan_export_wait`` itself (lazy names
+only) stands above them all. The old module names are kept for users; nothing of the
+package imports them."""
+
+
+def floor_of(module: str) -> int:
+    """The index in ``FLOORS`` of the floor ``module`` stands on."""
+    name = module.removeprefix(PACKAGE + ".")
+    if module == PACKAGE:
+        return len(FLOORS)
+    found = [
+        i
+        for i, (_, names) in enumerate(FLOORS)
+        for top in names
+        if name == top or name.startswith(top + ".")
+    ]
+    assert len(found) == 1, f"{module} is on {len(found)} floors"
+    return found[0]
+
+
+def test_every_module_imports_its_own_floor_or_below() -> None:
+    edges = typed_edges(GRAPH)
+    for source, target in TYPING_BACK_EDGES:
+        edges[source].discard(target)
+    upward_arrows = [
+        f"{source} ({FLOORS[floor_of(source)][0]}) imports {target} ({FLOORS[floor_of(target)][0]})"
+        for source, targets in sorted(edges.items())
+        for target in sorted(targets)
+        if floor_of(target) > floor_of(source)
+    ]
+    assert upward_arrows == [], "\n".join(upward_arrows)
+
+
+def test_nothing_of_the_package_imports_an_old_name() -> None:
+    old = tuple(f"{PACKAGE}.{name}" for name in OLD_NAMES)
+    found = [
+        item
+        for item in GRAPH.imports
+        if not is_pure_name(item.source, old)
+        and any(is_pure_name(m, old) for m in GRAPH.package_modules(item.source, item.target))
+    ]
+    assert found == [], show(found)
+
+
 def test_no_function_local_import_hides_a_cycle_but_the_deliberate_ones() -> None:
     hidden = [
         item
