@@ -31,17 +31,18 @@ async def wait_and_record(
     base_url: str,
     ids: list[int],
     policy: PollPolicy,
+    client_options: dict[str, Any] | None = None,
     **waiter_options: Any,
 ) -> tuple[dict[int, float], dict[int, ExportOutcome], dict[str, Any]]:
-    """``wait_all`` with a fresh client; return when each outcome was seen (monotonic),
-    the outcomes, and run figures (wall, CPU, requests)."""
+    """``wait_all`` with a fresh client (made with ``client_options``); return when each
+    outcome was seen (monotonic), the outcomes, and run figures (wall, CPU, requests)."""
     seen: dict[int, float] = {}
 
     def on_update(event: object) -> None:
         if isinstance(event, ExportOutcome):
             seen[event.export_id] = time.monotonic()  # type: ignore[index]
 
-    async with make_client(base_url) as client:
+    async with make_client(base_url, **(client_options or {})) as client:
         waiter = ExportWaiter(client, policy=policy, on_update=on_update, **waiter_options)
         cpu_started = time.process_time()
         wall_started = time.monotonic()

@@ -1,6 +1,8 @@
 """Fault soak: 5,000 exports against the simulator injecting every fault kind at a
-combined 30%. Every id ends in its true state exactly once, and the whole run takes at
-most 1.5 times the fault-free run of the same seeded schedule.
+combined 30%. Every id ends in its true state exactly once, as in the fault-free run of
+the same seeded schedule. How long the faulty run takes against the fault-free one (at
+most 1.5 times) is a benchmark figure, not a test: ``python -m benchmarks --only
+acceptance`` measures it on a quiet machine (a loaded one stretches either run).
 
 The simulator runs in its own process (its own core), and the schedule is long enough
 that both runs are bound by when the exports finish, not by how many requests one core
@@ -99,11 +101,10 @@ async def test_five_thousand_exports_under_thirty_percent_faults_all_end_true_on
         f"fault-free {clean_wall:.2f} s, faulty {faulty_wall:.2f} s "
         f"(ratio {faulty_wall / clean_wall:.2f}); simulator saw {faulty_counts}"
     )
-    print(numbers)  # shown with -s: the figures behind the 1.5x bound
+    print(numbers)  # shown with -s; the 1.5x bound is benchmarks/suite_acceptance.py's
     for reported in (clean_ids, faulty_ids):
         assert len(reported) == EXPORTS, numbers
         assert sorted(reported) == list(range(1, EXPORTS + 1)), numbers  # type: ignore[type-var]
     assert clean_kinds == truth, numbers
     assert faulty_kinds == truth, numbers
     assert all(faulty_counts[kind] > 0 for kind in FAULT_KINDS), numbers
-    assert faulty_wall <= 1.5 * clean_wall, numbers
