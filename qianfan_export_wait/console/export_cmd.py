@@ -161,8 +161,7 @@ def prepare_export(
                 downloader = Downloader(
                     folder,
                     credentials=credentials,
-                    session=http,
-                    refresh=client.get_status,
+                    session=http,  # links are refreshed by the job, inside its limits
                     extract=args.extract,
                     allow_insecure_http=args.insecure_http,
                     bos_endpoint=args.bos_endpoint,
