@@ -69,6 +69,15 @@ _CLIENT_COMMANDS = (
 )
 
 
+def redis_server_or_skip(result: SuiteResult) -> str | None:
+    """The ``redis-server`` on PATH, or ``None`` with ``result`` marked skipped (and why)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        result.status = "skipped"
+        result.notes.append("redis-server is not on PATH (apt-get install -y redis-server)")
+    return binary
+
+
 PERSISTENCE_OFF = ("--save", "", "--appendonly", "no")
 """``redis-server`` arguments for a server that writes nothing to disk."""
 
@@ -373,10 +382,8 @@ def _convergence(accepted: list[float], busy_end: float) -> dict[str, float]:
 async def run(quick: bool, sdk_python: str | None = None) -> SuiteResult:
     """Run the suite."""
     result = SuiteResult("fleet")
-    binary = shutil.which("redis-server")
+    binary = redis_server_or_skip(result)
     if binary is None:
-        result.status = "skipped"
-        result.notes.append("redis-server is not on PATH (apt-get install -y redis-server)")
         return result
     ids, spread = (40, 2.0) if quick else (1000, 20.0)
     scale = 0.06 if quick else 1.0
