@@ -24,7 +24,7 @@ from ..client import ExportStatusClient
 from ..durable import DurableQueue, Submitted, Worker, queue_from_url
 from ..errors import ConfigurationError
 from ..models import ExportId
-from ..redis_limit import REDIS_URL_ENV, FleetAuthError, FleetStartError, limiter_from_url
+from ..redis_limit import REDIS_URL_ENV, FleetStartError, limiter_from_url
 from ..waiting import (
     DEFAULT_TIMEOUT,
     ExportWaiter,
@@ -32,7 +32,7 @@ from ..waiting import (
     PollPolicy,
 )
 from .arguments import add_polling_options
-from .exits import ExitCode, UsageError
+from .exits import ExitCode, UsageError, fleet_start_exit
 from .inputs import gather_ids
 from .records import json_line, outcome_record
 from .signals import Interrupt
@@ -171,8 +171,7 @@ def _prepare_worker(args: argparse.Namespace, console: Console, stdin: TextIO) -
             try:
                 limiter = await stack.enter_async_context(fleet)
             except FleetStartError as exc:
-                logger.error("%s", exc)
-                return ExitCode.NOPERM if isinstance(exc, FleetAuthError) else ExitCode.UNAVAILABLE
+                return fleet_start_exit(exc)
             session = await stack.enter_async_context(_session(context))
             client = ExportStatusClient(credentials, session=session, **options)
             waiter = await stack.enter_async_context(

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import enum
+import logging
 
-__all__ = ["EXIT_CODES_HELP", "ExitCode", "UsageError"]
+from ..fleet.urls import FleetAuthError, FleetStartError
+
+__all__ = ["EXIT_CODES_HELP", "ExitCode", "UsageError", "fleet_start_exit"]
+
+logger = logging.getLogger("qianfan_export_wait")
 
 
 class ExitCode(enum.IntEnum):
@@ -20,6 +25,13 @@ class ExitCode(enum.IntEnum):
     SIGINT = 130
     SIGPIPE = 141
     SIGTERM = 143
+
+
+def fleet_start_exit(error: FleetStartError) -> ExitCode:
+    """Log why ``--redis-url``'s fleet could not be joined at start; the exit code: 77
+    when Redis refused the credentials, else 69."""
+    logger.error("%s", error)
+    return ExitCode.NOPERM if isinstance(error, FleetAuthError) else ExitCode.UNAVAILABLE
 
 
 EXIT_CODES_HELP = """\
