@@ -24,7 +24,7 @@ from ..client import ExportStatusClient
 from ..durable import DurableQueue, Submitted, Worker, queue_from_url
 from ..errors import ConfigurationError
 from ..models import ExportId
-from ..redis_limit import REDIS_URL_ENV, FleetStartError, limiter_from_url
+from ..redis_limit import REDIS_URL_ENV, limiter_from_url
 from ..waiting import (
     DEFAULT_TIMEOUT,
     ExportWaiter,
@@ -32,7 +32,7 @@ from ..waiting import (
     PollPolicy,
 )
 from .arguments import add_polling_options
-from .exits import ExitCode, UsageError, fleet_start_exit
+from .exits import ExitCode, UsageError, join_fleet
 from .inputs import gather_ids
 from .records import json_line, outcome_record
 from .signals import Interrupt
@@ -168,10 +168,9 @@ def _prepare_worker(args: argparse.Namespace, console: Console, stdin: TextIO) -
     async def job(interrupt: Interrupt) -> int:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(queue.aclose)
-            try:
-                limiter = await stack.enter_async_context(fleet)
-            except FleetStartError as exc:
-                return fleet_start_exit(exc)
+            limiter = await join_fleet(stack, fleet)
+            if isinstance(limiter, ExitCode):
+                return limiter
             session = await stack.enter_async_context(_session(context))
             client = ExportStatusClient(credentials, session=session, **options)
             waiter = await stack.enter_async_context(

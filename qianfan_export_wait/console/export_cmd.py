@@ -19,11 +19,11 @@ from ..auth import Credentials
 from ..client import ExportStatusClient
 from ..download import Downloader
 from ..errors import AuthError, ConfigurationError, ServiceUnavailableError
-from ..fleet import FleetStartError, limiter_from_url
+from ..fleet import limiter_from_url
 from ..job import ExportJobResult, create_args_for, run_export_job
 from ..waiting import PollPolicy
 from .api_options import api_of, check_ids_for_api, log_unknown
-from .exits import ExitCode, UsageError, fleet_start_exit
+from .exits import ExitCode, UsageError, join_fleet
 from .inputs import gather_ids
 from .records import json_line
 from .signals import Interrupt
@@ -176,12 +176,9 @@ def prepare_export(
                     bos_endpoint=args.bos_endpoint,
                 )
             async with client, contextlib.AsyncExitStack() as stack:
-                limiter = None
-                if fleet is not None:
-                    try:
-                        limiter = await stack.enter_async_context(fleet)
-                    except FleetStartError as exc:  # before any request: a wrong URL
-                        return fleet_start_exit(exc)
+                limiter = await join_fleet(stack, fleet)
+                if isinstance(limiter, ExitCode):
+                    return limiter
                 run = run_export_job(
                     client,
                     ids,
