@@ -41,37 +41,9 @@ class PersistentRedis(RedisProcess):
     restarted with SIGTERM, so Redis writes what it has before it stops."""
 
     def __init__(self, binary: str, folder: str) -> None:
-        super().__init__(binary)
+        aof = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+        super().__init__(binary, (*aof, "--dir", folder), graceful=True)
         self.folder = folder
-
-    async def start(self) -> None:
-        from redis.asyncio import Redis
-
-        self._process = await asyncio.create_subprocess_exec(
-            self.binary,
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "yes", "--appendfsync", "everysec", "--dir", self.folder),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            client = Redis.from_url(self.url)
-            try:
-                await client.ping()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-            finally:
-                await client.aclose()
-            await asyncio.sleep(0.05)
-
-    async def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.terminate()
-            await process.wait()
 
 
 class _Child:

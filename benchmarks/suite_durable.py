@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 import signal
 import statistics
 import sys
@@ -34,7 +33,7 @@ from qianfan_export_wait.simulator import SIMULATOR_CREDENTIALS
 
 from .common import SuiteResult, Target, sim_env
 from .simserver import REPO_ROOT, SimProcess
-from .suite_fleet import RedisProcess
+from .suite_fleet import RedisProcess, redis_server_or_skip
 
 KEY_ACCESS = SIMULATOR_CREDENTIALS.access_key  # the workers' account: one queue
 CLAIM_IDLE = 3.0
@@ -238,10 +237,8 @@ async def _adoption(sim: SimProcess, redis_url: str, n: int, *, kill: bool) -> d
 async def run(quick: bool, ids: int | None = None) -> SuiteResult:
     """Run the suite (``ids``: the throughput case's size)."""
     result = SuiteResult("durable")
-    binary = shutil.which("redis-server")
+    binary = redis_server_or_skip(result)
     if binary is None:
-        result.status = "skipped"
-        result.notes.append("redis-server is not on PATH (apt-get install -y redis-server)")
         return result
     n = ids or (2000 if quick else 10_000)
     adopt_n = 100 if quick else 400

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +69,30 @@ _CLIENT_COMMANDS = (
 )
 
 
-class RedisProcess:
-    """A ``redis-server`` of the suite's own on a free port of 127.0.0.1, persistence off."""
+def redis_server_or_skip(result: SuiteResult) -> str | None:
+    """The ``redis-server`` on PATH, or ``None`` with ``result`` marked skipped (and why)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        result.status = "skipped"
+        result.notes.append("redis-server is not on PATH (apt-get install -y redis-server)")
+    return binary
 
-    def __init__(self, binary: str) -> None:
+
+PERSISTENCE_OFF = ("--save", "", "--appendonly", "no")
+"""``redis-server`` arguments for a server that writes nothing to disk."""
+
+
+class RedisProcess:
+    """A ``redis-server`` of the suite's own on a free port of 127.0.0.1, run with
+    ``server_args`` (default: persistence off); ``stop`` kills it, or with ``graceful``
+    sends SIGTERM so it writes what it has first."""
+
+    def __init__(
+        self, binary: str, server_args: Sequence[str] = PERSISTENCE_OFF, *, graceful: bool = False
+    ) -> None:
         self.binary = binary
+        self.server_args = tuple(server_args)
+        self.graceful = graceful
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port: int = probe.getsockname()[1]
@@ -81,13 +100,13 @@ class RedisProcess:
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        """Start it; return when it answers."""
+        """Start it; return when it answers (or raise after 10 s, or if it exited)."""
         from redis.asyncio import Redis
 
-        self._process = await asyncio.create_subprocess_exec(
+        self._process = process = await asyncio.create_subprocess_exec(
             self.binary,
             *("--port", str(self.port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no"),
+            *self.server_args,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
@@ -97,9 +116,12 @@ class RedisProcess:
             try:
                 await client.ping()
                 return
-            except OSError:
-                pass
-            except Exception:  # redis.ConnectionError before it listens
+            except Exception:  # OSError, redis.ConnectionError before it listens
+                if process.returncode is not None:
+                    raise RuntimeError(
+                        f"redis-server exited with {process.returncode} at start "
+                        f"(arguments {list(self.server_args)})"
+                    ) from None
                 if time.monotonic() > deadline:
                     raise
             finally:
@@ -107,10 +129,13 @@ class RedisProcess:
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
-        """Kill it: keys and scripts are gone."""
+        """Stop it (killed: keys and scripts are gone, unless persisted)."""
         process, self._process = self._process, None
         if process is not None and process.returncode is None:
-            process.kill()
+            if self.graceful:
+                process.terminate()
+            else:
+                process.kill()
             await process.wait()
 
     async def restart(self) -> None:
@@ -357,10 +382,8 @@ def _convergence(accepted: list[float], busy_end: float) -> dict[str, float]:
 async def run(quick: bool, sdk_python: str | None = None) -> SuiteResult:
     """Run the suite."""
     result = SuiteResult("fleet")
-    binary = shutil.which("redis-server")
+    binary = redis_server_or_skip(result)
     if binary is None:
-        result.status = "skipped"
-        result.notes.append("redis-server is not on PATH (apt-get install -y redis-server)")
         return result
     ids, spread = (40, 2.0) if quick else (1000, 20.0)
     scale = 0.06 if quick else 1.0

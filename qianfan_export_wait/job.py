@@ -28,7 +28,7 @@ from .errors import (
 )
 from .models import ExportId, ExportState, ExportStatus, Phase, validate_export_id
 from .protocol import EvalStatus, Operation, V1CreateExportArgs, V2CreateExportArgs, eval_status
-from .ratelimit import AdaptiveRateLimiter, CappedRateLimiter
+from .ratelimit import AdaptiveRateLimiter, AsyncRateLimiter, CappedRateLimiter, RateLimiter
 from .waiting import ExportWaiter, PollPolicy
 
 __all__ = ["ExportJobResult", "Journal", "create_args_for", "run_export_job"]
@@ -256,7 +256,8 @@ class _Job:
         if outcome.kind.value != "done" or self.downloader is None or status is None:
             return result
         try:
-            record = await self.downloader.download(status)
+            # A fresh link is polled by the export waiter: inside the job's rate limit.
+            record = await self.downloader.download(status, refresh=self.exports.refresh)
         except DownloadError as error:
             return ExportJobResult(**{**_fields(result), "download_error": error})
         return ExportJobResult(**{**_fields(result), "file": record.to_dict()})
@@ -317,17 +318,22 @@ async def run_export_job(
     max_in_flight: int = 64,
     downloader: Downloader | None = None,
     journal: Journal | str | os.PathLike[str] | None = None,
+    limiter: RateLimiter | AsyncRateLimiter | None = None,
 ) -> list[ExportJobResult]:
     """Run the whole job for each evaluation: wait until it finishes (``PartlyDone``
     counts as done unless ``partly_done_is_done=False``), create its export (``content``,
     ``storage`` ``local``/``sysStorage`` or ``storage``/``BOS`` with ``bucket``), wait for
     the export, and download its file with ``downloader`` (used as ``async with`` by its
-    owner) when given. Returns one ``ExportJobResult`` per id, in the order given.
+    owner) when given; a refused or expired link is polled again by the job's export
+    waiter, within its rate limit, whatever ``refresh`` the downloader has. Returns one
+    ``ExportJobResult`` per id, in the order given.
 
     ``api`` defaults to the client's. With a ``journal`` (a ``Journal`` or a path) every
     create is recorded durably before it is sent and as soon as it answers, so a run
     killed at any point and run again with the same journal never creates an export
     twice. ``policy`` polls exports, ``eval_policy`` evaluations (default: ``policy``).
+    ``limiter`` (e.g. a fleet limiter) is the rate limit every request books a slot with
+    (default: one made from ``qps``; giving both is an error).
     """
     api = api or client.api
     if api not in ("v1", "v2"):
@@ -338,7 +344,12 @@ async def run_export_job(
     make_args = create_args_for(api, content, storage, bucket)
     for eval_id in ids:
         make_args(eval_id)  # a V1 id given to V2 is refused now, by name
-    limiter = AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)
+    if limiter is not None and qps is not None:
+        raise ConfigurationError(
+            f"give qps ({qps!r}) or a limiter ({type(limiter).__name__}), not both"
+        )
+    if limiter is None:
+        limiter = AdaptiveRateLimiter() if qps is None else CappedRateLimiter(qps)
     opened = isinstance(journal, (str, os.PathLike))
     book = Journal(journal) if isinstance(journal, (str, os.PathLike)) else journal
     evals_client = _EvalStatusClient(client, api, partly_done_is_done)

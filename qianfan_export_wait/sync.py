@@ -237,9 +237,8 @@ def run_export_job(
         async with _client(credentials, client_options) as client:
             if download_to is None:
                 return await run_job(client, ids, **(job_options or {}))
-            downloader = Downloader(
-                download_to, credentials=client.credentials, refresh=client.get_status
-            )
+            # No refresh of its own: the job polls fresh links inside its rate limit.
+            downloader = Downloader(download_to, credentials=client.credentials)
             async with downloader:
                 return await run_job(client, ids, downloader=downloader, **(job_options or {}))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._checks import check_count, check_number
@@ -27,7 +27,7 @@ from . import (
 from .api_options import add_api_options
 from .signals import EVENT_LOOPS
 
-__all__ = ["OPTION_GROUPS"]
+__all__ = ["OPTION_GROUPS", "POLLING_OPTIONS", "add_polling_options"]
 
 _DEFAULT_DOWNLOAD_CONCURRENCY = 4
 
@@ -119,67 +119,94 @@ def _connection_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+POLLING_OPTIONS = (
+    "--timeout",
+    "--min-delay",
+    "--max-delay",
+    "--max-in-flight",
+    "--qps",
+    "--max-unavailable",
+    "--budget",
+    "--redis-url",
+)
+"""The polling options, in the order of ``wait --help``."""
+
+
+def _polling_specs() -> dict[str, dict[str, Any]]:
+    return {
+        "--timeout": {
+            "type": _number("--timeout"),
+            "default": DEFAULT_TIMEOUT,
+            "metavar": "S",
+            "help": "give up on an export after S seconds (default: %(default)g)",
+        },
+        "--min-delay": {
+            "type": _number("--min-delay"),
+            "default": DEFAULT_MIN_DELAY,
+            "metavar": "S",
+            "help": "first wait between polls of one export (default: %(default)g)",
+        },
+        "--max-delay": {
+            "type": _number("--max-delay"),
+            "default": DEFAULT_MAX_DELAY,
+            "metavar": "S",
+            "help": "longest wait between polls of one export (default: %(default)g)",
+        },
+        "--max-in-flight": {
+            "type": _count("--max-in-flight"),
+            "default": DEFAULT_MAX_IN_FLIGHT,
+            "metavar": "N",
+            "help": "requests in flight at once (default: %(default)d)",
+        },
+        "--qps": {
+            "type": _number("--qps", unit="requests per second"),
+            "default": None,
+            "metavar": "Q",
+            "help": "never send more than Q requests per second, and fewer while the server "
+            "throttles (default: adapt to the server)",
+        },
+        "--max-unavailable": {
+            "type": _number("--max-unavailable"),
+            "default": DEFAULT_MAX_UNAVAILABLE,
+            "metavar": "S",
+            "help": "give up on an export after S seconds with no answer from the service "
+            "(connection refused, 5xx, timeouts); exit code 69 (default: %(default)g)",
+        },
+        "--budget": {
+            "type": _number("--budget", unit="requests per second"),
+            "default": None,
+            "metavar": "Q",
+            "help": "poll by a round-robin sweep at Q requests per second: each pending "
+            "export every pending/Q seconds, never more often than --min-delay (default: a "
+            "backoff per export instead)",
+        },
+        "--redis-url": {
+            "default": os.environ.get(REDIS_URL_ENV),
+            "metavar": "URL",
+            "help": "share the rate limit with every process of this account through Redis "
+            f"(default: ${REDIS_URL_ENV}, else none; needs the redis extra)",
+        },
+    }
+
+
+def add_polling_options(
+    group: argparse.ArgumentParser | argparse._ArgumentGroup,
+    names: Sequence[str] = POLLING_OPTIONS,
+    *,
+    helps: Mapping[str, str] | None = None,
+) -> None:
+    """Add the polling options ``names`` to ``group`` in that order; ``helps`` gives some
+    of them a help text of their own (their type, default and meaning stay the same)."""
+    specs = _polling_specs()
+    for name in names:
+        spec = specs[name]
+        if helps is not None and name in helps:
+            spec["help"] = helps[name]
+        group.add_argument(name, **spec)
+
+
 def _polling_options(group: argparse._ArgumentGroup) -> None:
-    group.add_argument(
-        "--timeout",
-        type=_number("--timeout"),
-        default=DEFAULT_TIMEOUT,
-        metavar="S",
-        help="give up on an export after S seconds (default: %(default)g)",
-    )
-    group.add_argument(
-        "--min-delay",
-        type=_number("--min-delay"),
-        default=DEFAULT_MIN_DELAY,
-        metavar="S",
-        help="first wait between polls of one export (default: %(default)g)",
-    )
-    group.add_argument(
-        "--max-delay",
-        type=_number("--max-delay"),
-        default=DEFAULT_MAX_DELAY,
-        metavar="S",
-        help="longest wait between polls of one export (default: %(default)g)",
-    )
-    group.add_argument(
-        "--max-in-flight",
-        type=_count("--max-in-flight"),
-        default=DEFAULT_MAX_IN_FLIGHT,
-        metavar="N",
-        help="requests in flight at once (default: %(default)d)",
-    )
-    group.add_argument(
-        "--qps",
-        type=_number("--qps", unit="requests per second"),
-        default=None,
-        metavar="Q",
-        help="never send more than Q requests per second, and fewer while the server "
-        "throttles (default: adapt to the server)",
-    )
-    group.add_argument(
-        "--max-unavailable",
-        type=_number("--max-unavailable"),
-        default=DEFAULT_MAX_UNAVAILABLE,
-        metavar="S",
-        help="give up on an export after S seconds with no answer from the service "
-        "(connection refused, 5xx, timeouts); exit code 69 (default: %(default)g)",
-    )
-    group.add_argument(
-        "--budget",
-        type=_number("--budget", unit="requests per second"),
-        default=None,
-        metavar="Q",
-        help="poll by a round-robin sweep at Q requests per second: each pending export "
-        "every pending/Q seconds, never more often than --min-delay (default: a backoff "
-        "per export instead)",
-    )
-    group.add_argument(
-        "--redis-url",
-        default=os.environ.get(REDIS_URL_ENV),
-        metavar="URL",
-        help="share the rate limit with every process of this account through Redis "
-        f"(default: ${REDIS_URL_ENV}, else none; needs the redis extra)",
-    )
+    add_polling_options(group)
 
 
 def _download_options(group: argparse._ArgumentGroup) -> None:

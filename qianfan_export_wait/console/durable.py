@@ -24,19 +24,16 @@ from ..client import ExportStatusClient
 from ..durable import DurableQueue, Submitted, Worker, queue_from_url
 from ..errors import ConfigurationError
 from ..fleet.setup import limiter_from_url
-from ..fleet.urls import REDIS_URL_ENV, FleetAuthError, FleetStartError
+from ..fleet.urls import REDIS_URL_ENV
 from ..models import ExportId
 from ..waiting import (
-    DEFAULT_MAX_DELAY,
-    DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_UNAVAILABLE,
-    DEFAULT_MIN_DELAY,
     DEFAULT_TIMEOUT,
     ExportWaiter,
     OutcomeKind,
     PollPolicy,
 )
-from .exits import ExitCode, UsageError
+from .arguments import add_polling_options
+from .exits import ExitCode, UsageError, join_fleet
 from .inputs import gather_ids
 from .records import json_line, outcome_record
 from .signals import Interrupt
@@ -72,41 +69,14 @@ def add_durable_verbs(verbs: Any, make_verb: _MakeVerb, number: _Number, count: 
         "log",
     )
     worker.add_argument("--redis-url", **redis_url)
-    worker.add_argument(
-        "--qps",
-        type=number("--qps", unit="requests per second"),
-        default=None,
-        metavar="Q",
-        help="the fleet's rate limit, shared through the same Redis (default: adapt)",
-    )
-    worker.add_argument(
-        "--min-delay",
-        type=number("--min-delay"),
-        default=DEFAULT_MIN_DELAY,
-        metavar="S",
-        help="first wait between polls of one export (default: %(default)g)",
-    )
-    worker.add_argument(
-        "--max-delay",
-        type=number("--max-delay"),
-        default=DEFAULT_MAX_DELAY,
-        metavar="S",
-        help="longest wait between polls of one export (default: %(default)g)",
-    )
-    worker.add_argument(
-        "--max-in-flight",
-        type=count("--max-in-flight"),
-        default=DEFAULT_MAX_IN_FLIGHT,
-        metavar="N",
-        help="requests in flight at once (default: %(default)d)",
-    )
-    worker.add_argument(
-        "--max-unavailable",
-        type=number("--max-unavailable"),
-        default=DEFAULT_MAX_UNAVAILABLE,
-        metavar="S",
-        help="an export with no answer from the service for S seconds ends as an error "
-        "(default: %(default)g)",
+    add_polling_options(
+        worker,
+        ("--qps", "--min-delay", "--max-delay", "--max-in-flight", "--max-unavailable"),
+        helps={
+            "--qps": "the fleet's rate limit, shared through the same Redis (default: adapt)",
+            "--max-unavailable": "an export with no answer from the service for S seconds "
+            "ends as an error (default: %(default)g)",
+        },
     )
     worker.add_argument(
         "--capacity",
@@ -199,11 +169,9 @@ def _prepare_worker(args: argparse.Namespace, console: Console, stdin: TextIO) -
     async def job(interrupt: Interrupt) -> int:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(queue.aclose)
-            try:
-                limiter = await stack.enter_async_context(fleet)
-            except FleetStartError as exc:
-                logger.error("%s", exc)
-                return ExitCode.NOPERM if isinstance(exc, FleetAuthError) else ExitCode.UNAVAILABLE
+            limiter = await join_fleet(stack, fleet)
+            if isinstance(limiter, ExitCode):
+                return limiter
             session = await stack.enter_async_context(_session(context))
             client = ExportStatusClient(credentials, session=session, **options)
             waiter = await stack.enter_async_context(

@@ -1,10 +1,21 @@
-"""The command line's exit codes (sysexits-style) and ``UsageError``, the one exit 64."""
+"""The command line's exit codes (sysexits-style), ``UsageError``, the one exit 64, and
+``join_fleet``: joining ``--redis-url``'s fleet, or the exit code (69, 77) saying why not."""
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import logging
+from typing import TYPE_CHECKING
 
-__all__ = ["EXIT_CODES_HELP", "ExitCode", "UsageError"]
+from ..fleet.urls import FleetAuthError, FleetStartError
+
+if TYPE_CHECKING:
+    from ..fleet.limiter import RedisRateLimiter
+
+__all__ = ["EXIT_CODES_HELP", "ExitCode", "UsageError", "join_fleet"]
+
+logger = logging.getLogger("qianfan_export_wait")
 
 
 class ExitCode(enum.IntEnum):
@@ -20,6 +31,21 @@ class ExitCode(enum.IntEnum):
     SIGINT = 130
     SIGPIPE = 141
     SIGTERM = 143
+
+
+async def join_fleet(
+    stack: contextlib.AsyncExitStack, fleet: RedisRateLimiter | None
+) -> RedisRateLimiter | ExitCode | None:
+    """Start ``--redis-url``'s fleet limiter inside ``stack`` (``None`` without one); when
+    it cannot join, log why and return the exit code: 77 when Redis refused the
+    credentials, else 69."""
+    if fleet is None:
+        return None
+    try:
+        return await stack.enter_async_context(fleet)
+    except FleetStartError as error:  # before any request: a wrong URL or password
+        logger.error("%s", error)
+        return ExitCode.NOPERM if isinstance(error, FleetAuthError) else ExitCode.UNAVAILABLE
 
 
 EXIT_CODES_HELP = """\

@@ -5,6 +5,7 @@ JSON line per evaluation id at the end, in the order given; exit codes as ``wait
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import ssl
 import sys
@@ -18,10 +19,11 @@ from ..auth import Credentials
 from ..client import ExportStatusClient
 from ..downloads import Downloader
 from ..errors import AuthError, ConfigurationError, ServiceUnavailableError
+from ..fleet import limiter_from_url
 from ..job import ExportJobResult, create_args_for, run_export_job
 from ..waiting import PollPolicy
 from .api_options import api_of, check_ids_for_api, log_unknown
-from .exits import ExitCode, UsageError
+from .exits import ExitCode, UsageError, join_fleet
 from .inputs import gather_ids
 from .records import json_line
 from .signals import Interrupt
@@ -146,6 +148,13 @@ def prepare_export(
         max_delay=args.max_delay,
         timeout=args.timeout,
         max_unavailable=args.max_unavailable,
+        budget=args.budget,
+    )
+    # A bad Redis URL, or no redis package, is bad usage: found here, before any request.
+    fleet = (
+        limiter_from_url(args.redis_url, access_key=credentials.access_key, qps=args.qps)
+        if args.redis_url
+        else None
     )
     if args.download is not None:
         folder = download_folder(args.download)
@@ -161,13 +170,15 @@ def prepare_export(
                 downloader = Downloader(
                     folder,
                     credentials=credentials,
-                    session=http,
-                    refresh=client.get_status,
+                    session=http,  # links are refreshed by the job, inside its limits
                     extract=args.extract,
                     allow_insecure_http=args.insecure_http,
                     bos_endpoint=args.bos_endpoint,
                 )
-            async with client:
+            async with client, contextlib.AsyncExitStack() as stack:
+                limiter = await join_fleet(stack, fleet)
+                if isinstance(limiter, ExitCode):
+                    return limiter
                 run = run_export_job(
                     client,
                     ids,
@@ -177,10 +188,11 @@ def prepare_export(
                     bucket=args.bucket,
                     partly_done_is_done=not args.no_partly_done,
                     policy=policy,
-                    qps=args.qps,
+                    qps=None if limiter is not None else args.qps,
                     max_in_flight=args.max_in_flight,
                     downloader=downloader,
                     journal=args.resume,
+                    limiter=limiter,  # the fleet's: --qps is its limit
                 )
                 if downloader is not None:
                     async with downloader:

@@ -17,7 +17,7 @@ import aiohttp
 from ..auth import Credentials
 from ..client import ExportStatusClient
 from ..downloads import Downloader, ProgressHook
-from ..fleet import FleetAuthError, FleetStartError, limiter_from_url
+from ..fleet import limiter_from_url
 from ..simulator import SIMULATOR_CREDENTIALS
 from ..waiting import (
     ExportWaiter,
@@ -36,6 +36,7 @@ from . import (
 )
 from .api_options import api_client_options, api_of, check_ids_for_api, log_unknown
 from .arguments import _DEFAULT_DOWNLOAD_CONCURRENCY
+from .exits import join_fleet
 from .observability import check_metrics_port, metrics_served
 
 __all__ = ["Job"]
@@ -152,15 +153,9 @@ def _prepare_wait(args: argparse.Namespace, console: Console, stdin: TextIO) -> 
 
             async with contextlib.AsyncExitStack() as stack:
                 await stack.enter_async_context(metrics_served(args.metrics_port))
-                limiter = None
-                if fleet is not None:
-                    try:
-                        limiter = await stack.enter_async_context(fleet)
-                    except FleetStartError as exc:  # before any request: a wrong URL
-                        logger.error("%s", exc)
-                        if isinstance(exc, FleetAuthError):
-                            return ExitCode.NOPERM
-                        return ExitCode.UNAVAILABLE
+                limiter = await join_fleet(stack, fleet)
+                if isinstance(limiter, ExitCode):
+                    return limiter
                 waiter = ExportWaiter(
                     client,
                     policy=policy,

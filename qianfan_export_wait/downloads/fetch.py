@@ -444,8 +444,10 @@ class Downloader:
     async def _refreshed(self, job: _Job) -> ExportStatus:
         if job.refresh is None:  # pragma: no cover - not retried without refresh
             raise LinkExpiredError("the link expired and no refresh was given")
+        status = job.status  # a V2 export's id is its string id (its export_id is 0)
+        export_id = status.export_id_str if status.api == "v2" else status.export_id
         try:
-            return await job.refresh(job.status.export_id)
+            return await job.refresh(export_id or status.export_id)
         except (TransientError, ThrottledError) as exc:
             raise TransferError(f"could not poll for a fresh link yet: {exc}") from exc
         except (ApiError, QianfanError, ValueError) as exc:

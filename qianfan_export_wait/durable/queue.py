@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import math
-import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -358,34 +357,9 @@ def _stream_id(text: str) -> tuple[int, int]:
 def redis_client(url: str, *, timeout: float, block: float) -> tuple[Redis, str]:
     """A Redis client for ``url`` whose reads may block ``block`` seconds, and the URL
     to show (no credentials). Raises ``ConfigurationError`` for a bad URL or no redis."""
-    from ..fleet.urls import INSTALL_HINT, mask_url
+    from ..fleet.setup import redis_from_url
 
-    shown = mask_url(url)
-    try:
-        scheme = urllib.parse.urlsplit(url).scheme
-    except ValueError:
-        scheme = ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(
-            f"Redis URL must start with redis://, rediss:// or unix://, got {shown!r}"
-        )
-    try:
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-    except ImportError:
-        raise ConfigurationError(f"a Redis URL needs the redis package: {INSTALL_HINT}") from None
-    try:
-        client = Redis.from_url(
-            url,
-            socket_timeout=block + timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            health_check_interval=0,
-        )
-    except ValueError:
-        raise ConfigurationError(f"bad Redis URL {shown!r}") from None
+    client, shown, _ = redis_from_url(url, timeout=timeout, read_timeout=block + timeout)
     return client, shown
 
 
