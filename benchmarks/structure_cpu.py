@@ -14,6 +14,11 @@ worker measures, with ``time.process_time`` of its own process:
 * ``waiter_us``: CPU per poll of an ``ExportWaiter`` over the real client and the
   simulator (the waiter's work and the request together), every export always due.
 
+Both sides run as a default install: the optional ``prometheus_client`` and
+``opentelemetry`` are hidden from the workers (a waiter turns metrics and traces on by
+default when they are installed; ``benchmarks.observe_overhead`` measures that), unless
+``--integrations`` is given.
+
 Prints one JSON line per round and side, then the medians, ranges and after/before ratios.
 """
 
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 _WORKER_CONCURRENCY = 32
+_INTEGRATIONS = ("prometheus_client", "opentelemetry")
 _WARMUP_SECONDS = 0.5
 
 
@@ -123,6 +129,7 @@ def _run_side(
         str(args.calls),
         str(args.ids),
         str(args.seconds),
+        "integrations" if args.integrations else "default",
     ]
     process = subprocess.Popen(
         command, cwd=checkout, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
@@ -174,7 +181,10 @@ async def _drive(args: argparse.Namespace, before: Path) -> None:
 def main() -> None:
     """Drive both sides (or, as ``worker``, measure one); see the module docstring."""
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        url, calls, ids, seconds = sys.argv[2:6]
+        url, calls, ids, seconds, install = sys.argv[2:7]
+        if install != "integrations":
+            for name in _INTEGRATIONS:
+                sys.modules[name] = None  # type: ignore[assignment]  # import -> ImportError
         figures = asyncio.run(_worker(url, int(calls), int(ids), float(seconds)))
         print(json.dumps(figures), flush=True)
         return
@@ -184,6 +194,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="get_status calls per round")
     parser.add_argument("--ids", type=int, default=10000, help="exports in the poll figure")
     parser.add_argument("--seconds", type=float, default=2.0, help="window of a poll figure")
+    parser.add_argument(
+        "--integrations",
+        action="store_true",
+        help="let the workers import " + ", ".join(_INTEGRATIONS),
+    )
     args = parser.parse_args()
     asyncio.run(_drive(args, Path(args.before).resolve()))
 
