@@ -14,6 +14,11 @@ worker measures, with ``time.process_time`` of its own process:
 * ``waiter_us``: CPU per poll of an ``ExportWaiter`` over the real client and the
   simulator (the waiter's work and the request together), every export always due.
 
+Then, under ``cProfile``, the Python function calls per request (the ``client_us`` loop)
+and per poll (the ``poll_us`` waiter): all of them (``client_calls``, ``poll_calls``) and
+the library's own (``*_lib_calls``). They hardly move with the machine's load, unlike CPU
+time, and stand in for instruction counts where ``perf`` cannot count them.
+
 Both sides run as a default install: the optional ``prometheus_client`` and
 ``opentelemetry`` are hidden from the workers (a waiter turns metrics and traces on by
 default when they are installed; ``benchmarks.observe_overhead`` measures that), unless
@@ -40,7 +45,28 @@ _INTEGRATIONS = ("prometheus_client", "opentelemetry")
 _WARMUP_SECONDS = 0.5
 
 
-async def _client_us(url: str, calls: int) -> float:
+class _Counted:
+    """Python function calls made inside ``with``, under ``cProfile``."""
+
+    def __enter__(self) -> _Counted:
+        import cProfile
+
+        self._profile = cProfile.Profile()
+        self._profile.enable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import pstats
+
+        self._profile.disable()
+        stats = pstats.Stats(self._profile).stats
+        self.calls = sum(row[1] for row in stats.values())
+        self.library_calls = sum(
+            row[1] for (path, _, _), row in stats.items() if "qianfan_export_wait" in path
+        )
+
+
+async def _client_us(url: str, calls: int, counts: dict[str, float] | None = None) -> float:
     from qianfan_export_wait import ExportStatusClient
     from qianfan_export_wait.simulator.credentials import SIMULATOR_CREDENTIALS
 
@@ -58,10 +84,18 @@ async def _client_us(url: str, calls: int) -> float:
             return (time.process_time() - started) / count
 
         await timed(300)  # connections, imports, caches
-        return await timed(calls) * 1e6
+        cpu = await timed(calls) * 1e6
+        if counts is not None:
+            with _Counted() as counted:
+                await timed(1000)
+            counts["client_calls"] = counted.calls / 1000
+            counts["client_lib_calls"] = counted.library_calls / 1000
+        return cpu
 
 
-async def _waiter_us(client: Any, count: int, seconds: float) -> float:
+async def _waiter_us(
+    client: Any, count: int, seconds: float, counts: dict[str, float] | None = None
+) -> float:
     """CPU per poll of a waiter over ``client`` polling ``count`` always-due exports."""
     from tenacity import wait_none
 
@@ -79,7 +113,14 @@ async def _waiter_us(client: Any, count: int, seconds: float) -> float:
     polls_before = client.stats.requests
     await asyncio.sleep(seconds)
     cpu = time.process_time() - started
-    polls = client.stats.requests - polls_before
+    polls: int = client.stats.requests - polls_before
+    if counts is not None:
+        polls_before = client.stats.requests
+        with _Counted() as counted:
+            await asyncio.sleep(1.0)
+        profiled = max(client.stats.requests - polls_before, 1)
+        counts["poll_calls"] = counted.calls / profiled
+        counts["poll_lib_calls"] = counted.library_calls / profiled
     waiting.cancel()
     await asyncio.wait({waiting})
     return cpu / max(polls, 1) * 1e6
@@ -111,11 +152,12 @@ async def _worker(url: str, calls: int, ids: int, seconds: float) -> dict[str, A
     from qianfan_export_wait.simulator.credentials import SIMULATOR_CREDENTIALS
 
     figures: dict[str, Any] = {"package": str(Path(qianfan_export_wait.__file__).parent)}
-    figures["client_us"] = await _client_us(url, calls)
-    figures["poll_us"] = await _waiter_us(_InstantClient(), ids, seconds)
+    counts: dict[str, float] = {}
+    figures["client_us"] = await _client_us(url, calls, counts)
+    figures["poll_us"] = await _waiter_us(_InstantClient(), ids, seconds, counts)
     async with ExportStatusClient(SIMULATOR_CREDENTIALS, base_url=url) as client:
         figures["waiter_us"] = await _waiter_us(client, 200, seconds)
-    return figures
+    return {**figures, **counts}
 
 
 def _run_side(
@@ -161,10 +203,18 @@ async def _drive(args: argparse.Namespace, before: Path) -> None:
                     _run_side, sides[name], sim.base_url, args, worker_cpu
                 )
                 rows[name].append(figures)
-                shown = {k: round(v, 2) for k, v in figures.items() if k.endswith("_us")}
+                shown = {k: round(v, 2) for k, v in figures.items() if k != "package"}
                 print(json.dumps({"round": round_number, "side": name, **shown}), flush=True)
     summary: dict[str, Any] = {"rounds": args.rounds}
-    for key in ("client_us", "poll_us", "waiter_us"):
+    for key in (
+        "client_us",
+        "poll_us",
+        "waiter_us",
+        "client_calls",
+        "client_lib_calls",
+        "poll_calls",
+        "poll_lib_calls",
+    ):
         for name in sides:
             values = [row[key] for row in rows[name]]
             summary[f"{name}_{key}"] = {
