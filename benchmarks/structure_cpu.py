@@ -59,7 +59,7 @@ class _Counted:
         import pstats
 
         self._profile.disable()
-        stats = pstats.Stats(self._profile).stats
+        stats = pstats.Stats(self._profile).stats  # type: ignore[attr-defined]
         self.calls = sum(row[1] for row in stats.values())
         self.library_calls = sum(
             row[1] for (path, _, _), row in stats.items() if "qianfan_export_wait" in path
