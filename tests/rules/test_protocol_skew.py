@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qianfan_export_wait import protocol
@@ -169,11 +169,19 @@ def test_the_endpoints_bound_is_the_rules_bound() -> None:
 
 LATENCY = st.floats(min_value=0.0, max_value=10.0)
 SERVER_SKEW = st.floats(min_value=-(MAX_CLOCK_OFFSET - 60), max_value=MAX_CLOCK_OFFSET - 60)
-# How far the offset the request was signed with is from the server's: past the window
-# (300 s early, 1800 s late, as BCE and the simulator allow) and within two days.
-MISSIGNED_BY = st.floats(min_value=330.0, max_value=2 * MAX_CLOCK_OFFSET) | st.floats(
-    min_value=-2 * MAX_CLOCK_OFFSET, max_value=-1830.0
-)
+EARLY_BY = 330.0  # signed more than the service's 300 s early, latency included
+LATE_BY = 1830.0  # or more than its 1800 s expiration late
+
+
+@st.composite
+def kept_offset_refused(draw: st.DrawFn, server_skew: float) -> float:
+    """An offset within the bound that signs outside the service's window when the
+    service is ``server_skew`` seconds off the local clock."""
+    early = (server_skew + EARLY_BY, MAX_CLOCK_OFFSET)
+    late = (-MAX_CLOCK_OFFSET, server_skew - LATE_BY)
+    usable = [(low, high) for low, high in (early, late) if low <= high]
+    low, high = draw(st.sampled_from(usable))
+    return draw(st.floats(min_value=low, max_value=high))
 
 
 def service_refusal(timestamp: int, server_now: float) -> str | None:
@@ -190,10 +198,11 @@ def service_refusal(timestamp: int, server_now: float) -> str | None:
     return None if failure is None else failure.bce_error_code
 
 
+@settings(max_examples=300)
 @given(
     local_at_send=st.floats(min_value=1.6e9, max_value=2.0e9),
     server_skew=SERVER_SKEW,
-    missigned_by=MISSIGNED_BY,
+    data=st.data(),
     to_server=LATENCY,
     answering=LATENCY,
     back=LATENCY,
@@ -203,15 +212,14 @@ def service_refusal(timestamp: int, server_now: float) -> str | None:
 def test_one_resign_lands_the_timestamp_in_the_services_window(
     local_at_send: float,
     server_skew: float,
-    missigned_by: float,
+    data: st.DataObject,
     to_server: float,
     answering: float,
     back: float,
     before_resend: float,
     to_server_again: float,
 ) -> None:
-    offset = server_skew + missigned_by
-    assume(abs(offset) <= MAX_CLOCK_OFFSET)  # a kept offset is always within the bound
+    offset = data.draw(kept_offset_refused(server_skew), label="kept offset")
     timestamp = int(local_at_send + offset)
     refusal = service_refusal(timestamp, local_at_send + to_server + server_skew)
     assert refusal == "RequestExpired"
