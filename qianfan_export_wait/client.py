@@ -88,7 +88,6 @@ __all__ = [
 logger = logging.getLogger("qianfan_export_wait")
 
 _CONTENT_TYPE = JSON_CONTENT_TYPE
-_MAX_RESIGNS = 3
 
 ArgsT = TypeVar("ArgsT")
 RecordT = TypeVar("RecordT")
@@ -375,7 +374,7 @@ class ExportStatusClient(_Signing):
             raise self._closed_error()
         try:
             stats = self.stats
-            resends = 0
+            resigns = 0
             url = self._urls.get((request.path, request.query))
             if url is None:
                 url = self._base_url.with_path(request.path)
@@ -428,12 +427,13 @@ class ExportStatusClient(_Signing):
                     slots.give_back()
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("POST %s %r -> HTTP %d", request.target, args, status)
+                received_at = self._clock()
                 try:
                     record = operation.read(
                         status,
                         headers,
                         payload,
-                        datetime.fromtimestamp(self._clock(), UTC),
+                        datetime.fromtimestamp(received_at, UTC),
                         args=args,
                     )
                 except ThrottledError as error:
@@ -446,13 +446,13 @@ class ExportStatusClient(_Signing):
                     raise
                 except AuthError as error:
                     error.scrub(self._hidden)
-                    resends += 1
-                    if error.bce_error_code != "RequestExpired" or resends > _MAX_RESIGNS:
+                    decision = self._skew_decision(
+                        error, signed_with=signed_with, received_at=received_at, resigns=resigns
+                    )
+                    if not decision.resign:
                         raise
-                    if self._clock_offset == signed_with:
-                        if not self._learn_clock_offset(error):
-                            raise
-                        stats.clock_resyncs += 1
+                    resigns += 1
+                    stats.clock_resyncs += decision.learnt
                     continue
                 except ApiError as error:
                     error.scrub(self._hidden)  # a server may echo our request headers back

@@ -1,6 +1,6 @@
 """How ``ExportStatusClient`` signs: one ``Authorization`` per second and request, the
-server-clock offset it learns from a ``RequestExpired`` answer, and the keys an error must
-hide."""
+server-clock offset it keeps (``protocol.skew`` decides when a ``RequestExpired`` answer
+changes it), and the keys an error must hide."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import logging
 from collections.abc import Callable
 
 from .auth import Credentials
-from .endpoints import MAX_CLOCK_OFFSET
 from .errors import AuthError
 from .protocol import Request
 from .protocol._common import signed_headers
+from .protocol.skew import MAX_CLOCK_OFFSET, SkewDecision, SkewVerdict, skew_decision
 
 logger = logging.getLogger("qianfan_export_wait")
-
-_SKEW_THRESHOLD_SECONDS = 30.0
 
 
 class _Signing:
@@ -49,30 +47,35 @@ class _Signing:
             self._headers[key] = headers
         return headers
 
-    def _learn_clock_offset(self, error: AuthError) -> bool:
-        if error.bce_error_code != "RequestExpired" or error.server_date is None:
-            return False
-        offset = error.server_date.timestamp() - self._clock()
-        if not abs(offset) <= MAX_CLOCK_OFFSET:
-            # A server clock a day or more off is a broken or hostile header, not skew:
-            # signing with it would fail (or not even format) from then on.
+    def _skew_decision(
+        self, error: AuthError, *, signed_with: float, received_at: float, resigns: int
+    ) -> SkewDecision:
+        """Whether to sign a request refused with ``error`` again (``protocol.skew``
+        decides); adopts and logs an offset learnt from the answer's ``Date``."""
+        decision = skew_decision(
+            error,
+            signed_with=signed_with,
+            offset=self._clock_offset,
+            received_at=received_at,
+            resigns=resigns,
+        )
+        if decision.verdict is SkewVerdict.DATE_TOO_FAR and error.server_date is not None:
             logger.warning(
                 "the server's Date header (%s) is %+.0f s off the local clock, more than "
                 "%g s: not adopted; check the local clock if this repeats",
                 error.server_date.isoformat(),
-                offset,
+                decision.measured,
                 MAX_CLOCK_OFFSET,
             )
-            return False
-        if abs(offset - self._clock_offset) < _SKEW_THRESHOLD_SECONDS:
-            return False
-        logger.warning(
-            "local clock is %+.0f s off the server's Date header; signing with the server's time",
-            -offset,
-        )
-        self._clock_offset = offset
-        self._signed_second = None
-        return True
+        elif decision.learnt:
+            logger.warning(
+                "local clock is %+.0f s off the server's Date header; signing with the "
+                "server's time",
+                -decision.offset,
+            )
+            self._clock_offset = decision.offset
+            self._signed_second = None
+        return decision
 
     @property
     def _hidden(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from yarl import URL
 from .auth import Credentials, canonical_time, sign
 from .errors import ConfigurationError
 from .protocol import EXPORT_STATUS_PATH, JSON_CONTENT_TYPE, MAX_RESPONSE_BYTES, SIGNED_HEADERS
+from .protocol.skew import MAX_CLOCK_OFFSET
 
 __all__ = [
     "BASE_URL_ENV",
@@ -33,8 +34,6 @@ __all__ = [
 BASE_URL_ENV = "QIANFAN_CONSOLE_API_BASE_URL"
 DEFAULT_BASE_URL = "https://qianfan.baidubce.com"
 SIGNATURE_EXPIRATION_SECONDS = 1800
-MAX_CLOCK_OFFSET = 86400.0
-"""A server ``Date`` further than this from the local clock is never adopted."""
 _USERINFO = re.compile(r"^([^/?#]*//)?[^/?#@]*@")
 
 

@@ -17,7 +17,8 @@ create export      ``v1_create_export``                    ``v2_create_export``
 =================  ======================================  ==========================
 
 ``export_status(api)``, ``eval_status(api)`` and ``create_export(api)`` pick one by
-generation.
+generation. ``skew`` decides when a ``RequestExpired`` answer is signed again, and with
+which clock offset.
 """
 
 from __future__ import annotations
