@@ -56,7 +56,7 @@ from .errors import (
     ThrottledError,
     TransientError,
 )
-from .models import ExportId, ExportStatus
+from .models import ExportId, ExportState, ExportStatus
 from .protocol import (
     APIS,
     CreatedExport,
@@ -275,9 +275,7 @@ class ExportStatusClient(_Signing):
         """
         operation = self._status_operation
         request = operation.build(export_id)
-        return self._watched(
-            operation, export_id, self._send(operation, request, export_id, self.max_attempts)
-        )
+        return self._send(operation, request, export_id, self.max_attempts, watch=True)
 
     def fetch_once(self, export_id: ExportId) -> Coroutine[Any, Any, ExportStatus]:
         """One request, no transient retry (the waiter schedules its own); ``export_id``
@@ -288,7 +286,7 @@ class ExportStatusClient(_Signing):
         """
         operation = self._status_operation
         request = operation.build(export_id)
-        return self._watched(operation, export_id, self._send(operation, request, export_id, 1))
+        return self._send(operation, request, export_id, 1, watch=True)
 
     def status_fetch(
         self, api: str | None = None
@@ -301,7 +299,7 @@ class ExportStatusClient(_Signing):
 
         def fetch(export_id: ExportId) -> Coroutine[Any, Any, ExportStatus]:
             request = operation.build(export_id)
-            return self._watched(operation, export_id, self._send(operation, request, export_id, 1))
+            return self._send(operation, request, export_id, 1, watch=True)
 
         return fetch
 
@@ -350,26 +348,30 @@ class ExportStatusClient(_Signing):
                 return await self._send(operation, request, args, 1)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _watched(
-        self,
-        operation: Operation[Any, ExportStatus],
-        export_id: ExportId,
-        answer: Coroutine[Any, Any, ExportStatus],
-    ) -> ExportStatus:
-        status = await answer
-        if status.state_is_known:
+    def _watch(self, export_id: ExportId, status: ExportStatus) -> None:
+        """Time ``export_id`` in an unknown state (raising ``UnknownStateError`` once it
+        has been in one too long), or forget it once its state is known again."""
+        if isinstance(status.state, ExportState):
             if self._unknown.tracking:
                 self._unknown.known(export_id)
-            return status
+            return
         error = self._unknown.seen(export_id, status, self._clock())
         self.stats.unknown_states[status.state_name] = self._unknown.counts[status.state_name]
         if error is not None:
             raise error
-        return status
 
     async def _send(
-        self, operation: Operation[Any, RecordT], request: Request, args: Any, attempts: int
+        self,
+        operation: Operation[Any, RecordT],
+        request: Request,
+        args: Any,
+        attempts: int,
+        *,
+        watch: bool = False,
     ) -> RecordT:
+        """Send ``request`` (retrying a ``TransientError`` up to ``attempts`` in all) and
+        read its record; ``watch``: the record is an ``ExportStatus`` whose state is
+        watched for unknown states."""
         if self._closed:
             raise self._closed_error()
         try:
@@ -458,14 +460,21 @@ class ExportStatusClient(_Signing):
                     error.scrub(self._hidden)  # a server may echo our request headers back
                     raise
                 stats.succeeded += 1
+                if watch:
+                    self._watch(args, record)  # type: ignore[arg-type]
                 return record
         except TransientError:
             if attempts <= 1:
                 raise
-        return await self._retry(operation, request, args, attempts - 1)
+        return await self._retry(operation, request, args, attempts - 1, watch)
 
     async def _retry(
-        self, operation: Operation[Any, RecordT], request: Request, args: Any, attempts: int
+        self,
+        operation: Operation[Any, RecordT],
+        request: Request,
+        args: Any,
+        attempts: int,
+        watch: bool,
     ) -> RecordT:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(attempts),
@@ -476,5 +485,5 @@ class ExportStatusClient(_Signing):
         async for attempt in retrying:
             with attempt:
                 self.stats.retries += 1
-                return await self._send(operation, request, args, 1)
+                return await self._send(operation, request, args, 1, watch=watch)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover

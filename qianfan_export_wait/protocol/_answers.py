@@ -334,9 +334,19 @@ def decoded_answer(
 ) -> Any:
     """The decoded JSON of a success answer of generation ``api``, after checking the
     caller's arguments; the answer's classified error is raised instead."""
-    status = check_status(status)
-    now = check_now(now)
+    if type(status) is not int or not 100 <= status <= 999:
+        status = check_status(status)  # not a status code: raises
+    if type(now) is not datetime or now.tzinfo is None:
+        now = check_now(now)  # a subclass passes; a naive or non-datetime raises
     decoded, problem = decode(status, body)
+    if (
+        api == "v1"
+        and 200 <= status < 300
+        and type(decoded) is dict
+        and decoded.get("error_code") is None
+        and (headers.get("X-Bce-Error-Code") or headers.get("x-bce-error-code")) is None
+    ):
+        return decoded  # the usual answer: what v1_error finds no error in, found quickly
     error = (v1_error if api == "v1" else v2_error)(status, decoded, problem, headers, now)
     if error is not None:
         raise error
