@@ -22,6 +22,7 @@ from hardening_support import (
     ACCESS_KEY,
     CLI,
     SECRET_KEY,
+    CliRun,
     cli_env,
     recording_server,
     run_cli,
@@ -516,16 +517,35 @@ def is_folder(path: str) -> bool:
     return Path(path).is_dir()
 
 
-async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> None:
+async def download_run(
+    folder: Path, export_types: tuple[str, ...], *, bos_endpoint_by: str
+) -> tuple[CliRun, dict[int, Any]]:
+    """``wait 1..n --download folder`` against a simulator with one export of each type
+    (ids from 1), storage files served by the simulator too, its address given by the
+    ``--bos-endpoint`` flag (``"flag"``) or by ``QIANFAN_BOS_ENDPOINT`` (``"env"``); the run
+    and each export's file digest."""
     async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
-        for _ in range(3):
-            fake.add_export(0.0, export_type="local")
-        fake.add_export(0.0, export_type="storage")
+        for export_type in export_types:
+            fake.add_export(0.0, export_type=export_type)
+        env = {k: v for k, v in cli_env().items() if k != "QIANFAN_BOS_ENDPOINT"}
+        flags: list[str] = []
+        if bos_endpoint_by == "flag":
+            flags = ["--bos-endpoint", fake.base_url]
+        else:
+            env["QIANFAN_BOS_ENDPOINT"] = fake.base_url
+        ids = range(1, len(export_types) + 1)
         run = await run_cli(
-            "wait", "1", "2", "3", "4", "--download", str(tmp_path), "--endpoint", fake.base_url,
-            *FAST, env=cli_env(QIANFAN_BOS_ENDPOINT=fake.base_url),
+            "wait", *map(str, ids), "--download", str(folder), "--endpoint", fake.base_url,
+            *flags, *FAST, env=env,
         )  # fmt: skip
-        digests = {n: fake.simulator.file_of(n).digest() for n in range(1, 5)}
+        digests = {n: fake.simulator.file_of(n).digest() for n in ids}
+    return run, digests
+
+
+async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> None:
+    run, digests = await download_run(
+        tmp_path, ("local", "local", "local", "storage"), bos_endpoint_by="env"
+    )
     assert run.code == 0, run.stderr
     for record in run.records:
         file = record["file"]
@@ -860,15 +880,8 @@ async def test_event_loop_uvloop_runs_the_wait_on_uvloop(fake: SimulatedQianfan)
 
 async def test_bos_endpoint_flag_points_storage_downloads_at_the_simulator(tmp_path: Path) -> None:
     # The banner's advice, as a flag: no variable needed for storage files.
-    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
-        fake.add_export(0.0, export_type="storage")
-        env = {k: v for k, v in cli_env().items() if k != "QIANFAN_BOS_ENDPOINT"}
-        run = await run_cli(
-            "wait", "1", "--download", str(tmp_path), "--endpoint", fake.base_url,
-            "--bos-endpoint", fake.base_url, *FAST, env=env,
-        )  # fmt: skip
-        digest = fake.simulator.file_of(1).digest()
+    run, digests = await download_run(tmp_path, ("storage",), bos_endpoint_by="flag")
     assert run.code == 0, run.stderr
     (record,) = run.records
-    assert record["file"]["sha256"] == digest.sha256_hex
+    assert record["file"]["sha256"] == digests[1].sha256_hex
     assert "1 export in " in run.stderr and "1 file," in run.stderr

@@ -647,10 +647,9 @@ class WaiterModel(RuleBasedStateMachine):
         """Whether the requests sent in ``[start, end]`` took every slot the rate limit
         had there (a caller whose timeout is shorter than the window has fewer slots than
         exports; one poll handed out just before its caller left still goes)."""
-        sent = sum(1 for r in self.api.requests if start - EPS <= r.sent <= end + EPS)
         rates = [r.rate for r in self.api.requests if start - EPS <= r.sent <= end + EPS]
         rate = min(rates, default=QPS)
-        return sent >= math.floor(rate * (end - start) + EPS)
+        return len(rates) >= math.floor(rate * (end - start) + EPS)
 
     def slowed(self, start: float, end: float) -> bool:
         """Whether the limiter's rate in ``[start, end]`` was too low to send a look for
