@@ -26,8 +26,8 @@ from hardening_support import (
     cli_env,
     recording_server,
     run_cli,
-    success_body,
 )
+from statuses import v1_body
 from terminal_screen import FakeTerminal, screen
 
 from qianfan_export_wait import Credentials
@@ -294,18 +294,14 @@ def answering(shape: Callable[[int], str]) -> Callable[[web.Request], Awaitable[
     return answer
 
 
-def done_body(export_id: int, **fields: object) -> dict[str, Any]:
-    body = success_body(export_id)
-    body["result"].update(fields)
-    return body
-
-
 async def test_a_lone_surrogate_from_the_server_is_printed_escaped_and_every_id_gets_a_line() -> (
     None
 ):
     def shape(export_id: int) -> str:
         odd = "\ud800" if export_id == 5 else "plain"
-        return json.dumps(done_body(export_id, exportPath=odd))  # ensure_ascii: "\\ud800"
+        return json.dumps(
+            v1_body(export_id, documented=True, exportPath=odd)
+        )  # ensure_ascii: "\\ud800"
 
     async with recording_server(answering(shape)) as server:
         ids = [str(n) for n in range(1, 10)]
@@ -320,7 +316,7 @@ async def test_chinese_text_prints_when_stdout_is_not_utf8() -> None:
     path = "评估/结果.csv"
 
     def shape(export_id: int) -> str:
-        return json.dumps(done_body(export_id, exportPath=path), ensure_ascii=False)
+        return json.dumps(v1_body(export_id, documented=True, exportPath=path), ensure_ascii=False)
 
     async with recording_server(answering(shape)) as server:
         run = await run_cli(
@@ -333,7 +329,7 @@ async def test_chinese_text_prints_when_stdout_is_not_utf8() -> None:
 
 async def test_non_finite_numbers_from_the_server_are_printed_as_null() -> None:
     def shape(export_id: int) -> str:
-        body = json.dumps(done_body(export_id, score=0.5, rank=1))
+        body = json.dumps(v1_body(export_id, documented=True, score=0.5, rank=1))
         return body.replace("0.5", "NaN").replace('"rank": 1', '"rank": 1e400')
 
     async with recording_server(answering(shape)) as server:
@@ -635,8 +631,8 @@ async def test_a_failed_download_keeps_the_outcome_done_exits_1_and_names_the_ex
         if request.path != EXPORT_STATUS_PATH:
             return web.Response(status=404, text="no such file")
         export_id = json.loads(await request.read())["exportID"]
-        body = done_body(
-            export_id, exportType="local", downloadUrl=f"{base_url[0]}/f/{export_id}.csv"
+        body = v1_body(
+            export_id, documented=True, exportType="local", url=f"{base_url[0]}/f/{export_id}.csv"
         )
         return web.json_response(body)
 
@@ -668,8 +664,8 @@ async def test_a_refused_link_is_refreshed_through_the_waiter_so_its_poll_is_cou
                 return web.Response(status=403, text="link refused")
             return web.Response(body=b"a,b\n1,2\n")
         export_id = json.loads(await request.read())["exportID"]
-        body = done_body(
-            export_id, exportType="local", downloadUrl=f"{base_url[0]}/f/{export_id}.csv"
+        body = v1_body(
+            export_id, documented=True, exportType="local", url=f"{base_url[0]}/f/{export_id}.csv"
         )
         return web.json_response(body)
 

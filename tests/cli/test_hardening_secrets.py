@@ -24,10 +24,10 @@ from hardening_support import (
     CliRun,
     cli_env,
     run_cli,
-    success_body,
     unused_port,
 )
 from scripted_server import MakeClient, Responder, ScriptedServer, answer, reset_connection
+from statuses import v1_body
 
 from qianfan_export_wait import (
     AuthError,
@@ -331,7 +331,7 @@ def _echoes(status: int, shape: str) -> Responder:
         elif shape == "qianfan":
             body = {"error_code": authorization, "error_msg": quoted, "log_id": authorization}
         else:  # an answer about another export, whose id is the header
-            body = success_body(97)
+            body = v1_body(97, documented=True)
             body["result"]["exportIDStr"] = authorization
             body["log_id"] = authorization
         return web.json_response(body, status=status, headers=headers)

@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
-from waiter_support import make_waiter, status_of
+from statuses import make_status
+from waiter_support import make_waiter
 
 from qianfan_export_wait import (
     ExportStatusClient,
@@ -73,7 +74,7 @@ class ThrottlingApi:
             assert error is not None
             raise error
         done_at = 10.0 * export_id / self.exports
-        return status_of(export_id, "Done" if now >= done_at else "Running")
+        return make_status(export_id, "Done" if now >= done_at else "Running")
 
 
 async def test_retry_after_of_a_day_cannot_freeze_the_waiter_at_the_virtual_instant(

@@ -8,8 +8,9 @@ import itertools
 from typing import Any
 
 import pytest
+from statuses import LOG_ID, make_status
 from tenacity import wait_exponential, wait_fixed
-from waiter_support import Answer, ScriptedClient, make_waiter, status_of
+from waiter_support import Answer, ScriptedClient, make_waiter
 
 from qianfan_export_wait import (
     AuthError,
@@ -360,11 +361,11 @@ async def test_a_large_run_keeps_each_last_status_compactly_and_gives_it_back_wh
     assert len(report.timed_out) == 10_003
     for export_id in (1, 5000, 10_000, *strings):
         status = report[export_id].status
-        assert status == status_of(export_id, "Uploading")
+        assert status == make_status(export_id, "Uploading")
         assert status is not None and dict(status.raw) == dict(
-            status_of(export_id, "Uploading").raw
+            make_status(export_id, "Uploading").raw
         )
-        assert status.log_id == "1"
+        assert status.log_id == LOG_ID
 
 
 # --- batching wake-ups and the default strategy -----------------------------------------------

@@ -8,8 +8,9 @@ import gc
 from typing import Any
 
 import pytest
+from statuses import make_status
 from tenacity import RetryCallState, wait_fixed
-from waiter_support import Answer, ScriptedClient, make_waiter, status_of
+from waiter_support import Answer, ScriptedClient, make_waiter
 
 from qianfan_export_wait import (
     AuthError,
@@ -318,7 +319,7 @@ class GetStatusOnly:
 
     async def get_status(self, export_id: int | str) -> ExportStatus:
         self.asked.append(export_id)
-        return status_of(export_id, "Done")
+        return make_status(export_id, "Done")
 
 
 async def test_any_object_with_async_get_status_is_a_client() -> None:

@@ -1,5 +1,5 @@
 """Helpers shared by ``test_cli.py``, ``test_client.py``, ``test_simulator.py`` and the
-``test_hardening_*`` files: a documented status body, the command line as a subprocess
+``test_hardening_*`` files: the command line as a subprocess
 with a controlled environment, a raw TCP server that answers with any bytes at all, and
 a recording HTTP server. Everything listens on 127.0.0.1 only."""
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from statuses import v1_body
 
 from qianfan_export_wait.client import EXPORT_STATUS_PATH
 
@@ -191,37 +192,6 @@ async def raw_server(respond: RawResponder) -> AsyncIterator[RawServer]:
         await server.wait_closed()
 
 
-RESULT_FIELDS = (
-    "id",
-    "idStr",
-    "exportID",
-    "exportIDStr",
-    "state",
-    "exportType",
-    "volumeId",
-    "exportPath",
-    "downloadUrl",
-)
-"""The fields of a status ``result``, as API.md documents them."""
-
-
-def success_body(export_id: int | str = 96, state: str = "Done") -> dict[str, Any]:
-    """A documented success body for ``export_id`` (either id form)."""
-    return {
-        "log_id": "2340692759",
-        "result": {
-            "id": 305,
-            "exportID": export_id if isinstance(export_id, int) else 305,
-            "exportIDStr": export_id if isinstance(export_id, str) else f"amemt-{export_id:012d}",
-            "state": state,
-            "exportType": "storage",
-            "volumeId": "modelrepo-test",
-            "exportPath": "a/b.csv",
-            "downloadUrl": "",
-        },
-    }
-
-
 @dataclass
 class RecordingServer:
     """An aiohttp server that records every request and answers with ``answer``."""
@@ -235,7 +205,7 @@ class RecordingServer:
         self.received.append({"path": request.path, "headers": dict(request.headers), "body": body})
         if self.answer is not None:
             return await self.answer(request)
-        return web.json_response(success_body(json.loads(body)["exportID"]))
+        return web.json_response(v1_body(json.loads(body)["exportID"], documented=True))
 
 
 @asynccontextmanager

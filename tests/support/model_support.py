@@ -17,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from statuses import make_status
+
 from qianfan_export_wait.errors import DownloadError, ThrottledError, TransientError
-from qianfan_export_wait.models import ExportStatus, parse_export_status
+from qianfan_export_wait.models import ExportStatus
 from qianfan_export_wait.waiting import MonotonicClock
 
 TERMINAL = ("Done", "Fail")
@@ -124,13 +126,6 @@ async def run_until(loop: VirtualLoop, target: float) -> None:
 
 
 # -- the fake API ---------------------------------------------------------------------------
-
-
-def status_of(export_id: int, state: str) -> ExportStatus:
-    """A fresh status object (its identity tells which answer an outcome carries)."""
-    return parse_export_status(
-        {"log_id": "1", "result": {"exportID": export_id, "state": state, "exportType": "local"}}
-    )
 
 
 @dataclass
@@ -240,7 +235,7 @@ class FakeApi:
                 raise TransientError("HTTP 502 bad gateway", http_status=502)
             state = self.timelines[export_id].state_at(now)
             request.state = state
-            request.status = status_of(export_id, state)
+            request.status = make_status(export_id, state)
             return request.status
         except asyncio.CancelledError:
             request.cancelled = True

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from hardening_support import success_body
 from multidict import CIMultiDict
+from statuses import v1_body
 
 from qianfan_export_wait.auth import Credentials, parse_authorization, sign
 from qianfan_export_wait.client import EXPORT_STATUS_PATH, ExportStatusClient
@@ -125,7 +125,7 @@ class ScriptedServer:
         if self.is_expired(received):
             return bce_error(400, "RequestExpired", date=self.now())
         export_id = json.loads(received.body)["exportID"]
-        return web.json_response(success_body(export_id))
+        return web.json_response(v1_body(export_id, documented=True))
 
     async def hang(self) -> None:
         """Wait until the test ends (or the client goes away and the handler is cancelled)."""

@@ -6,22 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from statuses import make_status
+
 from qianfan_export_wait import ExportWaiter, PollPolicy
 from qianfan_export_wait.auth import Credentials
 from qianfan_export_wait.client import ClientStats
-from qianfan_export_wait.models import ExportStatus, parse_export_status
+from qianfan_export_wait.models import ExportStatus
 from qianfan_export_wait.ratelimit import FixedRateLimiter
 from qianfan_export_wait.waiting import VirtualClock
 
 Answer = Any  # a state name, an exception instance, or a callable returning either
-
-
-def status_of(export_id: int | str, state: str) -> ExportStatus:
-    numeric = export_id if isinstance(export_id, int) else 1000 + len(str(export_id))
-    result: dict[str, Any] = {"exportID": numeric, "state": state, "exportType": "local"}
-    if isinstance(export_id, str):
-        result["exportIDStr"] = export_id
-    return parse_export_status({"log_id": "1", "result": result})
 
 
 class ScriptedClient:
@@ -52,7 +46,7 @@ class ScriptedClient:
                 answer = answer()
             if isinstance(answer, BaseException):
                 raise answer
-            return status_of(export_id, answer)
+            return make_status(export_id, answer)
         finally:
             self.in_flight -= 1
 

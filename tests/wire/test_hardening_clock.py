@@ -18,9 +18,10 @@ import time
 
 import pytest
 from aiohttp import web
-from hardening_support import http_response, raw_server, recording_server, success_body
+from hardening_support import http_response, raw_server, recording_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from statuses import v1_body
 
 from qianfan_export_wait import (
     AuthError,
@@ -151,7 +152,7 @@ class ExpiredOnce:
             writer.write(http_response(payload, status=400, headers=headers))
         else:
             export_id = json.loads(body)["exportID"]
-            writer.write(http_response(json.dumps(success_body(export_id)).encode()))
+            writer.write(http_response(json.dumps(v1_body(export_id, documented=True)).encode()))
         await writer.drain()
 
 
