@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fakes import FakeDownloader, Request
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -76,9 +77,7 @@ from hypothesis.stateful import (
 from model_support import (
     TERMINAL,
     FakeApi,
-    FakeDownloader,
     LoopClock,
-    Request,
     Timeline,
     VirtualLoop,
     drain,
@@ -286,9 +285,7 @@ class WaiterModel(RuleBasedStateMachine):
             timelines[export_id] = Timeline(changes)
         self.api = FakeApi(self.loop, timelines, max_in_flight)
         if downloads is not None:
-            self.downloader = FakeDownloader(
-                self.loop, delay=DOWNLOAD_DELAY, fail=downloads == "fail"
-            )
+            self.downloader = FakeDownloader(delay=DOWNLOAD_DELAY, fail=downloads == "fail")
 
         self.clock = LoopClock(self.loop)
 

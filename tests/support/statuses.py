@@ -2,9 +2,10 @@
 fields, and the wire bodies it is read from (V1 and V2), as objects or as answer bytes.
 
 A record is made the way the library makes one, by reading a body: ``make_status(...)`` is
-``parse_export_status(v1_body(...))``. ``documented=True`` fills every field API.md documents
-(``RESULT_FIELDS``), as in its example; otherwise a result carries only what the record needs.
-A test that builds a hostile or odd body on purpose writes it out by hand instead.
+``parse_export_status(v1_body(...))``. ``documented=True`` fills every field API.md
+documents (``RESULT_FIELDS``) and the ``log_id`` as in its example; otherwise a result
+carries only what the record needs. A test that builds a hostile or odd body on purpose
+writes it out by hand instead.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from qianfan_export_wait.models import ExportId, ExportStatus, parse_export_stat
 from qianfan_export_wait.simulator.exports import V2_STORAGE_PATH_FIELD
 
 __all__ = [
+    "DOCUMENTED_LOG_ID",
     "LOG_ID",
     "REQUEST_ID",
     "RESULT_FIELDS",
@@ -30,12 +32,21 @@ __all__ = [
     "v2_result",
 ]
 
-LOG_ID = "2340692759"
-"""The ``log_id`` of API.md's example, given to every V1 body unless told otherwise."""
+LOG_ID = "1"
+"""The ``log_id`` of a V1 body unless told otherwise."""
+DOCUMENTED_LOG_ID = "2340692759"
+"""The ``log_id`` of API.md's example: that of a ``documented`` body and of ``v1_answer``."""
 REQUEST_ID = "req-1"
 """The ``requestId`` of a V2 success body unless told otherwise."""
 STR_ID_NUMBER = 305
 """The ``exportID`` of an export known by its string id (API.md's example)."""
+
+
+class Default:
+    """The type of ``DEFAULT``: an argument left to its default."""
+
+
+DEFAULT = Default()
 
 RESULT_FIELDS = (
     "id",
@@ -88,13 +99,16 @@ def v1_body(
     export_id: ExportId = 96,
     state: str = "Done",
     *,
-    log_id: str | None = LOG_ID,
+    log_id: str | Default | None = DEFAULT,
     url: str | None = None,
     documented: bool = False,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A decoded V1 success body ``{"log_id", "result"}`` (no ``log_id`` when ``None``)
-    around ``v1_result(...)``."""
+    """A decoded V1 success body ``{"log_id", "result"}`` (no ``log_id`` when ``None``;
+    ``LOG_ID``, or ``DOCUMENTED_LOG_ID`` when ``documented``, unless given) around
+    ``v1_result(...)``."""
+    if isinstance(log_id, Default):
+        log_id = DOCUMENTED_LOG_ID if documented else LOG_ID
     result = v1_result(export_id, state, url=url, documented=documented, **fields)
     return {"result": result} if log_id is None else {"log_id": log_id, "result": result}
 
@@ -103,7 +117,7 @@ def make_status(
     export_id: ExportId = 96,
     state: str = "Done",
     *,
-    log_id: str | None = LOG_ID,
+    log_id: str | Default | None = DEFAULT,
     url: str | None = None,
     documented: bool = False,
     **fields: Any,
@@ -145,7 +159,7 @@ def answer_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
-def v1_answer(result: Any, log_id: str = LOG_ID) -> bytes:
+def v1_answer(result: Any, log_id: str = DOCUMENTED_LOG_ID) -> bytes:
     """The bytes of a V1 success answer around ``result``."""
     return answer_bytes({"log_id": log_id, "result": result})
 
