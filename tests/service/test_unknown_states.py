@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from fakes import FakeClock
 
 from qianfan_export_wait import ExportStatusClient, ExportWaiter
 from qianfan_export_wait.errors import UnknownStateError
@@ -70,26 +71,26 @@ async def test_unknown_state_timeout_ends_the_export_after_that_long(
 ) -> None:
     states, base_url = server
     states.state["amemt-a"] = "Archiving"
-    now = [1000.0]
+    clock = FakeClock()
     client = ExportStatusClient(
         generate_credentials(),
         base_url=base_url,
         api="v2",
         unknown_state_timeout=60.0,
-        clock=lambda: now[0],
+        clock=clock,
     )
     async with client:
         await client.get_status("amemt-a")
-        now[0] += 59.0
+        clock.advance(59.0)
         await client.get_status("amemt-a")
         states.state["amemt-a"] = "Running"  # a known state starts the time over
         assert (await client.get_status("amemt-a")).state is ExportState.UPLOADING
         states.state["amemt-a"] = "Archiving"
-        now[0] += 30.0
+        clock.advance(30.0)
         await client.get_status("amemt-a")
-        now[0] += 59.0
+        clock.advance(59.0)
         await client.get_status("amemt-a")
-        now[0] += 1.0
+        clock.advance(1.0)
         with pytest.raises(UnknownStateError, match="unknown_state_timeout=60") as caught:
             await client.get_status("amemt-a")
     assert (caught.value.state, caught.value.export_id) == ("Archiving", "amemt-a")
