@@ -24,9 +24,9 @@ from hardening_support import (
     SECRET_KEY,
     CliRun,
     cli_env,
-    recording_server,
     run_cli,
 )
+from scripted_server import recording_server
 from statuses import v1_body
 from terminal_screen import FakeTerminal, screen
 
@@ -98,7 +98,7 @@ async def test_status_sends_digits_as_an_int_and_anything_else_as_a_string() -> 
         run = await run_cli(
             "status", "96", "amemt-hkkf5y9e64j8", "96a", "--endpoint", server.base_url
         )
-    sent = [json.loads(received["body"])["exportID"] for received in server.received]
+    sent = [json.loads(received.body)["exportID"] for received in server.requests]
     assert sent == [96, "amemt-hkkf5y9e64j8", "96a"]
     assert [type(value) for value in sent] == [int, str, str]
     assert [record["export_id"] for record in run.records] == [96, "amemt-hkkf5y9e64j8", "96a"]
@@ -674,7 +674,7 @@ async def test_a_refused_link_is_refreshed_through_the_waiter_so_its_poll_is_cou
         run = await run_cli(
             "wait", "96", "--download", str(tmp_path), "--endpoint", server.base_url, *FAST
         )
-        polls = sum(1 for request in server.received if request["path"] == EXPORT_STATUS_PATH)
+        polls = sum(1 for request in server.requests if request.path == EXPORT_STATUS_PATH)
     assert run.code == 0, run.stderr
     [record] = run.records
     assert record["file"]["bytes"] == 8

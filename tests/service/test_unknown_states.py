@@ -11,6 +11,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from fakes import FakeClock
+from scripted_server import recording_server
+from statuses import v2_answer, v2_result
 
 from qianfan_export_wait import ExportStatusClient, ExportWaiter
 from qianfan_export_wait.errors import UnknownStateError
@@ -27,24 +29,15 @@ class States:
     async def handle(self, request: web.Request) -> web.Response:
         assert request.query["Action"] == "DescribeEvalResultExportTask"
         task_id = (await request.json())["taskId"]
-        result = {"taskId": task_id, "evalId": "ame-1", "state": self.state[task_id]}
-        return web.json_response({"requestId": "r-1", "result": result})
+        result = v2_result(task_id, self.state[task_id], url=None)
+        return web.Response(body=v2_answer(result), content_type="application/json")
 
 
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[tuple[States, str]]:
     states = States()
-    app = web.Application()
-    app.router.add_post("/v2/eval", states.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield states, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with recording_server(states.handle) as recorder:
+        yield states, recorder.base_url
 
 
 async def test_an_unknown_state_is_logged_once_per_state_counted_and_running(

@@ -18,9 +18,10 @@ import time
 
 import pytest
 from aiohttp import web
-from hardening_support import http_response, raw_server, recording_server
+from hardening_support import http_response, raw_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_server import recording_server
 from statuses import v1_body
 
 from qianfan_export_wait import (
@@ -115,7 +116,7 @@ async def test_request_expired_again_after_the_resync_is_an_auth_error_not_a_loo
             with pytest.raises(AuthError, match="RequestExpired"):
                 await client.get_status(1)
     assert client.stats.clock_resyncs == 1
-    assert len(server.received) == 2
+    assert len(server.requests) == 2
 
 
 async def test_requests_signed_before_another_learnt_the_offset_are_resent_not_refused() -> None:
