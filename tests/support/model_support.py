@@ -153,7 +153,7 @@ class FakeApi(ScriptedClient):
     RETRY_AFTER = 1.0
 
     def __init__(self, loop: VirtualLoop, timelines: dict[int, Timeline], max_in_flight: int):
-        super().__init__(self)  # type: ignore[arg-type]  # its own clock: the loop's time
+        super().__init__(self)  # its own clock: now() reads the loop's time
         self.loop = loop
         self.timelines = timelines
         self.max_in_flight = max_in_flight

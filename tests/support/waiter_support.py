@@ -24,7 +24,7 @@ def make_waiter(
     client = ScriptedClient(clock, script)
     options.setdefault("limiter", FixedRateLimiter(1e6))
     waiter = ExportWaiter(
-        client,  # type: ignore[arg-type]
+        client,
         policy=policy or PollPolicy(min_delay=1, max_delay=10, timeout=100),
         clock=clock,
         **options,
