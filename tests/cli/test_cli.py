@@ -22,11 +22,12 @@ from hardening_support import (
     ACCESS_KEY,
     CLI,
     SECRET_KEY,
+    CliRun,
     cli_env,
-    recording_server,
     run_cli,
-    success_body,
 )
+from scripted_server import recording_server
+from statuses import v1_body
 from terminal_screen import FakeTerminal, screen
 
 from qianfan_export_wait import Credentials
@@ -97,7 +98,7 @@ async def test_status_sends_digits_as_an_int_and_anything_else_as_a_string() -> 
         run = await run_cli(
             "status", "96", "amemt-hkkf5y9e64j8", "96a", "--endpoint", server.base_url
         )
-    sent = [json.loads(received["body"])["exportID"] for received in server.received]
+    sent = [json.loads(received.body)["exportID"] for received in server.requests]
     assert sent == [96, "amemt-hkkf5y9e64j8", "96a"]
     assert [type(value) for value in sent] == [int, str, str]
     assert [record["export_id"] for record in run.records] == [96, "amemt-hkkf5y9e64j8", "96a"]
@@ -293,18 +294,14 @@ def answering(shape: Callable[[int], str]) -> Callable[[web.Request], Awaitable[
     return answer
 
 
-def done_body(export_id: int, **fields: object) -> dict[str, Any]:
-    body = success_body(export_id)
-    body["result"].update(fields)
-    return body
-
-
 async def test_a_lone_surrogate_from_the_server_is_printed_escaped_and_every_id_gets_a_line() -> (
     None
 ):
     def shape(export_id: int) -> str:
         odd = "\ud800" if export_id == 5 else "plain"
-        return json.dumps(done_body(export_id, exportPath=odd))  # ensure_ascii: "\\ud800"
+        return json.dumps(
+            v1_body(export_id, documented=True, exportPath=odd)
+        )  # ensure_ascii: "\\ud800"
 
     async with recording_server(answering(shape)) as server:
         ids = [str(n) for n in range(1, 10)]
@@ -319,7 +316,7 @@ async def test_chinese_text_prints_when_stdout_is_not_utf8() -> None:
     path = "评估/结果.csv"
 
     def shape(export_id: int) -> str:
-        return json.dumps(done_body(export_id, exportPath=path), ensure_ascii=False)
+        return json.dumps(v1_body(export_id, documented=True, exportPath=path), ensure_ascii=False)
 
     async with recording_server(answering(shape)) as server:
         run = await run_cli(
@@ -332,7 +329,7 @@ async def test_chinese_text_prints_when_stdout_is_not_utf8() -> None:
 
 async def test_non_finite_numbers_from_the_server_are_printed_as_null() -> None:
     def shape(export_id: int) -> str:
-        body = json.dumps(done_body(export_id, score=0.5, rank=1))
+        body = json.dumps(v1_body(export_id, documented=True, score=0.5, rank=1))
         return body.replace("0.5", "NaN").replace('"rank": 1', '"rank": 1e400')
 
     async with recording_server(answering(shape)) as server:
@@ -516,16 +513,35 @@ def is_folder(path: str) -> bool:
     return Path(path).is_dir()
 
 
-async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> None:
+async def download_run(
+    folder: Path, export_types: tuple[str, ...], *, bos_endpoint_by: str
+) -> tuple[CliRun, dict[int, Any]]:
+    """``wait 1..n --download folder`` against a simulator with one export of each type
+    (ids from 1), storage files served by the simulator too, its address given by the
+    ``--bos-endpoint`` flag (``"flag"``) or by ``QIANFAN_BOS_ENDPOINT`` (``"env"``); the run
+    and each export's file digest."""
     async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
-        for _ in range(3):
-            fake.add_export(0.0, export_type="local")
-        fake.add_export(0.0, export_type="storage")
+        for export_type in export_types:
+            fake.add_export(0.0, export_type=export_type)
+        env = {k: v for k, v in cli_env().items() if k != "QIANFAN_BOS_ENDPOINT"}
+        flags: list[str] = []
+        if bos_endpoint_by == "flag":
+            flags = ["--bos-endpoint", fake.base_url]
+        else:
+            env["QIANFAN_BOS_ENDPOINT"] = fake.base_url
+        ids = range(1, len(export_types) + 1)
         run = await run_cli(
-            "wait", "1", "2", "3", "4", "--download", str(tmp_path), "--endpoint", fake.base_url,
-            *FAST, env=cli_env(QIANFAN_BOS_ENDPOINT=fake.base_url),
+            "wait", *map(str, ids), "--download", str(folder), "--endpoint", fake.base_url,
+            *flags, *FAST, env=env,
         )  # fmt: skip
-        digests = {n: fake.simulator.file_of(n).digest() for n in range(1, 5)}
+        digests = {n: fake.simulator.file_of(n).digest() for n in ids}
+    return run, digests
+
+
+async def test_download_adds_each_verified_file_to_its_line(tmp_path: Path) -> None:
+    run, digests = await download_run(
+        tmp_path, ("local", "local", "local", "storage"), bos_endpoint_by="env"
+    )
     assert run.code == 0, run.stderr
     for record in run.records:
         file = record["file"]
@@ -615,8 +631,8 @@ async def test_a_failed_download_keeps_the_outcome_done_exits_1_and_names_the_ex
         if request.path != EXPORT_STATUS_PATH:
             return web.Response(status=404, text="no such file")
         export_id = json.loads(await request.read())["exportID"]
-        body = done_body(
-            export_id, exportType="local", downloadUrl=f"{base_url[0]}/f/{export_id}.csv"
+        body = v1_body(
+            export_id, documented=True, exportType="local", url=f"{base_url[0]}/f/{export_id}.csv"
         )
         return web.json_response(body)
 
@@ -648,8 +664,8 @@ async def test_a_refused_link_is_refreshed_through_the_waiter_so_its_poll_is_cou
                 return web.Response(status=403, text="link refused")
             return web.Response(body=b"a,b\n1,2\n")
         export_id = json.loads(await request.read())["exportID"]
-        body = done_body(
-            export_id, exportType="local", downloadUrl=f"{base_url[0]}/f/{export_id}.csv"
+        body = v1_body(
+            export_id, documented=True, exportType="local", url=f"{base_url[0]}/f/{export_id}.csv"
         )
         return web.json_response(body)
 
@@ -658,7 +674,7 @@ async def test_a_refused_link_is_refreshed_through_the_waiter_so_its_poll_is_cou
         run = await run_cli(
             "wait", "96", "--download", str(tmp_path), "--endpoint", server.base_url, *FAST
         )
-        polls = sum(1 for request in server.received if request["path"] == EXPORT_STATUS_PATH)
+        polls = sum(1 for request in server.requests if request.path == EXPORT_STATUS_PATH)
     assert run.code == 0, run.stderr
     [record] = run.records
     assert record["file"]["bytes"] == 8
@@ -860,15 +876,8 @@ async def test_event_loop_uvloop_runs_the_wait_on_uvloop(fake: SimulatedQianfan)
 
 async def test_bos_endpoint_flag_points_storage_downloads_at_the_simulator(tmp_path: Path) -> None:
     # The banner's advice, as a flag: no variable needed for storage files.
-    async with simulated_qianfan(credentials=CREDENTIALS, file_sizes=(3000, 9000)) as fake:
-        fake.add_export(0.0, export_type="storage")
-        env = {k: v for k, v in cli_env().items() if k != "QIANFAN_BOS_ENDPOINT"}
-        run = await run_cli(
-            "wait", "1", "--download", str(tmp_path), "--endpoint", fake.base_url,
-            "--bos-endpoint", fake.base_url, *FAST, env=env,
-        )  # fmt: skip
-        digest = fake.simulator.file_of(1).digest()
+    run, digests = await download_run(tmp_path, ("storage",), bos_endpoint_by="flag")
     assert run.code == 0, run.stderr
     (record,) = run.records
-    assert record["file"]["sha256"] == digest.sha256_hex
+    assert record["file"]["sha256"] == digests[1].sha256_hex
     assert "1 export in " in run.stderr and "1 file," in run.stderr

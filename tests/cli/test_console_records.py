@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from statuses import make_status
 
 from qianfan_export_wait.console.records import RECORD_KEYS, json_line, outcome_record
 from qianfan_export_wait.errors import InvalidRequestError
-from qianfan_export_wait.models import parse_export_status
 
 
 def strict_json(line: str) -> Any:
@@ -23,7 +23,7 @@ def strict_json(line: str) -> Any:
 
 
 def record_with_result(**fields: Any) -> dict[str, Any]:
-    status = parse_export_status({"result": {"exportID": 96, "state": "Done", **fields}})
+    status = make_status(96, "Done", log_id=None, **fields)
     return outcome_record(96, "done", status, None, 1, 0.5)
 
 

@@ -24,10 +24,17 @@ from hardening_support import (
     CliRun,
     cli_env,
     run_cli,
-    success_body,
     unused_port,
 )
-from scripted_server import MakeClient, Responder, ScriptedServer, answer, reset_connection
+from scripted_server import (
+    MakeClient,
+    Responder,
+    ScriptedServer,
+    answer,
+    recording_server,
+    reset_connection,
+)
+from statuses import v1_body
 
 from qianfan_export_wait import (
     AuthError,
@@ -39,7 +46,6 @@ from qianfan_export_wait import (
     PollPolicy,
 )
 from qianfan_export_wait.auth import parse_authorization
-from qianfan_export_wait.client import EXPORT_STATUS_PATH
 from qianfan_export_wait.errors import ApiError, ThrottledError
 from qianfan_export_wait.simulator import FaultRates
 from qianfan_export_wait.testing import SimulatedQianfan, simulated_qianfan
@@ -331,7 +337,7 @@ def _echoes(status: int, shape: str) -> Responder:
         elif shape == "qianfan":
             body = {"error_code": authorization, "error_msg": quoted, "log_id": authorization}
         else:  # an answer about another export, whose id is the header
-            body = success_body(97)
+            body = v1_body(97, documented=True)
             body["result"]["exportIDStr"] = authorization
             body["log_id"] = authorization
         return web.json_response(body, status=status, headers=headers)
@@ -374,25 +380,11 @@ async def test_an_answer_that_echoes_our_headers_shows_neither_access_key_nor_si
 
 
 async def test_cli_against_a_server_that_echoes_our_headers_never_prints_them() -> None:
-    seen: list[str] = []
-
-    async def echo(request: web.Request) -> web.StreamResponse:
-        seen.append(request.headers["Authorization"])
-        return await _echoes(403, "gateway")(request)
-
-    app = web.Application()
-    app.router.add_post(EXPORT_STATUS_PATH, echo)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with recording_server(_echoes(403, "gateway")) as server:
         run = await run_cli(
-            "wait", "1", "2", "--endpoint", base_url, "--verbose", env=verbose_env()
+            "wait", "1", "2", "--endpoint", server.base_url, "--verbose", env=verbose_env()
         )
-    finally:
-        await runner.cleanup()
+    seen = [received.headers["Authorization"] for received in server.requests]
     assert run.code == 77, run.stderr[-2000:]
     assert seen, "the server must have been asked"
     assert_clean(run)

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fakes import FakeDownloader, Request
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -76,9 +77,7 @@ from hypothesis.stateful import (
 from model_support import (
     TERMINAL,
     FakeApi,
-    FakeDownloader,
     LoopClock,
-    Request,
     Timeline,
     VirtualLoop,
     drain,
@@ -286,9 +285,7 @@ class WaiterModel(RuleBasedStateMachine):
             timelines[export_id] = Timeline(changes)
         self.api = FakeApi(self.loop, timelines, max_in_flight)
         if downloads is not None:
-            self.downloader = FakeDownloader(
-                self.loop, delay=DOWNLOAD_DELAY, fail=downloads == "fail"
-            )
+            self.downloader = FakeDownloader(delay=DOWNLOAD_DELAY, fail=downloads == "fail")
 
         self.clock = LoopClock(self.loop)
 
@@ -647,10 +644,9 @@ class WaiterModel(RuleBasedStateMachine):
         """Whether the requests sent in ``[start, end]`` took every slot the rate limit
         had there (a caller whose timeout is shorter than the window has fewer slots than
         exports; one poll handed out just before its caller left still goes)."""
-        sent = sum(1 for r in self.api.requests if start - EPS <= r.sent <= end + EPS)
         rates = [r.rate for r in self.api.requests if start - EPS <= r.sent <= end + EPS]
         rate = min(rates, default=QPS)
-        return sent >= math.floor(rate * (end - start) + EPS)
+        return len(rates) >= math.floor(rate * (end - start) + EPS)
 
     def slowed(self, start: float, end: float) -> bool:
         """Whether the limiter's rate in ``[start, end]`` was too low to send a look for

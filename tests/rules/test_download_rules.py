@@ -6,6 +6,7 @@ import base64
 import hashlib
 
 import pytest
+from statuses import make_status
 from yarl import URL
 
 from qianfan_export_wait.auth import Credentials, sign, uri_encode
@@ -30,15 +31,9 @@ from qianfan_export_wait.errors import (
     LinkExpiredError,
     TransferError,
 )
-from qianfan_export_wait.models import parse_export_status
 
 MD5 = hashlib.md5(b"hello", usedforsecurity=False)
 ETAG = f'"{MD5.hexdigest()}"'
-
-
-def _status(**result: object) -> object:
-    body = {"exportID": 7, "state": "Done", "exportType": "local", **result}
-    return parse_export_status({"log_id": "1", "result": body})
 
 
 @pytest.mark.parametrize(
@@ -71,14 +66,14 @@ def test_export_folder_of_a_hostile_string_id_stays_one_level_down() -> None:
 
 
 def test_local_export_is_fetched_from_its_download_url() -> None:
-    status = _status(downloadUrl="https://bj.bcebos.com/v1/b/dir/res%20ult.csv?authorization=x")
+    status = make_status(7, url="https://bj.bcebos.com/v1/b/dir/res%20ult.csv?authorization=x")
     source = source_for(status)  # type: ignore[arg-type]
     assert isinstance(source, LocalLink)
     assert file_name_for(source, 7) == "res ult.csv"
 
 
 def test_storage_export_is_fetched_from_its_bucket_and_key() -> None:
-    status = _status(exportType="storage", volumeId="bkt", exportPath="a/b/x.zip")
+    status = make_status(7, exportType="storage", volumeId="bkt", exportPath="a/b/x.zip")
     source = source_for(status)  # type: ignore[arg-type]
     assert source == BosObject("bkt", "a/b/x.zip")
     assert file_name_for(source, 7) == "x.zip"
@@ -86,12 +81,12 @@ def test_storage_export_is_fetched_from_its_bucket_and_key() -> None:
 
 def test_export_that_is_not_done_has_no_file() -> None:
     with pytest.raises(DownloadSourceError, match="not Done"):
-        source_for(_status(state="Uploading", downloadUrl="https://h/x"))  # type: ignore[arg-type]
+        source_for(make_status(7, "Uploading", url="https://h/x"))  # type: ignore[arg-type]
 
 
 def test_local_export_without_download_url_is_a_source_error() -> None:
     with pytest.raises(DownloadSourceError, match="downloadUrl"):
-        source_for(_status(downloadUrl=""))  # type: ignore[arg-type]
+        source_for(make_status(7, url=""))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rate_support import max_in_any_second
+from rate_support import WindowServer, max_in_any_second
 
 from qianfan_export_wait._fleet import (
     FleetModel,
@@ -21,7 +21,6 @@ from qianfan_export_wait._fleet import (
 )
 from qianfan_export_wait.redis_limit import mask_url
 from qianfan_export_wait.simulator.config import QpsWindowKind
-from qianfan_export_wait.simulator.limits import QpsWindow
 
 SECOND = 1_000_000.0
 EPOCH = 1.7e15  # Redis's clock in microseconds, about now
@@ -128,16 +127,6 @@ def test_fixed_rate_tickets_count_on_from_the_callers_hint_when_the_state_is_new
 
 
 # --- adaptive -------------------------------------------------------------------------------
-
-
-class WindowServer:
-    """The simulator's own QPS window, sliding or fixed."""
-
-    def __init__(self, limit: int, kind: QpsWindowKind) -> None:
-        self.window = QpsWindow(limit, kind)
-
-    def admit(self, now: float) -> bool:
-        return self.window.try_acquire(now)
 
 
 def drive_fleet(

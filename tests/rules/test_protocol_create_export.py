@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from protocol_support import NOW, body, v1_answer, v2_answer, v2_error
+from protocol_support import NOW
+from statuses import answer_bytes, v1_answer, v2_answer, v2_error
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import (
@@ -191,7 +192,7 @@ def test_success_without_a_usable_id_is_uncertain(
         (503, b"<html>busy</html>"),
         (200, b"{truncated"),
         (200, b""),
-        (200, body({"requestId": "r"})),
+        (200, answer_bytes({"requestId": "r"})),
         (200, b"x" * (protocol.MAX_RESPONSE_BYTES + 1)),
     ],
 )
@@ -211,14 +212,16 @@ def test_v1_answers_that_surely_created_nothing_keep_their_class(
     code: int, error_class: type
 ) -> None:
     with pytest.raises(ApiError) as caught:
-        V1.read(200, {}, body({"error_code": code, "error_msg": "no"}), NOW)
+        V1.read(200, {}, answer_bytes({"error_code": code, "error_msg": "no"}), NOW)
     assert type(caught.value) is error_class
 
 
 @pytest.mark.parametrize("code", [2, 336000, 500000])
 def test_v1_transient_error_code_may_have_created(code: int) -> None:
     with pytest.raises(CreateUncertainError) as caught:
-        V1.read(200, {}, body({"error_code": code, "error_msg": "busy", "log_id": "L"}), NOW)
+        V1.read(
+            200, {}, answer_bytes({"error_code": code, "error_msg": "busy", "log_id": "L"}), NOW
+        )
     assert (caught.value.code, caught.value.log_id) == (code, "L")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from protocol_support import NOW, body, v1_answer, v2_answer, v2_error
+from protocol_support import NOW
+from statuses import answer_bytes, v1_answer, v2_answer, v2_error
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import (
@@ -121,7 +122,7 @@ def test_answer_without_any_id_takes_the_requested_one_or_is_refused() -> None:
 )
 def test_v1_error_code_in_200_body(code: int, error_class: type) -> None:
     with pytest.raises(ApiError) as caught:
-        V1.read(200, {}, body({"error_code": code, "error_msg": "x"}), NOW)
+        V1.read(200, {}, answer_bytes({"error_code": code, "error_msg": "x"}), NOW)
     assert type(caught.value) is error_class
 
 

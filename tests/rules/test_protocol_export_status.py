@@ -6,7 +6,8 @@ import json
 from datetime import datetime
 
 import pytest
-from protocol_support import NOW, body, v1_answer, v2_answer, v2_error
+from protocol_support import NOW
+from statuses import answer_bytes, v1_answer, v1_result, v2_answer, v2_error, v2_result
 
 from qianfan_export_wait import protocol
 from qianfan_export_wait.errors import (
@@ -25,29 +26,13 @@ from qianfan_export_wait.waiting.outcomes import OutcomeKind, kind_for_state
 
 V1 = V1ExportStatus()
 V2 = V2ExportStatus()
-SEED_RESULT = {
-    "id": 305,
-    "exportID": 96,
-    "exportIDStr": "amemt-hkkf5y9e64j8",
-    "state": "Done",
-    "exportType": "storage",
-    "volumeId": "modelrepo-test",
-    "exportPath": "qianfan_modelrepo_offline/workspace/model_eval_result_export/cl_test23_305.csv",
-    "downloadUrl": "",
-}
-
-
-def v2_result(state: str = "Succeeded", **extra: object) -> dict[str, object]:
-    result: dict[str, object] = {
-        "taskId": "amemt-gmq1",
-        "evalId": "ame-eval1",
-        "exportContent": ["prompt", "prediction"],
-        "state": state,
-        "storageType": "sysStorage",
-        "downloadUrl": "https://bj.bcebos.com/qianfan/x.zip?authorization=abc",
-    }
-    result.update(extra)
-    return result
+SEED_RESULT = v1_result(
+    96,
+    "Done",
+    documented=True,
+    exportIDStr="amemt-hkkf5y9e64j8",
+    exportPath="qianfan_modelrepo_offline/workspace/model_eval_result_export/cl_test23_305.csv",
+)
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -133,7 +118,7 @@ def test_v1_states_map_to_phases(state: str, phase: Phase, known: bool) -> None:
     ],
 )
 def test_v1_error_code_in_a_200_body_is_classified(code: object, error_class: type) -> None:
-    payload = body({"error_code": code, "error_msg": "no", "log_id": "L1"})
+    payload = answer_bytes({"error_code": code, "error_msg": "no", "log_id": "L1"})
     with pytest.raises(ApiError) as caught:
         V1.read(200, {}, payload, NOW)
     assert type(caught.value) is error_class
@@ -148,7 +133,7 @@ def test_v1_answer_for_another_export_is_a_format_error() -> None:
 def test_v1_retry_after_date_is_read_against_the_now_passed_in() -> None:
     headers = {"Retry-After": "Fri, 02 Jan 2026 03:04:35 GMT"}
     with pytest.raises(ThrottledError) as caught:
-        V1.read(200, headers, body({"error_code": 18, "error_msg": "qps"}), NOW)
+        V1.read(200, headers, answer_bytes({"error_code": 18, "error_msg": "qps"}), NOW)
     assert caught.value.retry_after == 30.0
 
 
@@ -173,7 +158,7 @@ def test_v1_retry_after_date_is_read_against_the_now_passed_in() -> None:
 def test_v2_states_of_both_vocabularies_are_normalized_and_keep_their_spelling(
     state: str, normalized: ExportState, phase: Phase
 ) -> None:
-    record = V2.read(200, {}, v2_answer(v2_result(state)), NOW, args="amemt-gmq1")
+    record = V2.read(200, {}, v2_answer(v2_result(state=state)), NOW, args="amemt-gmq1")
     assert record.state is normalized
     assert record.phase is phase
     assert record.state_name == state
@@ -182,13 +167,13 @@ def test_v2_states_of_both_vocabularies_are_normalized_and_keep_their_spelling(
 
 
 def test_v2_succeeded_is_terminal_done_to_the_waiter() -> None:
-    record = V2.read(200, {}, v2_answer(v2_result("Succeeded")), NOW)
+    record = V2.read(200, {}, v2_answer(v2_result(state="Succeeded")), NOW)
     assert record.is_terminal
     assert kind_for_state(record.state) is OutcomeKind.DONE
 
 
 def test_v2_unknown_state_reads_as_running_but_flagged() -> None:
-    record = V2.read(200, {}, v2_answer(v2_result("Archiving")), NOW)
+    record = V2.read(200, {}, v2_answer(v2_result(state="Archiving")), NOW)
     assert record.state == "Archiving"
     assert (record.phase, record.state_is_known, record.is_terminal) == (
         Phase.RUNNING,
@@ -293,7 +278,7 @@ def test_v2_retry_after_is_read_in_any_header_case() -> None:
 
 def test_v2_gateway_error_code_in_v1_shape_follows_the_v1_tables() -> None:
     with pytest.raises(ThrottledError):
-        V2.read(200, {}, body({"error_code": 18, "error_msg": "qps", "log_id": "1"}), NOW)
+        V2.read(200, {}, answer_bytes({"error_code": 18, "error_msg": "qps", "log_id": "1"}), NOW)
 
 
 @pytest.mark.parametrize("status", [500, 404, 403])

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rate_support import max_in_any_second
+from rate_support import WindowServer, max_in_any_second
 
 from qianfan_export_wait.ratelimit import (
     AdaptiveRateLimiter,
@@ -54,24 +53,8 @@ def test_fixed_limiter_rejects_a_bad_rate(qps: float) -> None:
         FixedRateLimiter(qps)
 
 
-class SlidingWindowServer:
-    """Accepts at most ``limit`` requests in any one second, like the simulator."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.accepted: collections.deque[float] = collections.deque()
-
-    def admit(self, now: float) -> bool:
-        while self.accepted and self.accepted[0] <= now - 1.0:
-            self.accepted.popleft()
-        if len(self.accepted) >= self.limit:
-            return False
-        self.accepted.append(now)
-        return True
-
-
 def drive(
-    limiter: AdaptiveRateLimiter, server: SlidingWindowServer, seconds: float, rtt: float = 0.005
+    limiter: AdaptiveRateLimiter, server: WindowServer, seconds: float, rtt: float = 0.005
 ) -> tuple[list[float], list[float], list[tuple[float, float]]]:
     """Saturating demand: send whenever the limiter allows; answers arrive ``rtt`` later."""
     now = 0.0
@@ -98,7 +81,7 @@ def drive(
 @pytest.mark.parametrize("limit", [20, 100, 400])
 def test_adaptive_limiter_settles_near_an_unknown_limit_with_few_throttles(limit: int) -> None:
     limiter = AdaptiveRateLimiter()
-    accepted, throttled, _ = drive(limiter, SlidingWindowServer(limit), seconds=60)
+    accepted, throttled, _ = drive(limiter, WindowServer(limit), seconds=60)
     total = len(accepted) + len(throttled)
     assert len(throttled) / total <= 0.05
     settled = [when for when in accepted if when >= 20]
@@ -107,7 +90,7 @@ def test_adaptive_limiter_settles_near_an_unknown_limit_with_few_throttles(limit
 
 def test_adaptive_limiter_grows_exponentially_in_slow_start() -> None:
     limiter = AdaptiveRateLimiter(initial_rate=10)
-    _, throttled, rates = drive(limiter, SlidingWindowServer(10_000), seconds=1.0)
+    _, throttled, rates = drive(limiter, WindowServer(10_000), seconds=1.0)
     assert throttled == []
     assert rates[-1][1] >= 10 * 2**3
 
@@ -142,7 +125,7 @@ def test_adaptive_limiter_recovers_after_a_throttle_with_no_history() -> None:
     limiter = AdaptiveRateLimiter(initial_rate=20)
     ticket = limiter.reserve(0.0).ticket
     limiter.on_throttle(0.01, ticket)  # e.g. another process had used up the account's limit
-    accepted, _, _ = drive(limiter, SlidingWindowServer(100), seconds=40)
+    accepted, _, _ = drive(limiter, WindowServer(100), seconds=40)
     assert limiter.rate >= 50
     assert len([when for when in accepted if when >= 30]) >= 0.5 * 100 * 10
 
@@ -229,7 +212,7 @@ def test_capped_limiter_never_sends_more_than_qps_in_any_second_whatever_the_ans
 
 
 def drive_shared(
-    limiters: list[RateLimiter], server: SlidingWindowServer, seconds: float, rtt: float = 0.02
+    limiters: list[RateLimiter], server: WindowServer, seconds: float, rtt: float = 0.02
 ) -> list[list[tuple[float, bool]]]:
     """Each limiter a process with saturating demand on one account: it sends whenever its
     limiter allows; answers arrive ``rtt`` later. Each process's (sent at, accepted)."""
@@ -264,12 +247,12 @@ def throttled_share(sent: list[list[tuple[float, bool]]], since: float) -> float
 def test_two_fixed_limiters_over_the_account_limit_are_throttled_for_the_whole_run() -> None:
     # The defect --qps had: a fixed rate never slows, so two processes at 20/s on a 25/s
     # account have a third of their requests throttled, second after second.
-    sent = drive_shared([FixedRateLimiter(20), FixedRateLimiter(20)], SlidingWindowServer(25), 30)
+    sent = drive_shared([FixedRateLimiter(20), FixedRateLimiter(20)], WindowServer(25), 30)
     assert throttled_share(sent, since=5) > 0.3
 
 
 def test_two_capped_limiters_over_the_account_limit_back_off_to_a_few_percent_throttled() -> None:
-    sent = drive_shared([CappedRateLimiter(20), CappedRateLimiter(20)], SlidingWindowServer(25), 60)
+    sent = drive_shared([CappedRateLimiter(20), CappedRateLimiter(20)], WindowServer(25), 60)
     assert throttled_share(sent, since=5) < 0.05
     accepted_late = sum(ok for process in sent for when, ok in process if when >= 30)
     assert accepted_late / 30 >= 0.85 * 25  # the account is still used, not starved
@@ -278,11 +261,11 @@ def test_two_capped_limiters_over_the_account_limit_back_off_to_a_few_percent_th
 def test_capped_limiter_returns_to_qps_when_the_throttles_stop() -> None:
     limiter = CappedRateLimiter(20)
     neighbour = FixedRateLimiter(20)
-    server = SlidingWindowServer(25)
+    server = WindowServer(25)
     drive_shared([limiter, neighbour], server, 10)
     assert limiter.rate < 20  # backed off while the neighbour took its share
     # The neighbour stops; the server has room for more than the cap.
-    sent = drive_shared([limiter], SlidingWindowServer(25), 30)
+    sent = drive_shared([limiter], WindowServer(25), 30)
     assert limiter.rate == 20
     late = [when for when, ok in sent[0] if when >= 20 and ok]
     assert len(late) / 10 == pytest.approx(20, rel=0.05)

@@ -7,9 +7,9 @@ import asyncio
 import io
 
 import pytest
+from fakes import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sim_v2_support import FakeClock
 
 from qianfan_export_wait.cli import main
 from qianfan_export_wait.errors import ConfigurationError

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FakeClock
 
 from qianfan_export_wait import ConfigurationError, Credentials
 from qianfan_export_wait.auth import parse_authorization, sign, uri_encode
@@ -30,14 +31,6 @@ VECTOR_FILES = [
     Path(__file__).parents[2] / ".." / "shared" / "vectors" / "bce_auth_v1.json",
     Path(__file__).parents[1] / "vectors" / "bce_auth_v1_generated.json",
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from statuses import make_status
 from tenacity import RetryCallState, wait_fixed
 from tenacity.wait import wait_base
 
@@ -25,7 +26,7 @@ from qianfan_export_wait import (
     TransientError,
     UnexpectedError,
 )
-from qianfan_export_wait.models import ExportStatus, parse_export_status
+from qianfan_export_wait.models import parse_export_status
 from qianfan_export_wait.waiting.core import (
     OUTAGE_AFTER_FAILURES,
     Caller,
@@ -63,12 +64,6 @@ class Recorder(Caller):
     def kind_of(self, export_id: int) -> OutcomeKind:
         (kind,) = [outcome.kind for outcome in self.outcomes if outcome.export_id == export_id]
         return kind
-
-
-def status(export_id: int, state: str) -> ExportStatus:
-    return parse_export_status(
-        {"log_id": "1", "result": {"exportID": export_id, "state": state, "exportType": "local"}}
-    )
 
 
 def subscribe(core: Scheduler, caller: Recorder, ids: Iterable[int], now: float = 0.0) -> None:
@@ -153,7 +148,7 @@ def test_callers_of_one_id_share_its_polls_and_get_the_same_outcome() -> None:
     subscribe(core, first, [7])
     subscribe(core, second, [7], now=3.0)
     (entry,) = take_all(core, 3.0)
-    core.answer(entry, status(7, "Done"), 4.0)
+    core.answer(entry, make_status(7, "Done"), 4.0)
     assert core.requests == 1
     assert (
         [o.kind for o in first.outcomes] == [o.kind for o in second.outcomes] == [OutcomeKind.DONE]
@@ -169,7 +164,7 @@ def test_a_caller_that_leaves_ends_only_its_own_wait() -> None:
     subscribe(core, leaving, [7])
     assert core.leave(leaving) == []
     (entry,) = take_all(core, 0.0)
-    core.answer(entry, status(7, "Done"), 1.0)
+    core.answer(entry, make_status(7, "Done"), 1.0)
     assert staying.kind_of(7) is OutcomeKind.DONE
     assert leaving.outcomes == []
 
@@ -190,11 +185,11 @@ def test_a_caller_with_an_earlier_deadline_gets_a_last_poll_at_it() -> None:
     patient, hurried = Recorder(), Recorder(deadline=4.0)
     subscribe(core, patient, [7])
     (entry,) = take_all(core, 0.0)
-    core.answer(entry, status(7, "Pending"), 0.0)  # next poll at 10
+    core.answer(entry, make_status(7, "Pending"), 0.0)  # next poll at 10
     subscribe(core, hurried, [7], now=1.0)
     assert core.ready_at() == 4.0
     (entry,) = take_all(core, 4.0)
-    core.answer(entry, status(7, "Uploading"), 4.0)
+    core.answer(entry, make_status(7, "Uploading"), 4.0)
     assert hurried.kind_of(7) is OutcomeKind.TIMEOUT
     assert hurried.outcomes[0].status is not None
     assert hurried.outcomes[0].status.state_name == "Uploading"
@@ -244,10 +239,10 @@ def test_the_poll_schedule_is_cut_to_one_last_poll_at_the_deadline() -> None:
     caller = Recorder(deadline=15.0)
     subscribe(core, caller, [1])
     (entry,) = take_all(core, 0.0)
-    core.answer(entry, status(1, "Pending"), 0.0)
+    core.answer(entry, make_status(1, "Pending"), 0.0)
     assert core.ready_at() == 10.0
     (entry,) = take_all(core, 10.0)
-    core.answer(entry, status(1, "Pending"), 10.0)
+    core.answer(entry, make_status(1, "Pending"), 10.0)
     assert core.ready_at() == 15.0
 
 
@@ -260,7 +255,7 @@ def test_state_changes_are_reported_once_each_then_the_outcome() -> None:
     subscribe(core, caller, [1])
     for now, state in ((0, "Pending"), (10, "Pending"), (20, "Uploading"), (30, "Fail")):
         (entry,) = take_all(core, now)
-        core.answer(entry, status(1, state), now)
+        core.answer(entry, make_status(1, state), now)
     assert [(getattr(e, "previous", None), getattr(e, "state", None)) for e in events[:2]] == [
         (None, "Pending"),
         ("Pending", "Uploading"),
@@ -342,7 +337,7 @@ def test_when_the_service_answers_again_every_export_that_saw_errors_is_due_at_o
     fail_in_a_row(core, 0.0, OUTAGE_AFTER_FAILURES)
     probe = core.take(PROBE_MAX_DELAY)
     assert probe is not None
-    core.answer(probe, status(probe.export_id, "Pending"), 6.0)
+    core.answer(probe, make_status(probe.export_id, "Pending"), 6.0)
     assert core.outage is None
     due_now = take_all(core, 6.0)
     # The 7 others that failed (their retry was due at 30) and the 12 never polled.
@@ -385,7 +380,7 @@ def test_scattered_faults_between_answers_are_not_an_outage() -> None:
         entry = core.take(now)
         assert entry is not None
         if step % 3 == 2:
-            core.answer(entry, status(entry.export_id, "Pending"), now)
+            core.answer(entry, make_status(entry.export_id, "Pending"), now)
         else:
             core.answer(entry, FLAKY, now)
     assert core.outage is None
@@ -428,7 +423,7 @@ def test_a_strategy_gets_a_real_retry_call_state_with_outcome_and_elapsed_time()
     subscribe(core, Recorder(started=100.0), [1], now=100.0)
     for now, state in ((100.0, "Pending"), (120.0, "Uploading")):
         (entry,) = take_all(core, now)
-        core.answer(entry, status(1, state), now)
+        core.answer(entry, make_status(1, state), now)
     assert strategy.seen == [(1, "Pending", 0.0), (2, "Uploading", 20.0)]
     assert core.ready_at() == 122.0
 
@@ -461,7 +456,7 @@ def test_counts_cover_the_whole_life_one_per_export() -> None:
         caller = Recorder()
         subscribe(core, caller, [1, 2], now=float(round_))
         for entry in take_all(core, float(round_)):
-            core.answer(entry, status(entry.export_id, "Done"), float(round_))
+            core.answer(entry, make_status(entry.export_id, "Done"), float(round_))
     assert core.total == 6 and core.counts[OutcomeKind.DONE] == 6
     assert core.requests == 6 and core.entries == {} and core.callers == 0
 
@@ -472,7 +467,7 @@ def test_finished_callers_do_not_pile_up_in_the_deadline_heap() -> None:
         caller = Recorder(started=float(number), deadline=float(number) + 3600.0)
         subscribe(core, caller, [number + 1], now=float(number))
         (entry,) = take_all(core, float(number))
-        core.answer(entry, status(number + 1, "Done"), float(number))
+        core.answer(entry, make_status(number + 1, "Done"), float(number))
     assert len(core.book._deadlines) <= 2000
     assert core.next_deadline() == INF
 
@@ -501,9 +496,7 @@ def test_a_packed_status_unpacks_to_the_same_status(
 
 def test_a_new_log_id_is_swapped_in_without_repacking() -> None:
     packer = StatusPacker()
-    status = parse_export_status(
-        {"log_id": "1", "result": {"exportID": 7, "state": "Pending", "exportPath": "a/b.csv"}}
-    )
+    status = make_status(7, "Pending", exportPath="a/b.csv")
     packed = packer.with_log_id(packer.pack(status), "2024")
     assert packer.unpack(packed).log_id == "2024"
     assert dict(packer.unpack(packed).raw) == dict(status.raw)

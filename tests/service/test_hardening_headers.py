@@ -16,7 +16,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
-from waiter_support import make_waiter, status_of
+from fakes import Request, ScriptedClient
+from statuses import make_status
+from waiter_support import make_waiter
 
 from qianfan_export_wait import (
     ExportStatusClient,
@@ -24,7 +26,6 @@ from qianfan_export_wait import (
     OutcomeKind,
     PollPolicy,
 )
-from qianfan_export_wait.client import ClientStats
 from qianfan_export_wait.errors import (
     ConfigurationError,
     ServiceUnavailableError,
@@ -48,23 +49,19 @@ async def _retry_after_a_day(request: web.Request, response: web.StreamResponse)
         response.headers["Retry-After"] = A_DAY
 
 
-class ThrottlingApi:
-    """The export-status API in memory: at most ``qps`` answers in any one second of the
-    virtual clock (a sliding window, as the simulator's), each throttle an
-    ``error_code: 18`` answer with ``Retry-After: 86400`` classified as the client does;
+class ThrottlingApi(ScriptedClient):
+    """The fake status client as the export-status API: at most ``qps`` answers in any
+    one second of the virtual clock (a sliding window, as the simulator's), each throttle
+    an ``error_code: 18`` answer with ``Retry-After: 86400`` classified as the client does;
     export ``i`` of ``n`` is Done from ``10 * i / n`` s on."""
 
     def __init__(self, clock: VirtualClock, *, exports: int, qps: int) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.exports = exports
         self.window = QpsWindow(qps)
-        self.stats = ClientStats()
-        self.sent: list[float] = []
 
-    async def fetch_once(self, export_id: int) -> ExportStatus:
-        now = self.clock.now()
-        self.sent.append(now)
-        self.stats.requests += 1
+    async def answer(self, request: Request) -> ExportStatus:
+        now = request.sent
         if not self.window.try_acquire(now):
             self.stats.throttled += 1
             error = classify_response(
@@ -72,8 +69,8 @@ class ThrottlingApi:
             )
             assert error is not None
             raise error
-        done_at = 10.0 * export_id / self.exports
-        return status_of(export_id, "Done" if now >= done_at else "Running")
+        done_at = 10.0 * request.export_id / self.exports
+        return make_status(request.export_id, "Done" if now >= done_at else "Running")
 
 
 async def test_retry_after_of_a_day_cannot_freeze_the_waiter_at_the_virtual_instant(
@@ -96,7 +93,7 @@ async def test_retry_after_of_a_day_cannot_freeze_the_waiter_at_the_virtual_inst
     paused = [r for r in caplog.records if "Retry-After" in r.getMessage()]
     assert paused and {r.levelno for r in paused} == {logging.WARNING}
     # Never more than max_retry_after between two requests, whatever the header said.
-    gaps = [later - earlier for earlier, later in itertools.pairwise(api.sent)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent for sent, _ in api.calls)]
     assert max(gaps) <= PollPolicy().max_retry_after + 1e-9
 
 

@@ -126,7 +126,7 @@ async def test_an_observer_sees_requests_state_changes_and_each_callers_outcomes
 
 
 async def test_latency_is_measured_on_the_waiters_clock() -> None:
-    from waiter_support import ScriptedClient
+    from fakes import ScriptedClient
 
     from qianfan_export_wait import ExportWaiter
     from qianfan_export_wait.ratelimit import FixedRateLimiter

@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from fakes import FakeClock
+from scripted_server import recording_server
+from statuses import v2_answer, v2_result
 
 from qianfan_export_wait import ExportStatusClient, ExportWaiter
 from qianfan_export_wait.errors import UnknownStateError
@@ -26,24 +29,15 @@ class States:
     async def handle(self, request: web.Request) -> web.Response:
         assert request.query["Action"] == "DescribeEvalResultExportTask"
         task_id = (await request.json())["taskId"]
-        result = {"taskId": task_id, "evalId": "ame-1", "state": self.state[task_id]}
-        return web.json_response({"requestId": "r-1", "result": result})
+        result = v2_result(task_id, self.state[task_id], url=None)
+        return web.Response(body=v2_answer(result), content_type="application/json")
 
 
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[tuple[States, str]]:
     states = States()
-    app = web.Application()
-    app.router.add_post("/v2/eval", states.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield states, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with recording_server(states.handle) as recorder:
+        yield states, recorder.base_url
 
 
 async def test_an_unknown_state_is_logged_once_per_state_counted_and_running(
@@ -70,26 +64,26 @@ async def test_unknown_state_timeout_ends_the_export_after_that_long(
 ) -> None:
     states, base_url = server
     states.state["amemt-a"] = "Archiving"
-    now = [1000.0]
+    clock = FakeClock()
     client = ExportStatusClient(
         generate_credentials(),
         base_url=base_url,
         api="v2",
         unknown_state_timeout=60.0,
-        clock=lambda: now[0],
+        clock=clock,
     )
     async with client:
         await client.get_status("amemt-a")
-        now[0] += 59.0
+        clock.advance(59.0)
         await client.get_status("amemt-a")
         states.state["amemt-a"] = "Running"  # a known state starts the time over
         assert (await client.get_status("amemt-a")).state is ExportState.UPLOADING
         states.state["amemt-a"] = "Archiving"
-        now[0] += 30.0
+        clock.advance(30.0)
         await client.get_status("amemt-a")
-        now[0] += 59.0
+        clock.advance(59.0)
         await client.get_status("amemt-a")
-        now[0] += 1.0
+        clock.advance(1.0)
         with pytest.raises(UnknownStateError, match="unknown_state_timeout=60") as caught:
             await client.get_status("amemt-a")
     assert (caught.value.state, caught.value.export_id) == ("Archiving", "amemt-a")

@@ -8,8 +8,10 @@ import itertools
 from typing import Any
 
 import pytest
+from fakes import Answer, ScriptedClient
+from statuses import make_status
 from tenacity import wait_exponential, wait_fixed
-from waiter_support import Answer, ScriptedClient, make_waiter, status_of
+from waiter_support import make_waiter
 
 from qianfan_export_wait import (
     AuthError,
@@ -360,9 +362,9 @@ async def test_a_large_run_keeps_each_last_status_compactly_and_gives_it_back_wh
     assert len(report.timed_out) == 10_003
     for export_id in (1, 5000, 10_000, *strings):
         status = report[export_id].status
-        assert status == status_of(export_id, "Uploading")
+        assert status == make_status(export_id, "Uploading")
         assert status is not None and dict(status.raw) == dict(
-            status_of(export_id, "Uploading").raw
+            make_status(export_id, "Uploading").raw
         )
         assert status.log_id == "1"
 

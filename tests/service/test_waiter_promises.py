@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fakes import Answer, FakeDownloader
 from tenacity import wait_fixed
-from waiter_support import Answer, make_waiter
+from waiter_support import make_waiter
 
 from qianfan_export_wait import OutcomeKind, PollPolicy
 from qianfan_export_wait.ratelimit import FixedRateLimiter
@@ -96,22 +97,9 @@ async def test_a_handle_cancelled_as_its_poll_is_handed_out_frees_the_slot() -> 
     assert outcome.kind is OutcomeKind.DONE
 
 
-class _HeldDownloads:
-    """A downloader whose downloads wait until released."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.started = 0
-
-    async def download(self, status, *, refresh):  # type: ignore[no-untyped-def]
-        self.started += 1
-        await self.gate.wait()
-        return None
-
-
 @pytest.mark.filterwarnings("ignore:ExportWaiter\\(downloader=:DeprecationWarning")
 async def test_a_download_cancelled_before_it_first_ran_leaves_no_trace() -> None:
-    files = _HeldDownloads()
+    files = FakeDownloader(gate=asyncio.Event())
     waiter, _, _ = make_waiter({1: ["Done"]}, policy=SLOW, downloader=files)
     stream = waiter.as_completed([1], timeout=None)
     stream._start()
@@ -283,4 +271,4 @@ async def test_a_closed_waiter_owns_no_task_and_starts_none() -> None:
 
 def test_a_waiter_that_fetches_files_itself_is_deprecated() -> None:
     with pytest.warns(DeprecationWarning, match=r"download_each"):
-        make_waiter({1: ["Done"]}, policy=SLOW, downloader=_HeldDownloads())
+        make_waiter({1: ["Done"]}, policy=SLOW, downloader=FakeDownloader())

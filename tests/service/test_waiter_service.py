@@ -8,8 +8,10 @@ import gc
 from typing import Any
 
 import pytest
+from fakes import Answer, Request, ScriptedClient
+from statuses import make_status
 from tenacity import RetryCallState, wait_fixed
-from waiter_support import Answer, ScriptedClient, make_waiter, status_of
+from waiter_support import make_waiter
 
 from qianfan_export_wait import (
     AuthError,
@@ -292,8 +294,7 @@ async def test_a_limiter_that_raises_ends_every_wait_as_error_and_the_waiter_rec
 
 
 class ClosedClient(ScriptedClient):
-    async def fetch_once(self, export_id: int | str) -> ExportStatus:
-        self.calls.append((self.clock.now(), export_id))
+    async def answer(self, request: Request) -> ExportStatus:
         raise RuntimeError("Session is closed")
 
 
@@ -318,7 +319,7 @@ class GetStatusOnly:
 
     async def get_status(self, export_id: int | str) -> ExportStatus:
         self.asked.append(export_id)
-        return status_of(export_id, "Done")
+        return make_status(export_id, "Done")
 
 
 async def test_any_object_with_async_get_status_is_a_client() -> None:

@@ -1,7 +1,8 @@
 """Helpers shared by ``test_cli.py``, ``test_client.py``, ``test_simulator.py`` and the
-``test_hardening_*`` files: a documented status body, the command line as a subprocess
-with a controlled environment, a raw TCP server that answers with any bytes at all, and
-a recording HTTP server. Everything listens on 127.0.0.1 only."""
+``test_hardening_*`` files: the command line as a subprocess
+with a controlled environment, and a raw TCP server that answers with any bytes at all
+(the recording HTTP server is ``scripted_server.recording_server``). Everything listens
+on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -14,10 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiohttp import web
-
-from qianfan_export_wait.client import EXPORT_STATUS_PATH
 
 CLI = (sys.executable, "-m", "qianfan_export_wait")
 SECRET_KEY = "SK-do-not-leak-9f27c1d0e4b8"
@@ -189,72 +186,3 @@ async def raw_server(respond: RawResponder) -> AsyncIterator[RawServer]:
             task.cancel()
         await asyncio.gather(*raw.tasks, return_exceptions=True)
         await server.wait_closed()
-
-
-RESULT_FIELDS = (
-    "id",
-    "idStr",
-    "exportID",
-    "exportIDStr",
-    "state",
-    "exportType",
-    "volumeId",
-    "exportPath",
-    "downloadUrl",
-)
-"""The fields of a status ``result``, as API.md documents them."""
-
-
-def success_body(export_id: int | str = 96, state: str = "Done") -> dict[str, Any]:
-    """A documented success body for ``export_id`` (either id form)."""
-    return {
-        "log_id": "2340692759",
-        "result": {
-            "id": 305,
-            "exportID": export_id if isinstance(export_id, int) else 305,
-            "exportIDStr": export_id if isinstance(export_id, str) else f"amemt-{export_id:012d}",
-            "state": state,
-            "exportType": "storage",
-            "volumeId": "modelrepo-test",
-            "exportPath": "a/b.csv",
-            "downloadUrl": "",
-        },
-    }
-
-
-@dataclass
-class RecordingServer:
-    """An aiohttp server that records every request and answers with ``answer``."""
-
-    answer: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
-    received: list[dict[str, Any]] = field(default_factory=list)
-    base_url: str = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.received.append({"path": request.path, "headers": dict(request.headers), "body": body})
-        if self.answer is not None:
-            return await self.answer(request)
-        return web.json_response(success_body(json.loads(body)["exportID"]))
-
-
-@asynccontextmanager
-async def recording_server(
-    answer: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
-    host: str = "127.0.0.1",
-) -> AsyncIterator[RecordingServer]:
-    """A ``RecordingServer`` on ``host`` (a loopback address) for the block."""
-    recorder = RecordingServer(answer)
-    app = web.Application()
-    app.router.add_route("*", EXPORT_STATUS_PATH, recorder.handle)
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    recorder.base_url = f"http://{host}:{port}"
-    try:
-        yield recorder
-    finally:
-        await runner.cleanup()

@@ -1,5 +1,6 @@
 """The world of tests/properties/test_waiter_model.py: an event loop whose time is virtual,
-a clock on it, and a scripted fake API and downloader that log every request.
+a clock on it, and the fake status client (``fakes.ScriptedClient``) configured to answer
+from each export's timeline (``FakeApi``); the downloader is ``fakes.FakeDownloader``.
 
 ``VirtualLoop`` is a discrete-event loop: its ``time()`` is a number the test moves, so every
 timer (``asyncio.sleep``, ``call_later``) fires at its exact virtual time. The test lets the
@@ -14,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from qianfan_export_wait.errors import DownloadError, ThrottledError, TransientError
-from qianfan_export_wait.models import ExportStatus, parse_export_status
+from fakes import Request, ScriptedClient
+from statuses import make_status
+
+from qianfan_export_wait.errors import ThrottledError, TransientError
+from qianfan_export_wait.models import ExportStatus
 from qianfan_export_wait.waiting import MonotonicClock
 
 TERMINAL = ("Done", "Fail")
@@ -126,13 +129,6 @@ async def run_until(loop: VirtualLoop, target: float) -> None:
 # -- the fake API ---------------------------------------------------------------------------
 
 
-def status_of(export_id: int, state: str) -> ExportStatus:
-    """A fresh status object (its identity tells which answer an outcome carries)."""
-    return parse_export_status(
-        {"log_id": "1", "result": {"exportID": export_id, "state": state, "exportType": "local"}}
-    )
-
-
 @dataclass
 class Timeline:
     """An export's true state over virtual time: ``changes`` as (from time, state), sorted."""
@@ -147,49 +143,36 @@ class Timeline:
         return state
 
 
-@dataclass
-class Request:
-    """One request the fake API received, and what became of it."""
-
-    seq: int
-    export_id: int
-    sent: float
-    ended: float = math.inf  # answered, failed or cancelled
-    state: str | None = None  # the state answered, if a status was answered
-    status: ExportStatus | None = None
-    fault: str | None = None  # "throttle", "throttle-retry-after", "transient", "outage"
-    retry_after: float | None = None
-    cancelled: bool = False
-    rate: float = math.inf  # the waiter's limiter rate when the request came in
-
-
-@dataclass
-class FakeApi:
-    """Answers each export from its ``Timeline`` (the state when the request arrives), with
-    faults queued per export (throttles, transient errors), outages (every request fails)
-    and slow answers (an answer held for some virtual seconds). Logs every request."""
-
-    loop: VirtualLoop
-    timelines: dict[int, Timeline]
-    max_in_flight: int
-    requests: list[Request] = field(default_factory=list)
-    faults: dict[int, list[str]] = field(default_factory=dict)
-    holds: dict[int, list[float]] = field(default_factory=dict)
-    outage_until: float = -math.inf
-    outages: list[tuple[float, float]] = field(default_factory=list)
-    in_flight: int = 0
-    # Violations seen while a request came in (checked by the model's invariants).
-    violations: list[str] = field(default_factory=list)
-    # Exports that nobody wanted at the last quiet moment (set by the model): a request
-    # for one of them is a poll nobody asked for.
-    unwanted: set[int] = field(default_factory=set)
-    # When in-flight was at max_in_flight: (from, to) spans.
-    saturated: list[list[float]] = field(default_factory=list)
-    on_request: Callable[[Request], None] | None = None
-    # The waiter's current limiter rate (set by the model), logged with each request.
-    rate_now: Callable[[], float] | None = None
+class FakeApi(ScriptedClient):
+    """The fake status client configured for the model: answers each export from its
+    ``Timeline`` (the state when the request arrives), with faults queued per export
+    (throttles, transient errors), outages (every request fails) and slow answers (an
+    answer held for some virtual seconds); notes in-flight overruns, polls nobody wanted
+    and when the in-flight budget was full."""
 
     RETRY_AFTER = 1.0
+
+    def __init__(self, loop: VirtualLoop, timelines: dict[int, Timeline], max_in_flight: int):
+        super().__init__(self)  # its own clock: now() reads the loop's time
+        self.loop = loop
+        self.timelines = timelines
+        self.max_in_flight = max_in_flight
+        self.faults: dict[int, list[str]] = {}
+        self.holds: dict[int, list[float]] = {}
+        self.outage_until = -math.inf
+        self.outages: list[tuple[float, float]] = []
+        # Violations seen while a request came in (checked by the model's invariants).
+        self.violations: list[str] = []
+        # Exports that nobody wanted at the last quiet moment (set by the model): a request
+        # for one of them is a poll nobody asked for.
+        self.unwanted: set[int] = set()
+        # When in-flight was at max_in_flight: (from, to) spans.
+        self.saturated: list[list[float]] = []
+        # The waiter's current limiter rate (set by the model), logged with each request.
+        self.rate_now: Callable[[], float] | None = None
+
+    def now(self) -> float:
+        return self.loop.virtual_now
 
     def in_flight_for(self, export_id: int) -> int:
         return sum(1 for r in self.requests if r.export_id == export_id and r.ended == math.inf)
@@ -199,14 +182,10 @@ class FakeApi:
         self.outage_until = max(self.outage_until, now + seconds)
         self.outages.append((now, now + seconds))
 
-    async def fetch_once(self, export_id: int) -> ExportStatus:
-        loop = self.loop
-        now = loop.virtual_now
-        request = Request(len(self.requests), export_id, now)
+    def arrived(self, request: Request) -> None:
+        now = request.sent
         if self.rate_now is not None:
             request.rate = self.rate_now()
-        self.requests.append(request)
-        self.in_flight += 1
         if self.in_flight > self.max_in_flight:
             self.violations.append(
                 f"P4: {self.in_flight} requests in flight at t={now:g} "
@@ -214,42 +193,40 @@ class FakeApi:
             )
         if self.in_flight == self.max_in_flight:
             self.saturated.append([now, math.inf])
-        if export_id in self.unwanted:
+        if request.export_id in self.unwanted:
             self.violations.append(
-                f"P4: export {export_id} polled at t={now:g} though no caller wanted it"
+                f"P4: export {request.export_id} polled at t={now:g} though no caller wanted it"
             )
-        try:
-            holds = self.holds.get(export_id)
-            hold = holds.pop(0) if holds else 0.0
-            faults = self.faults.get(export_id)
-            fault = faults.pop(0) if faults else None
-            if now < self.outage_until:
-                fault = "outage"
-            if hold > 0:
-                await asyncio.sleep(hold)
-            request.ended = loop.virtual_now
-            if fault is not None:
-                request.fault = fault
-                if fault == "throttle":
-                    raise ThrottledError("HTTP 429 QPS limit", http_status=429)
-                if fault == "throttle-retry-after":
-                    request.retry_after = self.RETRY_AFTER
-                    raise ThrottledError(
-                        "HTTP 429 QPS limit", http_status=429, retry_after=self.RETRY_AFTER
-                    )
-                raise TransientError("HTTP 502 bad gateway", http_status=502)
-            state = self.timelines[export_id].state_at(now)
-            request.state = state
-            request.status = status_of(export_id, state)
-            return request.status
-        except asyncio.CancelledError:
-            request.cancelled = True
-            request.ended = loop.virtual_now
-            raise
-        finally:
-            if self.in_flight == self.max_in_flight and self.saturated:
-                self.saturated[-1][1] = loop.virtual_now
-            self.in_flight -= 1
+
+    def leaving(self, request: Request) -> None:
+        if self.in_flight == self.max_in_flight and self.saturated:
+            self.saturated[-1][1] = self.loop.virtual_now
+
+    async def answer(self, request: Request) -> ExportStatus:
+        export_id = request.export_id
+        holds = self.holds.get(export_id)
+        hold = holds.pop(0) if holds else 0.0
+        faults = self.faults.get(export_id)
+        fault = faults.pop(0) if faults else None
+        if request.sent < self.outage_until:
+            fault = "outage"
+        if hold > 0:
+            await asyncio.sleep(hold)
+        request.ended = self.loop.virtual_now
+        if fault is not None:
+            request.fault = fault
+            if fault == "throttle":
+                raise ThrottledError("HTTP 429 QPS limit", http_status=429)
+            if fault == "throttle-retry-after":
+                request.retry_after = self.RETRY_AFTER
+                raise ThrottledError(
+                    "HTTP 429 QPS limit", http_status=429, retry_after=self.RETRY_AFTER
+                )
+            raise TransientError("HTTP 502 bad gateway", http_status=502)
+        state = self.timelines[export_id].state_at(request.sent)
+        request.state = state
+        request.status = make_status(export_id, state)
+        return request.status
 
     def saturated_during(self, start: float, end: float) -> bool:
         return any(a <= end and b >= start for a, b in self.saturated)
@@ -264,25 +241,3 @@ class FakeApi:
             if r.sent <= end and hold_end >= start:
                 return True
         return any(a <= end and b >= start for a, b in self.outages)
-
-
-@dataclass
-class FakeDownloader:
-    """Fetches a Done export's "file" after ``delay`` virtual seconds; logs what it does."""
-
-    loop: VirtualLoop
-    delay: float = 0.5
-    fail: bool = False
-    active: int = 0
-    started: int = 0
-
-    async def download(self, status: ExportStatus, **_: Any) -> Any:
-        self.active += 1
-        self.started += 1
-        try:
-            await asyncio.sleep(self.delay)
-            if self.fail:
-                raise DownloadError("the fake file was refused", export_id=status.export_id)
-            return {"export_id": status.export_id, "fetched": True}
-        finally:
-            self.active -= 1

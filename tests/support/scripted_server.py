@@ -1,22 +1,26 @@
-"""A scripted stand-in for Qianfan on 127.0.0.1, for the client's tests: it records every
-request exactly as it arrived and checks its ``Authorization`` the way Qianfan would:
-recomputed from the method, path, query and the signed headers as received (``Host`` with
-its port), inside a time window of the server's own clock. The ``server`` and
-``make_client`` fixtures (conftest.py) serve it."""
+"""The one scripted stand-in for Qianfan over HTTP (aiohttp on a loopback address): it
+records every request exactly as it arrived and, given credentials, checks its
+``Authorization`` the way Qianfan would: recomputed from the method, path, query and the
+signed headers as received (``Host`` with its port), inside a time window of the server's
+own clock. The ``server`` and ``make_client`` fixtures (conftest.py) serve it for the
+client's tests; ``recording_server`` serves it without credentials (nothing checked, every
+path answered) for the command line's and the hardening tests."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import json
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from hardening_support import success_body
 from multidict import CIMultiDict
+from statuses import v1_body
 
 from qianfan_export_wait.auth import Credentials, parse_authorization, sign
 from qianfan_export_wait.client import EXPORT_STATUS_PATH, ExportStatusClient
@@ -31,6 +35,7 @@ __all__ = [
     "answer",
     "bce_error",
     "cut_off_body",
+    "recording_server",
     "reset_connection",
 ]
 
@@ -55,19 +60,25 @@ class Received:
 
 @dataclass
 class ScriptedServer:
-    """A stand-in for Qianfan: verifies signatures, records requests, answers as scripted."""
+    """A stand-in for Qianfan: records requests, verifies their signatures (when it has
+    ``credentials``), answers from ``script`` in order, then every request with ``answer``,
+    else with a documented success for the asked id (or RequestExpired when signed out of
+    the time window)."""
 
-    credentials: Credentials
+    credentials: Credentials | None
     clock_offset: float = 0.0
     requests: list[Received] = field(default_factory=list)
     script: list[Responder] = field(default_factory=list)
+    answer: Responder | None = None
     signature_problems: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
+    host: str = "127.0.0.1"
+    scheme: str = "http"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def now(self) -> float:
         return time.time() + self.clock_offset
@@ -78,6 +89,7 @@ class ScriptedServer:
 
     def signature_problem(self, received: Received) -> str | None:
         """Why the request's Authorization is not valid for the bytes received, if it is not."""
+        assert self.credentials is not None
         try:
             parts = parse_authorization(received.headers.get("Authorization", ""))
         except ValueError as exc:
@@ -116,20 +128,48 @@ class ScriptedServer:
             body=await request.read(),
         )
         self.requests.append(received)
-        problem = self.signature_problem(received)
-        if problem is not None:
-            self.signature_problems.append(problem)
-            return bce_error(400, "SignatureDoesNotMatch")
+        if self.credentials is not None:
+            problem = self.signature_problem(received)
+            if problem is not None:
+                self.signature_problems.append(problem)
+                return bce_error(400, "SignatureDoesNotMatch")
         if self.script:
             return await self.script.pop(0)(request)
-        if self.is_expired(received):
+        if self.answer is not None:
+            return await self.answer(request)
+        if self.credentials is not None and self.is_expired(received):
             return bce_error(400, "RequestExpired", date=self.now())
         export_id = json.loads(received.body)["exportID"]
-        return web.json_response(success_body(export_id))
+        return web.json_response(v1_body(export_id, documented=True))
 
     async def hang(self) -> None:
         """Wait until the test ends (or the client goes away and the handler is cancelled)."""
         await asyncio.wait_for(self.release.wait(), timeout=10)
+
+
+@asynccontextmanager
+async def recording_server(
+    answer: Responder | None = None,
+    host: str = "127.0.0.1",
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[ScriptedServer]:
+    """A ``ScriptedServer`` without credentials (it checks no signature) answering every
+    path with ``answer``, on ``host`` (a loopback address; https with ``ssl_context``) for
+    the block."""
+    recorder = ScriptedServer(None, answer=answer, host=host)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
+    await site.start()
+    recorder.port = runner.addresses[0][1]
+    recorder.scheme = "http" if ssl_context is None else "https"
+    try:
+        yield recorder
+    finally:
+        recorder.release.set()
+        await runner.cleanup()
 
 
 def bce_error(status: int, code: str, *, date: float | None = None) -> web.Response:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from fakes import FakeClock
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -23,19 +24,6 @@ V1_EVALUATION = "/wenxinworkshop/modelrepo/eval/detail"
 V1_CREATE = "/wenxinworkshop/modelrepo/eval/result/export"
 V2_EVAL = "/v2/eval"
 SIGNED = ("content-type", "host", "x-bce-date")
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

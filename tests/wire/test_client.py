@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hardening_support import success_body
 from scripted_server import (
     MIB,
     MakeClient,
@@ -26,6 +25,7 @@ from scripted_server import (
     cut_off_body,
     reset_connection,
 )
+from statuses import v1_body
 
 from qianfan_export_wait import client as client_module
 from qianfan_export_wait.auth import Credentials
@@ -97,7 +97,7 @@ async def test_connection_is_reused_between_requests(
 
     async def remember_peer(request: web.Request) -> web.StreamResponse:
         seen.add(request.transport)
-        return web.json_response(success_body(96))
+        return web.json_response(v1_body(96, documented=True))
 
     server.then(remember_peer, remember_peer, remember_peer)
     for _ in range(3):
@@ -154,7 +154,9 @@ ERROR_CASES: list[Any] = [
     pytest.param(
         answer({"result": {"exportID": 96, "state": 3}}), ResponseFormatError, id="state-as-int"
     ),
-    pytest.param(answer(success_body(97)), UnexpectedAnswerError, id="answer-for-another-export"),
+    pytest.param(
+        answer(v1_body(97, documented=True)), UnexpectedAnswerError, id="answer-for-another-export"
+    ),
 ]
 
 
@@ -192,7 +194,7 @@ async def test_server_slower_than_request_timeout_is_transient(
 ) -> None:
     async def sleep_past_timeout(request: web.Request) -> web.StreamResponse:
         await server.hang()
-        return web.json_response(success_body())
+        return web.json_response(v1_body(documented=True))
 
     server.then(sleep_past_timeout)
     started = time.monotonic()
@@ -267,7 +269,7 @@ async def test_complete_two_mib_body_is_refused(
 async def test_gzip_body_expanding_past_the_limit_is_refused(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:
-    padded = success_body(96)
+    padded = v1_body(96, documented=True)
     padded["result"]["padding"] = "x" * (2 * MIB)
     compressed = gzip.compress(json.dumps(padded).encode("utf-8"))
     assert len(compressed) < MAX_RESPONSE_BYTES // 10

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aioresponses import aioresponses
-from hardening_support import success_body
 from multidict import CIMultiDict
 from scripted_server import DEFAULT_URL, Received, ScriptedServer
+from statuses import v1_body
 from tenacity import wait_none
 
 from qianfan_export_wait.auth import Credentials
@@ -61,7 +61,7 @@ def _aioresponses_client(credentials: Credentials, **options: Any) -> ExportStat
 
 async def test_aioresponses_request_is_signed_for_default_host(credentials: Credentials) -> None:
     with aioresponses() as mocked:
-        _mock_post(mocked, payload=success_body(96))
+        _mock_post(mocked, payload=v1_body(96, documented=True))
         async with _aioresponses_client(credentials) as client:
             await client.get_status(96)
         [calls] = mocked.requests.values()

@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from statuses import make_status
 from tenacity import wait_none
 
 from qianfan_export_wait.auth import Credentials
@@ -33,15 +34,8 @@ from qianfan_export_wait.errors import (
     DownloadTimeoutError,
     DownloadTooLargeError,
 )
-from qianfan_export_wait.models import ExportStatus, parse_export_status
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _status(url: str, export_id: int = 7, **fields: Any) -> ExportStatus:
-    result = {"exportID": export_id, "state": "Done", "exportType": "local", "downloadUrl": url}
-    result.update(fields)
-    return parse_export_status({"result": result})
 
 
 async def _serve(handler: Handler) -> TestServer:
@@ -95,7 +89,7 @@ async def test_dripping_body_ends_at_the_stall_timeout_and_is_not_retried(
     async with _downloader(tmp_path, stall_timeout=0.3) as downloader:
         async with asyncio.timeout(20):  # a hang guard only: the old code dripped on
             with pytest.raises(DownloadTimeoutError) as caught:
-                await downloader.download(_status(url))
+                await downloader.download(make_status(7, url=url, log_id=None))
     assert caught.value.code == "Stalled"
     assert caught.value.reason == "timeout"
     assert requests == [""]
@@ -116,7 +110,7 @@ async def test_endless_body_stops_at_max_bytes_and_leaves_nothing(
     async with _downloader(tmp_path, max_bytes=1_000_000) as downloader:
         async with asyncio.timeout(20):  # hang guard: the old code read on for ever
             with pytest.raises(DownloadTooLargeError, match="max_bytes=1000000"):
-                await downloader.download(_status(url))
+                await downloader.download(make_status(7, url=url, log_id=None))
     assert _files(tmp_path) == []
 
 
@@ -129,9 +123,9 @@ async def test_declared_size_over_max_bytes_is_refused_before_a_byte_is_written(
     url = await serve(big)
     async with _downloader(tmp_path, max_bytes=4999) as downloader:
         with pytest.raises(DownloadTooLargeError, match="5000 bytes"):
-            await downloader.download(_status(url))
+            await downloader.download(make_status(7, url=url, log_id=None))
     async with _downloader(tmp_path, max_bytes=5000) as downloader:
-        record = await downloader.download(_status(url))
+        record = await downloader.download(make_status(7, url=url, log_id=None))
     assert record.bytes == 5000
 
 
@@ -153,7 +147,9 @@ async def test_callers_deadline_ends_a_silent_transfer_and_keeps_its_partial(
     async with _downloader(tmp_path, stall_timeout=3600) as downloader:
         async with asyncio.timeout(20):  # hang guard
             with pytest.raises(DownloadTimeoutError) as caught:
-                await downloader.download(_status(url), deadline=loop.time() + 0.3)
+                await downloader.download(
+                    make_status(7, url=url, log_id=None), deadline=loop.time() + 0.3
+                )
     assert caught.value.code == "Deadline"
     assert caught.value.export_id == 7
     part = tmp_path / "7" / ".export.csv.part"
@@ -175,7 +171,7 @@ async def test_deep_json_note_is_dropped_not_a_recursion_error(
     (folder / ".export.csv.part").write_bytes(b"junk")
     (folder / ".export.csv.part.json").write_text("[" * 100_000 + "]" * 100_000)
     async with _downloader(tmp_path) as downloader:
-        record = await downloader.download(_status(url))
+        record = await downloader.download(make_status(7, url=url, log_id=None))
     assert (folder / "export.csv").read_bytes() == body
     assert record.sha256 == hashlib.sha256(body).hexdigest()
 
@@ -197,7 +193,7 @@ async def test_a_corrupt_zip_is_an_unsafe_archive_error_not_bad_zip_file(
     url = server.replace("export.csv", "export.zip")
     async with _downloader(tmp_path, extract=True) as downloader:
         with pytest.raises(DownloadError) as caught:
-            await downloader.download(_status(url))
+            await downloader.download(make_status(7, url=url, log_id=None))
     assert isinstance(caught.value.__cause__, zipfile.BadZipFile)
     assert not (tmp_path / "7" / "export").exists()
 
@@ -207,7 +203,9 @@ async def test_a_folder_that_cannot_be_made_is_a_download_error(tmp_path: Path) 
     blocker.write_text("not a folder")
     async with _downloader(blocker / "below") as downloader:
         with pytest.raises(DownloadError) as caught:
-            await downloader.download(_status("http://127.0.0.1:9/export.csv"))
+            await downloader.download(
+                make_status(7, url="http://127.0.0.1:9/export.csv", log_id=None)
+            )
     assert isinstance(caught.value.__cause__, OSError)
 
 
@@ -239,9 +237,10 @@ def test_any_status_gives_a_record_or_a_download_error(
     """Whatever a status names, ``download`` raises only ``DownloadError`` subclasses;
     every request goes to a closed port on 127.0.0.1."""
     port = _closed_port()
-    status = _status(
-        f"http://127.0.0.1:{port}/{url_tail}",
+    status = make_status(
         export_id,
+        url=f"http://127.0.0.1:{port}/{url_tail}",
+        log_id=None,
         exportType=export_type,
         volumeId=volume_id,
         exportPath=export_path,
@@ -268,7 +267,7 @@ async def test_closed_downloader_refuses_to_work_and_opens_no_session(tmp_path: 
         pass
     assert downloader.closed
     with pytest.raises(DownloaderClosedError, match="aclose"):
-        await downloader.download(_status("http://127.0.0.1:9/export.csv"))
+        await downloader.download(make_status(7, url="http://127.0.0.1:9/export.csv", log_id=None))
     assert downloader._session is None
     with pytest.raises(ClientClosedError):
         async with downloader:
@@ -284,7 +283,9 @@ async def test_closed_downloader_on_a_callers_session_stays_closed(tmp_path: Pat
         await downloader.aclose()
         assert not session.closed  # the caller's session is the caller's
         with pytest.raises(DownloaderClosedError):
-            await downloader.download(_status("http://127.0.0.1:9/export.csv"))
+            await downloader.download(
+                make_status(7, url="http://127.0.0.1:9/export.csv", log_id=None)
+            )
 
 
 # -- verify_record_on_disk: the CLI's --resume check of a done record ---------------------

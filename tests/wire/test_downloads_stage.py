@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fakes import FakeDownloader
 from tenacity import wait_none
 from waiter_support import make_waiter
 
@@ -68,27 +69,9 @@ async def test_download_each_reports_a_failed_file_and_goes_on(tmp_path: Path) -
     assert done.record is None and isinstance(done.error, ChecksumError)
 
 
-class _Held:
-    """A downloader whose downloads wait until cancelled."""
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.cancelled = 0
-        self.changed = asyncio.Event()
-
-    async def until_started(self, count: int) -> None:
-        while self.started < count:
-            self.changed.clear()
-            await self.changed.wait()
-
-    async def download(self, status: object) -> None:
-        self.started += 1
-        self.changed.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            self.cancelled += 1
-            raise
+def _held() -> FakeDownloader:
+    """A downloader whose downloads wait until cancelled (its gate never opens)."""
+    return FakeDownloader(gate=asyncio.Event())
 
 
 async def outcomes_of(waiter: ExportWaiter, ids: list[int]) -> AsyncIterator[ExportOutcome]:
@@ -98,7 +81,7 @@ async def outcomes_of(waiter: ExportWaiter, ids: list[int]) -> AsyncIterator[Exp
 
 async def test_leaving_download_each_early_stops_its_downloads_and_leaves_no_task() -> None:
     waiter, _, _ = make_waiter({1: ["Fail"], 2: ["Done"], 3: ["Done"]})
-    held = _Held()
+    held = _held()
     before = asyncio.all_tasks()
     async with waiter:
         each = download_each(outcomes_of(waiter, [1, 2, 3]), held, queued=4)  # type: ignore[arg-type]
@@ -112,7 +95,7 @@ async def test_leaving_download_each_early_stops_its_downloads_and_leaves_no_tas
 
 async def test_an_error_of_the_stream_is_raised_and_the_downloads_stop() -> None:
     waiter, _, _ = make_waiter({1: ["Done"]})
-    held = _Held()
+    held = _held()
 
     async def broken() -> AsyncIterator[ExportOutcome]:
         async for outcome in outcomes_of(waiter, [1]):
@@ -129,7 +112,7 @@ async def test_an_error_of_the_stream_is_raised_and_the_downloads_stop() -> None
 
 async def test_a_stage_cancelled_reports_each_file_interrupted() -> None:
     waiter, _, _ = make_waiter({1: ["Done"], 2: ["Done"]})
-    held = _Held()
+    held = _held()
     reported: list[Downloaded] = []
     async with waiter:
         stage = DownloadStage(held, reported.append, queued=2)  # type: ignore[arg-type]
@@ -143,7 +126,7 @@ async def test_a_stage_cancelled_reports_each_file_interrupted() -> None:
 @pytest.mark.parametrize("queued", [0, -1])
 def test_a_stage_of_no_room_is_refused_naming_the_value(queued: int) -> None:
     with pytest.raises(ValueError, match=f"queued.*{queued}"):
-        DownloadStage(_Held(), print, queued=queued)  # type: ignore[arg-type]
+        DownloadStage(_held(), print, queued=queued)  # type: ignore[arg-type]
 
 
 # -- waiter.refresh: one status, inside the waiter's limiter -------------------------------

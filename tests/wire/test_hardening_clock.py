@@ -18,9 +18,11 @@ import time
 
 import pytest
 from aiohttp import web
-from hardening_support import http_response, raw_server, recording_server, success_body
+from hardening_support import http_response, raw_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_server import recording_server
+from statuses import v1_body
 
 from qianfan_export_wait import (
     AuthError,
@@ -114,7 +116,7 @@ async def test_request_expired_again_after_the_resync_is_an_auth_error_not_a_loo
             with pytest.raises(AuthError, match="RequestExpired"):
                 await client.get_status(1)
     assert client.stats.clock_resyncs == 1
-    assert len(server.received) == 2
+    assert len(server.requests) == 2
 
 
 async def test_requests_signed_before_another_learnt_the_offset_are_resent_not_refused() -> None:
@@ -151,7 +153,7 @@ class ExpiredOnce:
             writer.write(http_response(payload, status=400, headers=headers))
         else:
             export_id = json.loads(body)["exportID"]
-            writer.write(http_response(json.dumps(success_body(export_id)).encode()))
+            writer.write(http_response(json.dumps(v1_body(export_id, documented=True)).encode()))
         await writer.drain()
 
 

@@ -18,11 +18,10 @@ from aiohttp import web
 from hardening_support import (
     ACCESS_KEY,
     SECRET_KEY,
-    RecordingServer,
     cli_env,
-    recording_server,
     run_cli,
 )
+from scripted_server import ScriptedServer, recording_server
 
 from qianfan_export_wait import (
     ApiError,
@@ -64,22 +63,12 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest_asyncio.fixture
-async def https_server(self_signed: tuple[Path, Path]) -> AsyncIterator[RecordingServer]:
+async def https_server(self_signed: tuple[Path, Path]) -> AsyncIterator[ScriptedServer]:
     cert, key = self_signed
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    recorder = RecordingServer()
-    app = web.Application()
-    app.router.add_post(EXPORT_STATUS_PATH, recorder.handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    recorder.base_url = f"https://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with recording_server(ssl_context=context) as recorder:
         yield recorder
-    finally:
-        await runner.cleanup()
 
 
 async def tls_failure(base_url: str, trusted: Path | None = None) -> TlsError:
@@ -93,37 +82,37 @@ async def tls_failure(base_url: str, trusted: Path | None = None) -> TlsError:
 
 
 async def test_self_signed_certificate_is_refused_as_untrusted_and_nothing_is_sent(
-    https_server: RecordingServer,
+    https_server: ScriptedServer,
 ) -> None:
     error = await tls_failure(https_server.base_url)
     assert error.problem == "untrusted_certificate"
     assert "not trusted (self-signed certificate)" in str(error)
     assert "SSL_CERT_FILE" in str(error)
-    assert https_server.received == []
+    assert https_server.requests == []
 
 
 async def test_certificate_for_another_name_is_refused_as_a_hostname_mismatch(
-    https_server: RecordingServer, self_signed: tuple[Path, Path]
+    https_server: ScriptedServer, self_signed: tuple[Path, Path]
 ) -> None:
     # The certificate is for IP 127.0.0.1 only: reached as "localhost", it names another host.
     localhost = https_server.base_url.replace("127.0.0.1", "localhost")
     error = await tls_failure(localhost, trusted=self_signed[0])
     assert error.problem == "hostname_mismatch"
     assert "certificate is for another host name" in str(error)
-    assert https_server.received == []
+    assert https_server.requests == []
 
 
 async def test_https_to_a_plain_http_port_is_refused_as_not_tls() -> None:
     async with recording_server() as plain:
         error = await tls_failure(plain.base_url.replace("http://", "https://"))
-        assert plain.received == []
+        assert plain.requests == []
     assert error.problem == "not_tls"
     assert "does not speak TLS" in str(error)
     assert "authentication" not in str(error)
 
 
 async def test_self_signed_server_answers_a_client_that_trusts_its_certificate(
-    https_server: RecordingServer, self_signed: tuple[Path, Path]
+    https_server: ScriptedServer, self_signed: tuple[Path, Path]
 ) -> None:
     # The control for the test above: the server works; only verification stops the client.
     trusting = ssl.create_default_context(cafile=str(self_signed[0]))
@@ -131,11 +120,11 @@ async def test_self_signed_server_answers_a_client_that_trusts_its_certificate(
         client = ExportStatusClient(CREDENTIALS, base_url=https_server.base_url, session=session)
         status = await client.get_status(96)
     assert status.export_id == 96
-    assert len(https_server.received) == 1
+    assert len(https_server.requests) == 1
 
 
 async def test_cli_refuses_a_self_signed_certificate_and_sends_nothing(
-    https_server: RecordingServer,
+    https_server: ScriptedServer,
 ) -> None:
     run = await run_cli("status", "96", "--endpoint", https_server.base_url)
     assert run.code == 77
@@ -143,26 +132,26 @@ async def test_cli_refuses_a_self_signed_certificate_and_sends_nothing(
     assert "TLS failed" in run.stderr
     assert "authentication failed" not in run.stderr
     assert "--ca-bundle FILE" in run.stderr
-    assert https_server.received == []
+    assert https_server.requests == []
 
 
 async def test_cli_trusts_a_certificate_given_with_ca_bundle(
-    https_server: RecordingServer, self_signed: tuple[Path, Path]
+    https_server: ScriptedServer, self_signed: tuple[Path, Path]
 ) -> None:
     run = await run_cli(
         "wait", "96", "--endpoint", https_server.base_url, "--ca-bundle", str(self_signed[0])
     )
     assert run.code == 0, run.stderr
-    assert len(https_server.received) == 1
+    assert len(https_server.requests) == 1
 
 
 async def test_cli_trusts_a_certificate_named_by_ssl_cert_file(
-    https_server: RecordingServer, self_signed: tuple[Path, Path]
+    https_server: ScriptedServer, self_signed: tuple[Path, Path]
 ) -> None:
     environment = cli_env(SSL_CERT_FILE=str(self_signed[0]))
     run = await run_cli("status", "96", "--endpoint", https_server.base_url, env=environment)
     assert run.code == 0, run.stderr
-    assert len(https_server.received) == 1
+    assert len(https_server.requests) == 1
 
 
 @pytest.mark.parametrize(
@@ -180,7 +169,7 @@ async def test_cli_refuses_a_bad_ca_bundle_naming_the_flag_before_any_request(
         )
     assert run.code == 64
     assert f"--ca-bundle '{bundle}' {problem}" in run.stderr
-    assert server.received == []
+    assert server.requests == []
 
 
 # --- plain http -----------------------------------------------------------------------------
@@ -222,10 +211,10 @@ async def test_redirect_is_not_followed_and_authorization_stays_home(
                 async with session.post(origin.base_url + EXPORT_STATUS_PATH, json={}) as reply:
                     assert await reply.text() == "reached"
     assert caught.value.http_status == status
-    assert len(origin.received) == 2
-    assert "Authorization" in origin.received[0]["headers"]
-    assert len(elsewhere.received) == 1, "only the control request may arrive"
-    assert "Authorization" not in elsewhere.received[0]["headers"]
+    assert len(origin.requests) == 2
+    assert "Authorization" in origin.requests[0].headers
+    assert len(elsewhere.requests) == 1, "only the control request may arrive"
+    assert "Authorization" not in elsewhere.requests[0].headers
 
 
 async def test_waiter_ends_a_redirected_export_as_an_error_and_finishes_the_rest() -> None:
@@ -236,7 +225,7 @@ async def test_waiter_ends_a_redirected_export_as_an_error_and_finishes_the_rest
             if export_id % 2:
                 location = elsewhere.base_url + EXPORT_STATUS_PATH
                 return web.Response(status=307, headers={"Location": location})
-            return await RecordingServer().handle(request)
+            return await ScriptedServer(None).handle(request)
 
         async with recording_server(redirect_odd_ids) as origin:
             async with ExportStatusClient(CREDENTIALS, base_url=origin.base_url) as client:
@@ -245,7 +234,7 @@ async def test_waiter_ends_a_redirected_export_as_an_error_and_finishes_the_rest
     assert {i: report[i].kind for i in range(1, 11)} == {
         i: OutcomeKind.ERROR if i % 2 else OutcomeKind.DONE for i in range(1, 11)
     }
-    assert elsewhere.received == []
+    assert elsewhere.requests == []
 
 
 # --- proxies --------------------------------------------------------------------------------
@@ -264,7 +253,7 @@ async def test_proxy_variables_in_the_environment_are_ignored() -> None:
             requests = fake.stats.total_requests
     assert run.code == 0, run
     assert requests == 2
-    assert proxy.received == []
+    assert proxy.requests == []
 
 
 async def test_connection_refused_is_an_error_outcome_not_a_crash() -> None:

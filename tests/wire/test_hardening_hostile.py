@@ -20,15 +20,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from hardening_support import (
-    RESULT_FIELDS,
     RawServer,
     http_response,
     raw_server,
     run_cli,
-    success_body,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from statuses import RESULT_FIELDS, v1_body
 from tenacity import wait_none
 from waiter_support import make_waiter
 
@@ -122,7 +121,9 @@ JSON_VALUES = st.recursive(
 def near_documented_bodies(draw: st.DrawFn) -> Any:
     """A documented success body with any field replaced by any JSON value, dropped, or
     joined by an ``error_code``; or any JSON value at all."""
-    body: dict[str, Any] = success_body(96, draw(st.sampled_from(["Done", "Fail", "Pending"])))
+    body: dict[str, Any] = v1_body(
+        96, draw(st.sampled_from(["Done", "Fail", "Pending"])), documented=True
+    )
     result = body["result"]
     for name in draw(st.lists(st.sampled_from(RESULT_FIELDS), unique=True, max_size=4)):
         if draw(st.booleans()):
@@ -177,7 +178,7 @@ async def test_any_bytes_body_gives_the_status_asked_for_or_a_qianfan_error(
 
 
 def _with_result(**fields: Any) -> bytes:
-    body = success_body(96)
+    body = v1_body(96, documented=True)
     body["result"].update(fields)
     return json.dumps(body).encode("utf-8")
 
@@ -403,7 +404,7 @@ async def test_waiter_gives_every_good_and_hostile_id_one_outcome() -> None:
         export_id = json.loads(body)["exportID"]
         hostile = HOSTILE_BY_ID.get(export_id)
         if hostile is None:
-            writer.write(http_response(json.dumps(success_body(export_id)).encode()))
+            writer.write(http_response(json.dumps(v1_body(export_id, documented=True)).encode()))
         elif isinstance(hostile, bytes):
             writer.write(http_response(hostile))
         else:
@@ -441,7 +442,7 @@ class AnswersForAnotherExport:
         export_id = json.loads(body)["exportID"]
         polls = self.polls[export_id] = self.polls.get(export_id, 0) + 1
         about = export_id if self.wrong is not None and polls > self.wrong else export_id + 1000
-        writer.write(http_response(json.dumps(success_body(about)).encode()))
+        writer.write(http_response(json.dumps(v1_body(about, documented=True)).encode()))
         await writer.drain()
 
 

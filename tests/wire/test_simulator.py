@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hardening_support import RESULT_FIELDS
 from multidict import CIMultiDictProxy
+from statuses import RESULT_FIELDS
 from yarl import URL
 
 from qianfan_export_wait import (
