@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -431,13 +430,7 @@ class ExportStatusClient(_Signing):
                     logger.debug("POST %s %r -> HTTP %d", request.target, args, status)
                 received_at = self._clock()
                 try:
-                    record = operation.read(
-                        status,
-                        headers,
-                        payload,
-                        datetime.fromtimestamp(received_at, UTC),
-                        args=args,
-                    )
+                    record = operation.read(status, headers, payload, received_at, args=args)
                 except ThrottledError as error:
                     stats.throttled += 1
                     error.scrub(self._hidden)
@@ -461,7 +454,9 @@ class ExportStatusClient(_Signing):
                     raise
                 stats.succeeded += 1
                 if watch:
-                    self._watch(args, record)  # type: ignore[arg-type]
+                    state = record.state  # type: ignore[attr-defined]
+                    if self._unknown.since or not isinstance(state, ExportState):
+                        self._watch(args, record)  # type: ignore[arg-type]
                 return record
         except TransientError:
             if attempts <= 1:

@@ -19,22 +19,23 @@ class UnknownStates:
     export that reported it), and with ``give_up_after`` says when an export has stayed
     in such states that many seconds."""
 
-    __slots__ = ("_since", "counts", "give_up_after")
+    __slots__ = ("counts", "give_up_after", "since")
 
     def __init__(self, *, give_up_after: float | None = None) -> None:
         check_number("unknown_state_timeout", give_up_after, allow_none=True, inclusive=True)
         self.give_up_after = None if give_up_after is None else float(give_up_after)
         self.counts: dict[str, int] = {}
-        self._since: dict[ExportId, float] = {}
+        self.since: dict[ExportId, float] = {}
+        """When each export timed now first answered an unknown state (empty: none is)."""
 
     @property
     def tracking(self) -> bool:
         """Whether some export is being timed in an unknown state."""
-        return bool(self._since)
+        return bool(self.since)
 
     def known(self, export_id: ExportId) -> None:
         """``export_id`` answered a known state: its time in unknown states starts over."""
-        self._since.pop(export_id, None)
+        self.since.pop(export_id, None)
 
     def seen(
         self, export_id: ExportId, status: ExportStatus, now: float
@@ -55,10 +56,10 @@ class UnknownStates:
         self.counts[state] += 1
         if self.give_up_after is None:
             return None
-        since = self._since.setdefault(export_id, now)
+        since = self.since.setdefault(export_id, now)
         if now - since < self.give_up_after:
             return None
-        del self._since[export_id]
+        del self.since[export_id]
         return UnknownStateError(
             f"export {export_id!r} stayed in unknown state(s) for {now - since:g} s "
             f"(last: {state!r}), more than unknown_state_timeout={self.give_up_after:g} s",

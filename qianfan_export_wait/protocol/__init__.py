@@ -6,7 +6,7 @@ query that is signed with it, the JSON body) after checking the arguments
 headers, body, now)`` turns an answer into a record or raises the classified
 ``QianfanError`` (throttle, transient, auth, invalid; for creates, ``CreateUncertainError``
 when the create may have happened). Nothing here opens a socket, awaits or reads a clock:
-the caller passes ``now``.
+the caller passes ``now`` (an aware ``datetime``, or POSIX seconds such as ``time.time()``).
 
 =================  ======================================  ==========================
 call               V1                                      V2 (``POST /v2/eval``)

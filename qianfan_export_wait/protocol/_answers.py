@@ -4,8 +4,9 @@ Pure code: no I/O, no clock (``now`` is passed in)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .._json import loads as json_loads
@@ -45,13 +46,27 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def check_now(now: object) -> datetime:
-    """``now`` if it is an aware datetime, else ``ConfigurationError``."""
-    if not isinstance(now, datetime) or now.tzinfo is None:
-        raise ConfigurationError(
-            f"now is {describe_value(now)}; expected an aware datetime (the caller's clock)"
-        )
-    return now
+Now = datetime | float
+"""The caller's clock when an answer came: an aware ``datetime``, or POSIX seconds (a
+``time.time()`` reading, turned into a datetime only if an error needs one)."""
+
+
+def check_now(now: object) -> Now:
+    """``now`` if it is an aware datetime or finite POSIX seconds (as a float), else
+    ``ConfigurationError``."""
+    if isinstance(now, datetime) and now.tzinfo is not None:
+        return now
+    if isinstance(now, (int, float)) and not isinstance(now, bool) and math.isfinite(now):
+        return float(now)
+    raise ConfigurationError(
+        f"now is {describe_value(now)}; expected an aware datetime or POSIX seconds "
+        "(the caller's clock)"
+    )
+
+
+def as_datetime(now: Now) -> datetime:
+    """``now`` (checked by ``check_now``) as an aware datetime."""
+    return now if isinstance(now, datetime) else datetime.fromtimestamp(now, UTC)
 
 
 def check_status(status: object) -> int:
@@ -85,7 +100,7 @@ def decode(status: int, body: bytes) -> tuple[Any, str | None]:
 
 
 def v1_error(
-    status: int, decoded: Any, decode_problem: str | None, headers: Mapping[str, str], now: datetime
+    status: int, decoded: Any, decode_problem: str | None, headers: Mapping[str, str], now: Now
 ) -> ApiError | None:
     """The error a V1 answer carries (``error_code`` in the body first, then BCE's header
     and the HTTP status, as ``classify.classify_response``), ``Retry-After`` read at ``now``."""
@@ -94,7 +109,7 @@ def v1_error(
     if error is None and 300 <= status < 400:
         error = ApiError(f"unexpected redirect (HTTP {status}) not followed", http_status=status)
     if error is not None:
-        error.retry_after = parse_retry_after(header(headers, "Retry-After"), now)
+        error.retry_after = parse_retry_after(header(headers, "Retry-After"), as_datetime(now))
         return error
     if decode_problem is not None:
         return ResponseFormatError(decode_problem, http_status=status)
@@ -213,7 +228,7 @@ def _is_error_code(value: object) -> bool:
 
 
 def v2_error(
-    status: int, decoded: Any, decode_problem: str | None, headers: Mapping[str, str], now: datetime
+    status: int, decoded: Any, decode_problem: str | None, headers: Mapping[str, str], now: Now
 ) -> ApiError | None:
     """The error a V2 answer carries: ``code``/``message``/``requestId`` in the body (or a
     V1-style ``error_code``), ``X-Bce-Error-Code``, then the HTTP status."""
@@ -247,7 +262,7 @@ def v2_error(
         log_id=None if log_id is None else _clean_text(log_id, 64),
         http_status=status,
         bce_error_code=code if isinstance(code, str) else None,
-        retry_after=parse_retry_after(header(headers, "Retry-After"), now),
+        retry_after=parse_retry_after(header(headers, "Retry-After"), as_datetime(now)),
         server_date=_parse_http_date(header(headers, "Date")),
     )
 
@@ -329,15 +344,13 @@ def uncertain(error: ApiError, operation: str) -> ApiError:
 # --- one answer, either generation ------------------------------------------------------
 
 
-def decoded_answer(
-    api: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
-) -> Any:
+def decoded_answer(api: str, status: int, headers: Mapping[str, str], body: bytes, now: Now) -> Any:
     """The decoded JSON of a success answer of generation ``api``, after checking the
     caller's arguments; the answer's classified error is raised instead."""
     if type(status) is not int or not 100 <= status <= 999:
         status = check_status(status)  # not a status code: raises
-    if type(now) is not datetime or now.tzinfo is None:
-        now = check_now(now)  # a subclass passes; a naive or non-datetime raises
+    if type(now) is not float or not math.isfinite(now):
+        now = check_now(now)  # an aware datetime or POSIX seconds passes; the rest raises
     decoded, problem = decode(status, body)
     if (
         api == "v1"
@@ -354,7 +367,7 @@ def decoded_answer(
 
 
 def answer_result(
-    api: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    api: str, status: int, headers: Mapping[str, str], body: bytes, now: Now
 ) -> tuple[Any, str | None]:
     """``result`` and the log/request id of a success answer of generation ``api``;
     the answer's classified error is raised instead."""
@@ -363,7 +376,7 @@ def answer_result(
 
 
 def create_result(
-    api: str, status: int, headers: Mapping[str, str], body: bytes, now: datetime
+    api: str, status: int, headers: Mapping[str, str], body: bytes, now: Now
 ) -> tuple[Any, str | None]:
     """``answer_result`` for a create: an error that may have followed a create is
     raised as ``CreateUncertainError`` (see ``uncertain``)."""

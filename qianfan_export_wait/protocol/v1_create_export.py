@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ..errors import ConfigurationError, CreateUncertainError
 from ..models import ExportId, describe_value
 from . import _create
 from ._common import (
+    Now,
     Request,
     create_result,
     id_argument,
@@ -121,7 +121,7 @@ class V1CreateExport:
         status: int,
         headers: Mapping[str, str],
         body: bytes,
-        now: datetime,
+        now: Now,
         *,
         args: V1CreateExportArgs | None = None,
     ) -> CreatedExport:

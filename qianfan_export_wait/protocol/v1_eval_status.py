@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from ..models import ExportId
 from ._common import (
+    Now,
     Request,
     answer_result,
     id_argument,
@@ -46,7 +46,7 @@ class V1EvalStatus:
         status: int,
         headers: Mapping[str, str],
         body: bytes,
-        now: datetime,
+        now: Now,
         *,
         args: ExportId | None = None,
     ) -> EvalStatus:

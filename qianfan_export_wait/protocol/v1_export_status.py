@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from ..errors import ResponseFormatError, UnexpectedAnswerError
 from ..models import (
@@ -21,7 +20,7 @@ from ..models import (
     describe_value,
     parse_export_status,
 )
-from ._common import Request, decoded_answer, id_argument, json_body
+from ._common import Now, Request, decoded_answer, id_argument, json_body
 
 __all__ = ["PATH", "V1ExportStatus"]
 
@@ -47,7 +46,7 @@ class V1ExportStatus:
         status: int,
         headers: Mapping[str, str],
         body: bytes,
-        now: datetime,
+        now: Now,
         *,
         args: ExportId | None = None,
     ) -> ExportStatus:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ..errors import ConfigurationError, CreateUncertainError
@@ -21,6 +20,7 @@ from ..models import describe_value
 from . import _create
 from ._common import (
     V2_EVAL_PATH,
+    Now,
     Request,
     create_result,
     json_body,
@@ -93,7 +93,7 @@ class V2CreateExport:
         status: int,
         headers: Mapping[str, str],
         body: bytes,
-        now: datetime,
+        now: Now,
         *,
         args: V2CreateExportArgs | None = None,
     ) -> CreatedExport:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from ._common import (
     V2_EVAL_PATH,
+    Now,
     Request,
     answer_result,
     json_body,
@@ -54,7 +54,7 @@ class V2EvalStatus:
         status: int,
         headers: Mapping[str, str],
         body: bytes,
-        now: datetime,
+        now: Now,
         *,
         args: str | None = None,
     ) -> EvalStatus:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from ..errors import ResponseFormatError, UnexpectedAnswerError
 from ..models import ExportState, ExportStatus, describe_value
 from ._common import (
     V2_EVAL_PATH,
+    Now,
     Request,
     answer_result,
     json_body,
@@ -96,7 +96,7 @@ class V2ExportStatus:
         status: int,
         headers: Mapping[str, str],
         body: bytes,
-        now: datetime,
+        now: Now,
         *,
         args: str | None = None,
     ) -> ExportStatus:

@@ -117,7 +117,7 @@ def answer(
             )
         )
     if entry.deadline > now or core.expire_callers_of(entry, now):
-        if entry.look is None:
+        if entry.look is None and entry.deadline < inf:
             core.replan(entry)  # a later caller's deadline, if any, is owed a look
         attempt = entry.attempt = entry.attempt + 1
         due = now + core.poll_schedule.delay(attempt, started=entry.started, now=now, result=status)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from protocol_support import NOW
@@ -135,6 +136,32 @@ def test_v1_retry_after_date_is_read_against_the_now_passed_in() -> None:
     with pytest.raises(ThrottledError) as caught:
         V1.read(200, headers, answer_bytes({"error_code": 18, "error_msg": "qps"}), NOW)
     assert caught.value.retry_after == 30.0
+
+
+@pytest.mark.parametrize("operation", [V1, V2])
+@pytest.mark.parametrize("offset", [-86_400.0, -1.5, 0.0, 29.25, 3_000.0])
+def test_now_as_posix_seconds_reads_retry_after_as_the_same_datetime(
+    operation: Any, offset: float
+) -> None:
+    headers = {"Retry-After": "Fri, 02 Jan 2026 03:04:35 GMT"}
+    body = (
+        answer_bytes({"error_code": 18, "error_msg": "qps"})
+        if operation is V1
+        else v2_error("RequestRateLimitExceeded")
+    )
+    seconds = NOW.timestamp() + offset
+    found = []
+    for now in (seconds, datetime.fromtimestamp(seconds, UTC)):
+        with pytest.raises(ThrottledError) as caught:
+            operation.read(429 if operation is V2 else 200, headers, body, now)
+        found.append(caught.value.retry_after)
+    assert found[0] == found[1] == min(max(30.0 - offset, 0.0), 3600.0)
+
+
+@pytest.mark.parametrize("now", [True, float("nan"), float("inf"), "1700000000", None])
+def test_a_now_that_is_no_clock_reading_is_refused_before_reading(now: object) -> None:
+    with pytest.raises(ConfigurationError, match="expected an aware datetime or POSIX seconds"):
+        V1.read(200, {}, v1_answer(SEED_RESULT), now)  # type: ignore[arg-type]
 
 
 # --- V2 answers -----------------------------------------------------------------------------
