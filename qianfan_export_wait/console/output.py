@@ -71,6 +71,7 @@ class LineWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.error: OSError | None = None
+        self._reported = False  # on_failure has run in the loop: waiters may go on
         self.written = 0
 
     def start(self, on_failure: Callable[[OSError], object] | None = None) -> LineWriter:
@@ -152,7 +153,10 @@ class LineWriter:
     async def _wait_until(self, most: int) -> None:
         while True:
             with self._condition:
-                if self.error is not None or len(self._queue) + self._in_hand <= most:
+                if self.error is not None:
+                    if self._reported or self._loop is None or self._loop.is_closed():
+                        return
+                elif len(self._queue) + self._in_hand <= most:
                     return
                 if self._thread is None:
                     return
@@ -203,14 +207,20 @@ class LineWriter:
             self.error = error
             self._queue.clear()
             self._in_hand = 0
-            waiters, self._waiters = self._waiters, []
-        self._call_in_loop(self._report_failure, error, waiters)
+        self._call_in_loop(self._report_failure, error)
 
-    def _report_failure(self, error: OSError, waiters: list[asyncio.Future[None]]) -> None:
-        # In the loop, before anyone waiting for the writer goes on.
-        if self._on_failure is not None:
-            self._on_failure(error)
-        _wake(waiters)
+    def _report_failure(self, error: OSError) -> None:
+        # In the loop, before anyone waiting for the writer goes on: a waiter that saw the
+        # error before this ran would act as if stdout were fine (print the summary after
+        # the reader went away, exit 0 instead of 141).
+        try:
+            if self._on_failure is not None:
+                self._on_failure(error)
+        finally:
+            with self._condition:
+                self._reported = True
+                waiters, self._waiters = self._waiters, []
+            _wake(waiters)
 
     def _call_in_loop(self, callback: Callable[..., object], *args: object) -> None:
         loop = self._loop

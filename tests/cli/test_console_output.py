@@ -112,6 +112,28 @@ async def test_a_reader_that_goes_away_ends_the_writing_with_broken_pipe(
     assert writer.backlog == 0
 
 
+async def test_nobody_waiting_for_the_writer_goes_on_before_its_failure_is_reported(
+    pipe: tuple[int, int],
+) -> None:
+    # The CLI once printed its summary after the reader of stdout went away (and exited
+    # 141 only later): drain saw the error before on_failure had run in the loop.
+    read_end, write_end = pipe
+    os.close(read_end)
+    failures: list[OSError] = []
+    with os.fdopen(os.dup(write_end), "w") as stdout:
+        writer = LineWriter(stdout).start(on_failure=failures.append)
+        writer.write("nobody reads this")
+        give_up = time.monotonic() + 10
+        while writer.error is None and time.monotonic() < give_up:
+            time.sleep(0.001)  # noqa: ASYNC251 (on purpose: the report must not run yet)
+        assert isinstance(writer.error, BrokenPipeError)
+        assert failures == []
+        async with asyncio.timeout(10):  # inline, as the CLI's drain() at the end runs
+            drained = await writer.drain()
+        assert not drained
+        assert failures == [writer.error]  # reported before anyone waiting went on
+
+
 async def test_a_write_that_fails_is_reported_with_its_error() -> None:
     failures: list[OSError] = []
     with os.fdopen(os.open("/dev/full", os.O_WRONLY), "w") as full:
